@@ -1,0 +1,3 @@
+from hubscore.cli import app
+
+app(prog_name="hubscore")

@@ -1,0 +1,133 @@
+"""The run folder contract: `manifest.json` beside `model.onnx` and `encoders.json`.
+
+A run folder is the only thing that crosses from training to scoring; nothing is pickled.
+`export.py` writes it, `score.py` reads it through `read_manifest`, which checks the format
+version and the sha256 of every listed file before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hubscore.errors import ArtifactError
+
+FORMAT_VERSION = 1
+"""Version of the run-folder layout and of `manifest.json`.
+
+Bump it when a reader of the previous version would misread a new folder: a renamed or
+retyped manifest field, a new required file, a change of ONNX input/output layout or of the
+encoder spec's meaning. Keep a reader and a golden folder (tests/golden/) for every old one.
+"""
+SUPPORTED_FORMAT_VERSIONS = (1,)
+
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.onnx"
+ENCODERS_FILE = "encoders.json"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a run folder holds and how to feed its model."""
+
+    model_version: str
+    model_kind: str
+    created_at: str
+    hubscore_version: str
+    features: list[dict[str, str]]
+    """Input columns the scorer needs, in order: [{"name": ..., "dtype": ...}]."""
+    onnx_input: str
+    onnx_output: str
+    files: dict[str, str]
+    """sha256 of every file the scorer reads, by file name."""
+    target: dict[str, Any]
+    """target, horizon_days, lookback_days, recent_days: the windows the features used."""
+    decision_threshold: float
+    confidence_bands: dict[str, float]
+    """Lower probability bounds of the "high" and "medium" bands; below "medium" is "low"."""
+    feature_distributions: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    verification: dict[str, Any] = field(default_factory=dict)
+    training_data: dict[str, Any] = field(default_factory=dict)
+    library_versions: dict[str, str] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Return the input column names in model order."""
+        return [f["name"] for f in self.features]
+
+    def to_json(self) -> str:
+        """Serialise with sorted keys so identical runs give identical bytes."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+
+def sha256_file(path: Path) -> str:
+    """Return the hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(run_dir: Path, manifest: Manifest) -> Path:
+    """Write `manifest.json` into `run_dir` (the folder is staged, so no temp file here)."""
+    path = run_dir / MANIFEST
+    path.write_text(manifest.to_json(), encoding="utf-8")
+    return path
+
+
+def read_manifest(run_dir: Path, *, verify: bool = True) -> Manifest:
+    """Load and check a run folder's manifest; with `verify`, check every file's sha256."""
+    path = run_dir / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(
+            f"{run_dir} is not a hubscore run folder: {MANIFEST} is missing",
+            hint="pass --model DIR pointing at a folder written by hubscore train",
+        )
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(
+            f"{path} is not valid JSON: {exc}", hint="retrain or restore it"
+        ) from None
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if version not in SUPPORTED_FORMAT_VERSIONS:
+        raise ArtifactError(
+            f"{path} has format_version {version!r}; this hubscore reads "
+            f"{', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}",
+            hint="score with the hubscore version that trained it, or retrain",
+        )
+    manifest = _manifest_from_dict(raw, path)
+    if verify:
+        verify_files(run_dir, manifest)
+    return manifest
+
+
+def verify_files(run_dir: Path, manifest: Manifest) -> None:
+    """Refuse a run folder whose files are missing or differ from their recorded sha256."""
+    for name, expected in sorted(manifest.files.items()):
+        file = run_dir / name
+        if not file.is_file():
+            raise ArtifactError(f"{file} is missing", hint="restore the whole run folder")
+        actual = sha256_file(file)
+        if actual != expected:
+            raise ArtifactError(
+                f"{file} does not match its manifest: sha256 {actual[:12]}…, "
+                f"expected {expected[:12]}…",
+                hint="the file was changed or truncated; restore the run folder or retrain",
+            )
+
+
+def _manifest_from_dict(raw: dict[str, Any], path: Path) -> Manifest:
+    try:
+        return Manifest(**raw)
+    except TypeError as exc:
+        raise ArtifactError(
+            f"{path} does not match format_version {raw['format_version']}: {exc}",
+            hint="retrain with this hubscore version",
+        ) from None

@@ -1,0 +1,92 @@
+"""Atomic outputs and run locks, so cron never leaves a half-written file behind.
+
+Every output is written to a temp name in its own folder (same filesystem, so the rename is
+atomic) and renamed over the target only after it is complete. Temp names carry a fixed
+marker, so a run killed with SIGKILL leaves litter that the next run recognises and removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from hubscore.errors import LockHeldError
+
+TEMP_MARKER = ".hubscore-tmp-"
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}{TEMP_MARKER}"
+
+
+def remove_stale_temps(target: Path) -> int:
+    """Delete temp files and folders a killed run left beside `target`; return how many."""
+    removed = 0
+    for stale in target.parent.glob(f"{_temp_prefix(target)}*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_file(target: Path) -> Iterator[Path]:
+    """Yield a temp path beside `target`; rename it over `target` only if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target)
+    fd, name = tempfile.mkstemp(prefix=_temp_prefix(target), dir=target.parent)
+    os.close(fd)
+    temp = Path(name)
+    try:
+        yield temp
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temp folder beside `target`; rename it to `target` only if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target)
+    temp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), dir=target.parent))
+    try:
+        yield temp
+        os.rename(temp, target)
+    finally:
+        if temp.exists():
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def replace_symlink(link: Path, target: str) -> None:
+    """Point `link` at `target` atomically (a new link renamed over the old one)."""
+    temp = link.parent / f"{_temp_prefix(link)}link"
+    temp.unlink(missing_ok=True)
+    temp.symlink_to(target)
+    os.replace(temp, link)
+
+
+@contextlib.contextmanager
+def exclusive_lock(target: Path) -> Iterator[None]:
+    """Hold an flock on `<target>.lock`; the kernel releases it even after SIGKILL."""
+    lock_path = target.parent / f".{target.name}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockHeldError(
+                f"another hubscore run is writing {target} (lock {lock_path} is held)",
+                hint="wait for it to finish; the lock is released when that process exits",
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

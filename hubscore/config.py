@@ -1,0 +1,294 @@
+"""Frozen configuration read from YAML, environment variables and flags.
+
+Precedence, lowest first: the packaged default, `--config FILE`, `HUBSCORE_<SECTION>_<KEY>`
+environment variables, command-line flags. Unknown keys and bad values raise `ConfigError`
+naming the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from hubscore.errors import ConfigError
+
+Target = Literal["converted_within", "is_customer"]
+ModelName = Literal["logreg", "random_forest", "xgboost", "lightgbm"]
+MODEL_NAMES: tuple[ModelName, ...] = typing.get_args(ModelName)
+ENV_PREFIX = "HUBSCORE_"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "hubscore"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    uri: str | None = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dir: Path = Path("data")
+    build_dir: Path = Path("data/build")
+    models_dir: Path = Path("models")
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    target: Target = "converted_within"
+    horizon_days: int = 30
+    lookback_days: int = 91
+    recent_days: int = 28
+    eligibility: Literal["file_start", "first_usage"] = "file_start"
+    max_reject_rate: float = 0.01
+
+    def __post_init__(self) -> None:
+        _require(self.horizon_days >= 1, "features.horizon_days", self.horizon_days, ">= 1")
+        _require(self.lookback_days >= 7, "features.lookback_days", self.lookback_days, ">= 7")
+        _require(
+            7 <= self.recent_days <= self.lookback_days // 2,
+            "features.recent_days",
+            self.recent_days,
+            "between 7 and half of lookback_days (trend compares two recent windows)",
+        )
+        _require(
+            0.0 <= self.max_reject_rate <= 1.0,
+            "features.max_reject_rate",
+            self.max_reject_rate,
+            "a share between 0 and 1",
+        )
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    model: ModelName | Literal["all"] = "xgboost"
+    test_size: float = 0.25
+    cv_folds: int = 3
+    random_seed: int = 42
+    decision_threshold: float | Literal["auto"] = "auto"
+    f_beta: float = 0.5
+    top_k: tuple[int, ...] = (25, 50, 100)
+    weekly_capacity: int = 50
+    leaderboard_metric: str = "precision_at_50"
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.test_size < 1.0, "training.test_size", self.test_size, "in (0, 1)")
+        _require(self.cv_folds >= 2, "training.cv_folds", self.cv_folds, ">= 2")
+        _require(self.f_beta > 0, "training.f_beta", self.f_beta, "> 0")
+        _require(
+            self.weekly_capacity >= 1, "training.weekly_capacity", self.weekly_capacity, ">= 1"
+        )
+        _require(all(k >= 1 for k in self.top_k), "training.top_k", self.top_k, "positive")
+        if self.decision_threshold != "auto":
+            _require(
+                0.0 < self.decision_threshold < 1.0,
+                "training.decision_threshold",
+                self.decision_threshold,
+                "a probability in (0, 1) or 'auto'",
+            )
+
+
+@dataclass(frozen=True)
+class EncodingConfig:
+    industry_min_frequency: int = 10
+    missing_strategy: Literal["auto", "median", "mean", "mode", "zero", "constant"] = "auto"
+    missing_constant: float = 0.0
+    scaling: Literal["standard", "minmax", "robust", "none"] = "standard"
+
+    def __post_init__(self) -> None:
+        _require(
+            self.industry_min_frequency >= 1,
+            "encoding.industry_min_frequency",
+            self.industry_min_frequency,
+            ">= 1",
+        )
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    batch_size: int = 65536
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "scoring.batch_size", self.batch_size, ">= 1")
+        _require(self.threads >= 0, "scoring.threads", self.threads, ">= 0 (0: onnxruntime picks)")
+
+
+@dataclass(frozen=True)
+class Config:
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    encoding: EncodingConfig = field(default_factory=EncodingConfig)
+    # Hyperparameters are passed to the libraries as they are; the trainers reject bad ones.
+    models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the resolved configuration as plain YAML-ready data."""
+        plain: dict[str, Any] = _plain(dataclasses.asdict(self))
+        return plain
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Resolve the configuration: default, then FILE, then environment, then `overrides`.
+
+    Args:
+        overrides: dotted keys from command-line flags, e.g. {"features.horizon_days": 14};
+            None values are ignored (a flag that was not given).
+    """
+    merged = _read_yaml(resources.files("hubscore").joinpath("default_config.yaml"), "default")
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist", hint="check the --config path")
+        _merge(merged, _read_yaml(path, str(path)), source=str(path))
+    _merge(merged, _env_overrides(os.environ if environ is None else environ), source="env")
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            section, key = dotted.split(".", 1)
+            _merge(merged, {section: {key: value}}, source="flag")
+    config: Config = _build(Config, merged, prefix="")
+    return config
+
+
+def _read_yaml(source: Any, name: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name} is not valid YAML: {exc}", hint="fix the file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name} must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any], *, source: str) -> None:
+    for section, values in extra.items():
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: section {section!r} must be a mapping, got {values!r}")
+        base.setdefault(section, {})
+        if not isinstance(base[section], dict):
+            base[section] = {}
+        for key, value in values.items():
+            if isinstance(value, Mapping) and isinstance(base[section].get(key), dict):
+                base[section][key] = {**base[section][key], **value}
+            else:
+                base[section][key] = value
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Map HUBSCORE_FEATURES_LOOKBACK_DAYS=28 to {"features": {"lookback_days": 28}}."""
+    sections = {f.name for f in dataclasses.fields(Config)} - {"models"}
+    found: dict[str, dict[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
+        if section in sections and key:
+            found.setdefault(section, {})[key] = yaml.safe_load(raw) if raw else None
+    return found
+
+
+def _build(cls: type[Any], values: Mapping[str, Any], *, prefix: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]}",
+            hint=f"known keys here: {', '.join(sorted(known))}",
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {
+        name: _coerce(hints[name], value, key=f"{prefix}{name}") for name, value in values.items()
+    }
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"bad config section {prefix.rstrip('.') or 'root'}: {exc}") from None
+
+
+def _coerce(hint: Any, value: Any, *, key: str) -> Any:
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key {key} must be a mapping, got {value!r}")
+        return _build(hint, value, prefix=f"{key}.")
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(map(str, args))
+            raise ConfigError(f"config key {key} is {value!r}", hint=f"use one of: {choices}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if all(typing.get_origin(option) is Literal for option in args):
+            values = tuple(c for option in args for c in typing.get_args(option))
+            return _coerce(Literal[values], value, key=key)
+        errors = []
+        for option in args:
+            try:
+                return _coerce(option, value, key=key)
+            except ConfigError as exc:
+                errors.append(exc.message)
+        raise ConfigError(f"config key {key} is {value!r}; " + "; ".join(errors))
+    if hint is type(None):
+        if value is not None:
+            raise ConfigError(f"config key {key} is {value!r}, expected null")
+        return None
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"config key {key} must be a list, got {value!r}")
+        return tuple(_coerce(args[0], item, key=key) for item in value)
+    if origin is not None and issubclass(origin, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key {key} must be a mapping, got {value!r}")
+        return {str(k): dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
+    return _coerce_scalar(hint, value, key=key)
+
+
+def _coerce_scalar(hint: Any, value: Any, *, key: str) -> Any:
+    if hint is Path and isinstance(value, str | Path):
+        return Path(value)
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    if hint is bool and isinstance(value, bool):
+        return value
+    expected = getattr(hint, "__name__", str(hint))
+    raise ConfigError(f"config key {key} is {value!r}, expected {expected}")
+
+
+def _require(ok: bool, key: str, value: object, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"config key {key} is {value!r}, expected {expected}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

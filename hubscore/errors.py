@@ -1,0 +1,58 @@
+"""The HubscoreError tree: every failure a user can fix, with a stable exit code.
+
+The library raises these; only `cli.py` turns them into a message and an exit code.
+Messages say what failed, expected vs actual, then a `hint:` line with the next step.
+"""
+
+from __future__ import annotations
+
+
+class HubscoreError(Exception):
+    """A failure the user can fix; `exit_code` is stable and documented in the README."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(f"{message}\nhint: {hint}" if hint else message)
+
+
+class ConfigError(HubscoreError):
+    """A configuration file, environment variable or flag is unknown or has a bad value."""
+
+    exit_code = 2
+
+
+class ValidationError(HubscoreError):
+    """Input data failed validation (bad rows over the reject budget, unparseable files)."""
+
+    exit_code = 3
+
+
+class SchemaError(HubscoreError):
+    """An input file lacks required columns or has columns of the wrong type."""
+
+    exit_code = 4
+
+
+class ArtifactError(HubscoreError):
+    """A run folder is missing, tampered with, or of an unknown format version."""
+
+    exit_code = 5
+
+
+class LockHeldError(HubscoreError):
+    """Another run holds the lock on the same output."""
+
+    exit_code = 6
+
+
+class DriftError(HubscoreError):
+    """Input feature distributions drifted past the allowed population stability index."""
+
+    exit_code = 7
+
+
+INTERRUPTED_EXIT_CODE = 130
+"""Exit code after Ctrl-C or SIGTERM, as shells report a SIGINT death (128 + 2)."""

@@ -1,0 +1,66 @@
+"""The feature contract between `build-features`, `train` and `score`: names in order, dtypes.
+
+`sql/features.sql` produces these columns; the encoders and the scorer consume them. Change
+them together, and bump `artifacts.FORMAT_VERSION` when a run folder's inputs change.
+"""
+
+from __future__ import annotations
+
+KEY_COLUMNS = ("id", "cutoff")
+LABEL = "label"
+
+USAGE_COLUMNS = (
+    "ACTIONS_CRM_CONTACTS",
+    "ACTIONS_CRM_COMPANIES",
+    "ACTIONS_CRM_DEALS",
+    "ACTIONS_EMAIL",
+    "USERS_CRM_CONTACTS",
+    "USERS_CRM_COMPANIES",
+    "USERS_CRM_DEALS",
+    "USERS_EMAIL",
+)
+USAGE_STATS = ("sum", "mean", "max", "std")
+
+CATEGORICAL_FEATURES = ("EMPLOYEE_RANGE", "INDUSTRY")
+FIRMOGRAPHIC_NUMERIC = ("ALEXA_RANK", "alexa_no_rank")
+ACTIVITY_FEATURES = (
+    "total_actions",
+    "total_users",
+    "actions_per_user",
+    "days_active",
+    "activity_frequency",
+)
+USAGE_STAT_FEATURES = tuple(f"{col}_{stat}" for col in USAGE_COLUMNS for stat in USAGE_STATS)
+HISTORY_FEATURES = (
+    "recency_days",
+    "tenure_days",
+    "actions_recent",
+    "actions_prior",
+    "trend_actions",
+    "weeks_active_recent",
+)
+NUMERIC_FEATURES = FIRMOGRAPHIC_NUMERIC + ACTIVITY_FEATURES + USAGE_STAT_FEATURES + HISTORY_FEATURES
+RAW_FEATURES = CATEGORICAL_FEATURES + NUMERIC_FEATURES
+"""Every column a model may read, in order. `id`, `cutoff`, `label` are never features."""
+
+# Features whose missingness differs sharply between customers and free companies in the
+# files we know; reports show the lift that survives without them (see DATA_CONTRACT.md).
+MISSINGNESS_FLAGS = ("alexa_no_rank",)
+
+EMPLOYEE_RANGES = (
+    "1",
+    "2 to 5",
+    "6 to 10",
+    "11 to 25",
+    "26 to 50",
+    "51 to 200",
+    "201 to 1000",
+    "1001 to 10000",
+    "10,001 or more",
+)
+"""The known EMPLOYEE_RANGE buckets in ordinal order (1-9)."""
+
+ALEXA_NO_RANK_SENTINEL = 16_000_001
+
+# Parquet key-value metadata that build-features writes and score checks against the model.
+METADATA_KEYS = ("hubscore_version", "target", "horizon_days", "lookback_days", "recent_days")
