@@ -20,6 +20,12 @@ from hubscore.errors import LockHeldError
 TEMP_MARKER = ".hubscore-tmp-"
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _temp_prefix(target: Path) -> str:
     return f".{target.name}{TEMP_MARKER}"
 
@@ -44,6 +50,8 @@ def atomic_file(target: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=_temp_prefix(target), dir=target.parent)
     os.close(fd)
     temp = Path(name)
+    # mkstemp creates 0600; a finished output gets the usual umask-derived mode.
+    temp.chmod(0o666 & ~_current_umask())
     try:
         yield temp
         os.replace(temp, target)

@@ -1,0 +1,133 @@
+"""Load named SQL blocks from `sql/*.sql` and run them on DuckDB with bound parameters.
+
+A block is `-- name: <name>`, then one or more `--` doc lines, then exactly one statement.
+Values, paths included, are always bound as `$name` parameters: no SQL is built from strings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from hubscore.errors import HubscoreError
+
+_NAME = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$")
+
+
+@dataclass(frozen=True)
+class Query:
+    """One named statement from a `.sql` file, with where it came from."""
+
+    name: str
+    doc: str
+    text: str
+    path: Path
+    line: int
+
+    @property
+    def location(self) -> str:
+        """Return `sql/<file>:<line> (<name>)` for error messages."""
+        return f"sql/{self.path.name}:{self.line} ({self.name})"
+
+
+class SqlFileError(HubscoreError):
+    """A `.sql` file in the package is malformed (a bug in hubscore, not in the data)."""
+
+
+def sql_dir() -> Path:
+    """Return the folder of the packaged SQL files (`sql/` in a checkout)."""
+    packaged = Path(str(resources.files("hubscore").joinpath("_sql")))
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "sql"
+
+
+def parse_queries(path: Path) -> dict[str, Query]:
+    """Parse one `.sql` file's named blocks, rejecting empty, duplicate or undocumented ones."""
+    queries: dict[str, Query] = {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    starts = [i for i, line in enumerate(lines) if _NAME.match(line)]
+    for start, end in zip(starts, [*starts[1:], len(lines)], strict=True):
+        match = _NAME.match(lines[start])
+        assert match is not None
+        name = match["name"]
+        body = lines[start + 1 : end]
+        doc_lines = [ln for ln in _leading_comments(body)]
+        text = "\n".join(body[len(doc_lines) :]).strip().rstrip(";").strip()
+        where = f"{path.name}:{start + 1} ({name})"
+        if name in queries:
+            raise SqlFileError(f"duplicate SQL block name at {where}")
+        if not doc_lines:
+            raise SqlFileError(f"SQL block at {where} has no `--` doc line")
+        if not text:
+            raise SqlFileError(f"SQL block at {where} is empty")
+        doc = " ".join(ln.lstrip("-").strip() for ln in doc_lines)
+        queries[name] = Query(name, doc, text, path, start + 1)
+    return queries
+
+
+def _leading_comments(body: list[str]) -> list[str]:
+    doc: list[str] = []
+    for line in body:
+        if not line.startswith("--"):
+            break
+        doc.append(line)
+    return doc
+
+
+@cache
+def load_queries() -> dict[str, Query]:
+    """Return every named block of every packaged `.sql` file."""
+    queries: dict[str, Query] = {}
+    for path in sorted(sql_dir().glob("*.sql")):
+        for name, query in parse_queries(path).items():
+            if name in queries:
+                raise SqlFileError(f"SQL block {name} is defined twice: {query.location}")
+            queries[name] = query
+    return queries
+
+
+def query(name: str) -> Query:
+    """Return the named block."""
+    return load_queries()[name]
+
+
+def run(
+    con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Execute the named block with bound parameters; DuckDB errors name the block."""
+    block = query(name)
+    # DuckDB binds str, not Path: paths are the one kind of value every stage passes.
+    bound = {k: str(v) if isinstance(v, Path) else v for k, v in (params or {}).items()}
+    try:
+        return con.execute(block.text, bound)
+    except duckdb.Error as exc:
+        raise SqlRunError(block, exc) from exc
+
+
+def fetch_dicts(
+    con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Run the named block and return its rows as dicts."""
+    cursor = run(con, name, params)
+    columns = [d[0] for d in cursor.description or []]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+class SqlRunError(HubscoreError):
+    """DuckDB failed on a named block; carries the block's location and DuckDB's message."""
+
+    exit_code = 3
+
+    def __init__(self, block: Query, exc: duckdb.Error) -> None:
+        self.block = block
+        self.cause = exc
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        super().__init__(f"{block.location} failed: {first_line}")

@@ -1,0 +1,143 @@
+-- Deduplication: one row per company and one usage row per company and week.
+--
+-- Strategy "most-complete-wins" (documented in README.md, counted in quality.json):
+-- 1. Rows that failed validation (`problem` is not NULL) never reach these tables.
+-- 2. Exact duplicate rows are dropped.
+-- 3. Rows sharing a company id: the one with the most non-null fields wins; ties go to the
+--    earliest CLOSEDATE (customers), then the earliest row in the file.
+-- 4. An id in both company files is a customer: the customer record wins.
+-- 5. Usage rows sharing (id, week): the one with the most actions wins (a re-delivered week
+--    that was topped up), ties to the later row in the file.
+
+-- name: dedupe_customers
+-- One row per customer id, by the most-complete-wins rule.
+create or replace temp table customers as
+select id, closedate, mrr, alexa_rank, employee_range, industry
+from customers_checked
+where problem is null
+qualify row_number() over (
+    partition by id
+    order by
+        (mrr is not null)::int + (alexa_rank is not null)::int
+        + (employee_range is not null)::int + (industry is not null)::int desc,
+        closedate,
+        _row
+) = 1
+
+-- name: dedupe_noncustomers
+-- One row per free-tier company id not also in customers, by the most-complete-wins rule.
+create or replace temp table noncustomers as
+select n.id, n.alexa_rank, n.employee_range, n.industry
+from noncustomers_checked as n
+anti join customers as c using (id)
+where n.problem is null
+qualify row_number() over (
+    partition by n.id
+    order by
+        (n.alexa_rank is not null)::int + (n.employee_range is not null)::int
+        + (n.industry is not null)::int desc,
+        n._row
+) = 1
+
+-- name: company_duplicates
+-- Count what deduplication resolved in the company files, per file.
+select
+    'customers' as file,
+    count(*) as valid_rows,
+    count(*) - count(distinct (id, closedate, mrr, alexa_rank, employee_range, industry))
+        as exact_duplicates,
+    count(distinct (id, closedate, mrr, alexa_rank, employee_range, industry))
+        - count(distinct id) as conflicting_duplicates,
+    0 as also_customers
+from customers_checked
+where problem is null
+union all
+select
+    'noncustomers',
+    count(*),
+    count(*) - count(distinct (id, alexa_rank, employee_range, industry)),
+    count(distinct (id, alexa_rank, employee_range, industry)) - count(distinct id),
+    count(distinct id) filter (where id in (select id from customers))
+from noncustomers_checked
+where problem is null
+
+-- name: build_companies
+-- Every company once: customers with their CLOSEDATE, free-tier companies without one.
+create or replace temp table companies as
+select id, closedate, true as is_customer, alexa_rank, employee_range, industry
+from customers
+union all
+select id, null::date, false, alexa_rank, employee_range, industry
+from noncustomers
+
+-- name: summarise_usage
+-- One pass over the valid usage rows, per company: rows, a bitmask of its weeks (more rows
+-- than distinct weeks means a repeated week; grouping every (id, week) instead would cost a
+-- hash table of all rows), first and last weeks, all-zero weeks, weeks at or after its close,
+-- and the last active week complete at $as_of (NULL without one).
+create or replace temp table usage_by_company as
+select
+    u.id,
+    count(*) as rows,
+    bit_count(bit_or(1::hugeint << (((u.week_start - date '2000-01-03') // 7) % 120)::hugeint))
+        as distinct_weeks_at_most,
+    min(u.week_start) as first_week_start,
+    min(u.week_end) as first_week_end,
+    max(u.week_end) as last_week_end,
+    sum((u.ACTIONS_CRM_CONTACTS + u.ACTIONS_CRM_COMPANIES + u.ACTIONS_CRM_DEALS
+        + u.ACTIONS_EMAIL = 0)::integer) as zero_rows,
+    sum((u.week_end >= c.closedate)::integer) as rows_at_or_after_close,
+    max(case
+        when u.week_end <= $as_of::date
+            and u.ACTIONS_CRM_CONTACTS + u.ACTIONS_CRM_COMPANIES + u.ACTIONS_CRM_DEALS
+            + u.ACTIONS_EMAIL > 0
+            then u.week_end
+    end) as last_active_week_end_at_as_of
+from usage_valid as u
+left join customers as c using (id)
+group by u.id
+
+-- name: collect_repeated_usage
+-- The usage rows of companies with a repeated week (usually none), set aside to resolve.
+-- Weeks are told apart modulo 120 in the bitmask, so a history over 120 weeks may bring a
+-- company here without a repeat; resolving it then changes nothing.
+create or replace temp table usage_repeated as
+select *
+from usage_valid
+semi join (select id from usage_by_company where rows > distinct_weeks_at_most) using (id)
+
+-- name: resolve_usage_duplicates
+-- Keep one row per (id, week) of the set-aside rows: the most actions win, ties to the later
+-- row in the file.
+create or replace temp table usage_resolved as
+select *
+from usage_repeated
+qualify row_number() over (
+    partition by id, week_start
+    order by
+        ACTIONS_CRM_CONTACTS + ACTIONS_CRM_COMPANIES + ACTIONS_CRM_DEALS + ACTIONS_EMAIL desc,
+        _row desc
+) = 1
+
+-- name: dedupe_usage
+-- Valid usage with one row per (id, week): companies without repeats pass straight through.
+create or replace temp view usage as
+select * exclude (_row)
+from usage_valid
+anti join (select distinct id from usage_repeated) using (id)
+union all
+select * exclude (_row)
+from usage_resolved
+
+-- name: usage_duplicates
+-- Count the repeated (id, week) usage rows: exact copies dropped, conflicting rows resolved.
+select
+    count(*) - count(distinct (
+        id, week_start, ACTIONS_CRM_CONTACTS, ACTIONS_CRM_COMPANIES, ACTIONS_CRM_DEALS,
+        ACTIONS_EMAIL, USERS_CRM_CONTACTS, USERS_CRM_COMPANIES, USERS_CRM_DEALS, USERS_EMAIL
+    )) as exact_duplicates,
+    count(distinct (
+        id, week_start, ACTIONS_CRM_CONTACTS, ACTIONS_CRM_COMPANIES, ACTIONS_CRM_DEALS,
+        ACTIONS_EMAIL, USERS_CRM_CONTACTS, USERS_CRM_COMPANIES, USERS_CRM_DEALS, USERS_EMAIL
+    )) - count(distinct (id, week_start)) as conflicting_duplicates
+from usage_repeated

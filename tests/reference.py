@@ -1,0 +1,61 @@
+"""An independent Polars computation of the point-in-time usage features, for cross-checks.
+
+Written from the definitions in sql/features.sql's header, not from its SQL, so a test that
+compares the two catches a mistake in either.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+
+from hubscore.features import USAGE_COLUMNS
+
+ACTIONS = [c for c in USAGE_COLUMNS if c.startswith("ACTIONS")]
+USERS = [c for c in USAGE_COLUMNS if c.startswith("USERS")]
+
+
+def read_usage_csv(path: str) -> pl.DataFrame:
+    """Read a clean usage CSV with a week_start/week_end per row."""
+    usage = pl.read_csv(path, null_values=[""], schema_overrides={"WHEN_TIMESTAMP": pl.Utf8})
+    week_start = pl.col("WHEN_TIMESTAMP").str.to_datetime("%Y-%m-%d %H:%M:%S%.3f").dt.date()
+    return usage.with_columns(week_start=week_start).with_columns(
+        week_end=pl.col("week_start") + timedelta(days=6)
+    )
+
+
+def reference_features(
+    usage: pl.DataFrame, company_id: int, cutoff: object, *, lookback: int, recent: int
+) -> dict[str, object]:
+    """Compute one spine row's usage features the slow, obvious way."""
+    seen = usage.filter((pl.col("id") == company_id) & (pl.col("week_end") <= cutoff))
+    age = (pl.lit(cutoff) - pl.col("week_end")).dt.total_days()
+    seen = seen.with_columns(
+        age=age,
+        actions=pl.sum_horizontal(ACTIONS),
+        users=pl.sum_horizontal(USERS),
+    )
+    window = seen.filter(pl.col("age") < lookback)
+    active = seen.filter(pl.col("actions") > 0)
+    total_actions = int(window["actions"].sum())
+    total_users = int(window["users"].sum())
+    row: dict[str, object] = {
+        "total_actions": total_actions,
+        "total_users": total_users,
+        "actions_per_user": total_actions / total_users if total_users else None,
+        "days_active": 7 * window.filter(pl.col("actions") > 0).height,
+        "recency_days": (cutoff - active["week_end"].max()).days if active.height else None,  # type: ignore[operator]
+        "tenure_days": (cutoff - seen["week_start"].min()).days if seen.height else None,  # type: ignore[operator]
+        "actions_recent": int(window.filter(pl.col("age") < recent)["actions"].sum()),
+        "actions_prior": int(
+            window.filter((pl.col("age") >= recent) & (pl.col("age") < 2 * recent))["actions"].sum()
+        ),
+    }
+    for column in USAGE_COLUMNS:
+        values = window[column]
+        row[f"{column}_sum"] = int(values.sum())
+        row[f"{column}_max"] = int(values.max()) if window.height else 0  # type: ignore[arg-type]
+        row[f"{column}_mean"] = values.mean() if window.height else None
+        row[f"{column}_std"] = values.std(ddof=0) if window.height else None
+    return row
