@@ -86,7 +86,7 @@ def build_features(request: BuildRequest) -> BuildResult:
     """Run validation, deduplication, the spine and the aggregates; write the three outputs."""
     inputs = {kind: find_input(request.data_dir, kind) for kind in INPUT_KINDS}
     out = request.out_dir
-    with duckdb.connect() as con, _staged_outputs(out) as staged:
+    with duckdb.connect() as con:
         con.execute("set enable_progress_bar = false")
         con.execute(f"set memory_limit = '{MEMORY_LIMIT}'")
         for kind, path in inputs.items():
@@ -95,10 +95,12 @@ def build_features(request: BuildRequest) -> BuildResult:
         target = "as_of" if request.as_of else request.features.target
         quality["spine"] = spine = _build_spine(con, request, target)
         sql.run(con, "history_at_as_of" if request.as_of else "history_by_cutoff")
-        sql.run(con, "write_rejects", {"out": str(staged[REJECTS_FILE])})
-        params = _feature_params(request, target, spine, staged[FEATURES_FILE])
-        sql.run(con, "write_features", params)
-        staged[QUALITY_FILE].write_text(json.dumps(quality, indent=2, default=str) + "\n")
+        # Nothing is written before this point, so a failed check leaves `out` untouched.
+        with _staged_outputs(out) as staged:
+            sql.run(con, "write_rejects", {"out": staged[REJECTS_FILE]})
+            params = _feature_params(request, target, spine, staged[FEATURES_FILE])
+            sql.run(con, "write_features", params)
+            staged[QUALITY_FILE].write_text(json.dumps(quality, indent=2, default=str) + "\n")
     return BuildResult(out / FEATURES_FILE, out / REJECTS_FILE, out / QUALITY_FILE, quality)
 
 

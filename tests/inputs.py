@@ -1,0 +1,81 @@
+"""Write tiny raw input files by hand, in the exact shape of the real exports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
+from pathlib import Path
+
+CUSTOMER_COLUMNS = ("CLOSEDATE", "MRR", "ALEXA_RANK", "EMPLOYEE_RANGE", "INDUSTRY", "id")
+NONCUSTOMER_COLUMNS = ("ALEXA_RANK", "EMPLOYEE_RANGE", "INDUSTRY", "id")
+USAGE_COLUMNS = (
+    "id",
+    "WHEN_TIMESTAMP",
+    "ACTIONS_CRM_CONTACTS",
+    "ACTIONS_CRM_COMPANIES",
+    "ACTIONS_CRM_DEALS",
+    "ACTIONS_EMAIL",
+    "USERS_CRM_CONTACTS",
+    "USERS_CRM_COMPANIES",
+    "USERS_CRM_DEALS",
+    "USERS_EMAIL",
+)
+FIRST_MONDAY = date(2025, 1, 6)
+TEXT_COLUMNS = {"EMPLOYEE_RANGE", "INDUSTRY"}
+
+Row = Mapping[str, object]
+
+
+def csv_line(columns: Sequence[str], row: Row) -> str:
+    """Format one row as the exports do: text nulls as "", numeric nulls as an empty field."""
+    cells = []
+    for column in columns:
+        value = row.get(column)
+        if column in TEXT_COLUMNS:
+            cells.append('""' if value is None else f'"{value}"')
+        else:
+            cells.append("" if value is None else str(value))
+    return ",".join(cells)
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Row]) -> Path:
+    """Write a CSV with a header row and LF line endings."""
+    lines = [",".join(columns), *(csv_line(columns, row) for row in rows)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def week(monday: date, company: int, actions: int = 10, users: int = 1) -> dict[str, object]:
+    """One usage row for the week starting `monday`, `actions` on contacts by `users` users."""
+    return {
+        "id": company,
+        "WHEN_TIMESTAMP": f"{monday.isoformat()} 00:00:00.000",
+        "ACTIONS_CRM_CONTACTS": actions,
+        "ACTIONS_CRM_COMPANIES": 0,
+        "ACTIONS_CRM_DEALS": 0,
+        "ACTIONS_EMAIL": 0,
+        "USERS_CRM_CONTACTS": users if actions else 0,
+        "USERS_CRM_COMPANIES": 0,
+        "USERS_CRM_DEALS": 0,
+        "USERS_EMAIL": 0,
+    }
+
+
+def weekly(company: int, weeks: int, *, actions: int = 10, start: date = FIRST_MONDAY) -> list[Row]:
+    """`weeks` consecutive weekly rows for one company."""
+    return [week(start + timedelta(weeks=n), company, actions) for n in range(weeks)]
+
+
+def write_inputs(
+    folder: Path,
+    *,
+    customers: Sequence[Row] = (),
+    noncustomers: Sequence[Row] = (),
+    usage: Sequence[Row] = (),
+) -> Path:
+    """Write customers.csv, noncustomers.csv and usage_actions.csv into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_csv(folder / "customers.csv", CUSTOMER_COLUMNS, customers)
+    write_csv(folder / "noncustomers.csv", NONCUSTOMER_COLUMNS, noncustomers)
+    write_csv(folder / "usage_actions.csv", USAGE_COLUMNS, usage)
+    return folder

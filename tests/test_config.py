@@ -1,0 +1,79 @@
+"""Configuration: packaged default, file, environment and flags, in that order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hubscore.config import load_config
+from hubscore.errors import ConfigError
+
+
+def test_the_packaged_default_loads() -> None:
+    config = load_config(environ={})
+    assert config.features.target == "converted_within"
+    assert config.features.horizon_days == 30
+    assert config.training.top_k == (25, 50, 100)
+    assert set(config.models) == {"logreg", "random_forest", "xgboost", "lightgbm"}
+
+
+def test_file_then_environment_then_flags_override(tmp_path: Path) -> None:
+    path = tmp_path / "hubscore.yaml"
+    path.write_text("features:\n  horizon_days: 14\n  lookback_days: 56\n")
+    env = {"HUBSCORE_FEATURES_LOOKBACK_DAYS": "70", "HUBSCORE_TRAINING_MODEL": "lightgbm"}
+    config = load_config(path, environ=env, overrides={"features.horizon_days": 21})
+    assert config.features.horizon_days == 21
+    assert config.features.lookback_days == 70
+    assert config.training.model == "lightgbm"
+
+
+def test_a_flag_that_was_not_given_keeps_the_file_value(tmp_path: Path) -> None:
+    path = tmp_path / "hubscore.yaml"
+    path.write_text("features:\n  horizon_days: 14\n")
+    config = load_config(path, environ={}, overrides={"features.horizon_days": None})
+    assert config.features.horizon_days == 14
+
+
+def test_hyperparameters_merge_with_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "hubscore.yaml"
+    path.write_text("models:\n  xgboost:\n    max_depth: 6\n")
+    xgboost = load_config(path, environ={}).models["xgboost"]
+    assert xgboost["max_depth"] == 6
+    assert xgboost["n_estimators"] == 300
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("features:\n  lookbak_days: 10\n", "unknown config key features.lookbak_days"),
+        ("featurez:\n  horizon_days: 10\n", "unknown config key featurez"),
+        ("features:\n  horizon_days: soon\n", "features.horizon_days is 'soon', expected int"),
+        ("features:\n  horizon_days: 0\n", "features.horizon_days is 0, expected >= 1"),
+        ("training:\n  model: svm\n", "training.model is 'svm'"),
+        ("training:\n  decision_threshold: 2\n", "training.decision_threshold is 2.0"),
+        ("features: [1, 2]\n", "section 'features' must be a mapping"),
+        ("features:\n  horizon_days: [\n", "is not valid YAML"),
+    ],
+)
+def test_bad_keys_and_values_name_the_key(tmp_path: Path, yaml_text: str, message: str) -> None:
+    path = tmp_path / "hubscore.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(".", r"\.")):
+        load_config(path, environ={})
+
+
+def test_a_bad_environment_value_names_the_key() -> None:
+    with pytest.raises(ConfigError, match="features.horizon_days"):
+        load_config(environ={"HUBSCORE_FEATURES_HORIZON_DAYS": "x"})
+
+
+def test_a_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml", environ={})
+
+
+def test_the_resolved_config_round_trips_to_plain_data() -> None:
+    plain = load_config(environ={}).to_dict()
+    assert plain["data"]["dir"] == "data"
+    assert plain["training"]["top_k"] == [25, 50, 100]

@@ -1,0 +1,77 @@
+"""The named-block SQL loader and the packaged SQL files."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from hubscore import sql
+from hubscore.errors import HubscoreError
+
+
+def test_every_packaged_block_loads_with_a_doc_and_one_statement() -> None:
+    queries = sql.load_queries()
+    assert {"check_usage", "dedupe_customers", "write_features", "usage_profile"} <= set(queries)
+    for query in queries.values():
+        assert query.doc, query.location
+        assert ";" not in query.text, f"{query.location} holds more than one statement"
+
+
+def test_no_block_formats_values_into_sql() -> None:
+    for query in sql.load_queries().values():
+        assert not re.search(r"\{[a-z_]*\}|%s|%\(", query.text), query.location
+
+
+def write_sql(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "stage.sql"
+    path.write_text(text)
+    return path
+
+
+def test_parse_gives_name_doc_text_and_line(tmp_path: Path) -> None:
+    path = write_sql(tmp_path, "-- header\n\n-- name: pick\n-- Pick one.\nselect $x as x;\n")
+    query = sql.parse_queries(path)["pick"]
+    assert (query.doc, query.text, query.line) == ("Pick one.", "select $x as x", 3)
+    assert query.location == "sql/stage.sql:3 (pick)"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("-- name: a\nselect 1\n", "no `--` doc line"),
+        ("-- name: a\n-- Doc.\n", "is empty"),
+        ("-- name: a\n-- Doc.\nselect 1\n-- name: a\n-- Doc.\nselect 2\n", "duplicate"),
+    ],
+)
+def test_malformed_blocks_are_rejected(tmp_path: Path, text: str, problem: str) -> None:
+    with pytest.raises(HubscoreError, match=problem):
+        sql.parse_queries(write_sql(tmp_path, text))
+
+
+def test_run_binds_parameters() -> None:
+    with duckdb.connect(":memory:") as con:
+        con.execute(
+            "create table companies as select * from (values "
+            "(1, date '2025-03-05'), (2, null), (3, date '2025-01-01')) t(id, closedate)"
+        )
+        con.execute("create table usage as select 1 as id, date '2025-01-12' as week_end")
+        sql.run(con, "spine_as_of", {"as_of": "2025-02-01", "eligibility": "file_start"})
+        rows = con.execute("select id, cutoff::varchar from spine order by id").fetchall()
+    assert rows == [(1, "2025-02-01"), (2, "2025-02-01")]
+
+
+def test_a_failing_block_is_named_with_its_file_and_line() -> None:
+    with duckdb.connect(":memory:") as con, pytest.raises(sql.SqlRunError) as failure:
+        sql.run(con, "usage_profile")
+    assert re.match(r"sql/quality\.sql:\d+ \(usage_profile\) failed: ", str(failure.value))
+
+
+def test_an_extra_parameter_is_an_error() -> None:
+    with duckdb.connect(":memory:") as con:
+        con.execute("create table spine as select 1 as id, 1 as label")
+        assert sql.run(con, "spine_positives").fetchall() == [(1,)]
+        with pytest.raises(sql.SqlRunError, match="count mismatch"):
+            sql.run(con, "spine_positives", {"typo": 1})
