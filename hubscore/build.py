@@ -216,6 +216,7 @@ def _validate_and_dedupe(
             con, "unseen_employee_ranges", {"known_ranges": list(EMPLOYEE_RANGES)}
         ),
         "usage": sql.fetch_dicts(con, "usage_profile")[0],
+        "customers": sql.fetch_dicts(con, "customer_profile")[0],
         "assumptions": list(ASSUMPTIONS),
     }
 

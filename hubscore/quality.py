@@ -53,10 +53,14 @@ def _facts_table(quality: dict[str, Any]) -> Table:
     table.add_column("value", justify="right")
     for key, value in quality["usage"].items():
         table.add_row(key.replace("_", " "), f"{value:,}")
+    for key, value in quality["customers"].items():
+        table.add_row(f"customers {key.replace('_', ' ')}", _cell(value))
     for item in quality["unseen_employee_ranges"]:
         table.add_row(f"unseen EMPLOYEE_RANGE {item['value']!r}", f"{item['rows']:,}")
     for key, value in quality["spine"].items():
-        table.add_row(
-            f"spine {key.replace('_', ' ')}", f"{value:,}" if isinstance(value, int) else str(value)
-        )
+        table.add_row(f"spine {key.replace('_', ' ')}", _cell(value))
     return table
+
+
+def _cell(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)

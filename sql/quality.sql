@@ -96,3 +96,14 @@ select
         left join usage_by_company as u using (id)
         where u.first_week_end is null or u.first_week_end >= c.closedate
     ) as customers_without_usage_before_close
+
+-- name: customer_profile
+-- Customer facts: missing and non-positive MRR (refunds, credits: MRR is never a feature),
+-- weekend closes, and the span of CLOSEDATE.
+select
+    count(*) filter (where mrr is null) as mrr_missing,
+    count(*) filter (where mrr <= 0) as mrr_zero_or_negative,
+    count(*) filter (where isodow(closedate) in (6, 7)) as weekend_closes,
+    min(closedate) as first_close,
+    max(closedate) as last_close
+from customers
