@@ -41,7 +41,7 @@ CHECK_BLOCKS = (
     "check_noncustomers",
     "type_usage",
     "check_usage",
-    "find_usage_rejects",
+    "assume_usage_valid",
     "valid_usage",
 )
 FEATURES_FILE = "features.parquet"
@@ -192,15 +192,15 @@ def _validate_and_dedupe(
     """Check, quarantine and deduplicate; return the quality profile so far."""
     for block in CHECK_BLOCKS:
         sql.run(con, block)
+    for block in ("dedupe_customers", "dedupe_noncustomers", "build_companies"):
+        sql.run(con, block)
+    _summarise_valid_usage(con, request.as_of)
     files = {"customers_file": inputs["customers"], "noncustomers_file": inputs["noncustomers"]}
     sql.run(con, "collect_rejects", {**files, "usage_file": inputs["usage_actions"]})
     reject_rows = sql.fetch_dicts(con, "reject_summary")
     read = sql.fetch_dicts(con, "input_row_counts")[0]
     report = _file_report(inputs, read, reject_rows)
     _enforce_reject_budget(report, reject_rows, request.features.max_reject_rate)
-    for block in ("dedupe_customers", "dedupe_noncustomers", "build_companies"):
-        sql.run(con, block)
-    sql.run(con, "summarise_usage", {"as_of": request.as_of})
     for block in ("collect_repeated_usage", "resolve_usage_duplicates", "dedupe_usage"):
         sql.run(con, block)
     duplicates = {row.pop("file"): row for row in sql.fetch_dicts(con, "company_duplicates")}
@@ -219,6 +219,15 @@ def _validate_and_dedupe(
         "customers": sql.fetch_dicts(con, "customer_profile")[0],
         "assumptions": list(ASSUMPTIONS),
     }
+
+
+def _summarise_valid_usage(con: duckdb.DuckDBPyConnection, as_of: date | None) -> None:
+    """Summarise usage per company in one pass, assuming every row is valid; if some are not,
+    name their problems and summarise again without them."""
+    sql.run(con, "summarise_usage", {"as_of": as_of})
+    if sql.fetch_dicts(con, "count_bad_usage_rows")[0]["bad_rows"]:
+        sql.run(con, "find_usage_rejects")
+        sql.run(con, "summarise_usage", {"as_of": as_of})
 
 
 def _file_report(

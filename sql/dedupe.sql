@@ -74,11 +74,14 @@ from noncustomers
 -- One pass over the valid usage rows, per company: rows, a bitmask of its weeks (more rows
 -- than distinct weeks means a repeated week; grouping every (id, week) instead would cost a
 -- hash table of all rows), first and last weeks, all-zero weeks, weeks at or after its close,
--- and the last active week complete at $as_of (NULL without one).
+-- and the last active week complete at $as_of (NULL without one). `bad_rows` counts rows
+-- that fail validation: while usage_rejects is still empty (assume_usage_valid) they are in
+-- the pass, and build.py redoes it without them when there are any.
 create or replace temp table usage_by_company as
 select
     u.id,
     count(*) as rows,
+    sum((not u.ok)::integer) as bad_rows,
     bit_count(bit_or(1::hugeint << (((u.week_start - date '2000-01-03') // 7) % 120)::hugeint))
         as distinct_weeks_at_most,
     min(u.week_start) as first_week_start,
@@ -97,12 +100,16 @@ from usage_valid as u
 left join customers as c using (id)
 group by u.id
 
+-- name: count_bad_usage_rows
+-- Rows the optimistic first pass saw that fail validation.
+select coalesce(sum(bad_rows), 0) as bad_rows from usage_by_company
+
 -- name: collect_repeated_usage
 -- The usage rows of companies with a repeated week (usually none), set aside to resolve.
 -- Weeks are told apart modulo 120 in the bitmask, so a history over 120 weeks may bring a
 -- company here without a repeat; resolving it then changes nothing.
 create or replace temp table usage_repeated as
-select *
+select * exclude (ok)
 from usage_valid
 semi join (select id from usage_by_company where rows > distinct_weeks_at_most) using (id)
 
@@ -122,7 +129,7 @@ qualify row_number() over (
 -- name: dedupe_usage
 -- Valid usage with one row per (id, week): companies without repeats pass straight through.
 create or replace temp view usage as
-select * exclude (_row)
+select * exclude (_row, ok)
 from usage_valid
 anti join (select distinct id from usage_repeated) using (id)
 union all
