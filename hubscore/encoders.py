@@ -1,0 +1,304 @@
+"""Fit feature encoders on training rows, save them as JSON, and apply them with `encode`.
+
+`encode` is the one function that turns raw feature columns into the float32 matrix a model
+reads; training and scoring both call it, so the scorer applies exactly what training used.
+Lean: Polars, NumPy and the standard library only.
+
+Rules, fitted on training rows only:
+- EMPLOYEE_RANGE -> ordinal 1-9 after folding case, whitespace and commas; missing or unseen
+  -> missing, imputed, and flagged in `EMPLOYEE_RANGE_missing`.
+- INDUSTRY -> lower case, punctuation and whitespace folded to one space; values seen at least
+  `industry_min_frequency` times keep a one-hot column, rare and unseen ones go to `other`,
+  missing to its own level. Levels are matched with `replace_strict` over an explicit sorted
+  vocabulary, never with `pl.Categorical` codes (those differ from frame to frame).
+- Numbers: NaN and +-inf count as missing, like null, because no model can use them and
+  the ONNX graph must see the same finite matrix as the native model. Heavy-tailed counts
+  are compressed with a signed log1p and ALEXA_RANK with log(rank); then missing values are
+  imputed (with a `<name>_missing` flag where training rows had some missing) and, for
+  linear models, scaled.
+- Empty and whitespace-only strings are null.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from hubscore.config import EncodingConfig
+from hubscore.errors import ArtifactError, SchemaError
+from hubscore.features import (
+    ACTIVITY_FEATURES,
+    EMPLOYEE_RANGES,
+    HISTORY_FEATURES,
+    MISSINGNESS_FLAGS,
+    NUMERIC_FEATURES,
+    USAGE_STAT_FEATURES,
+)
+
+ENCODER_VERSION = 1
+"""Version of the encoders.json layout; bump it when an old spec would encode differently."""
+
+EMPLOYEE = "EMPLOYEE_RANGE"
+INDUSTRY = "INDUSTRY"
+OTHER = "other"
+MISSING = "(missing)"  # cannot collide: normalised values hold only [a-z0-9 ]
+UNKNOWN = OTHER  # the level unseen categories map to
+Transform = Literal["none", "log1p", "log"]
+Scaling = Literal["standard", "minmax", "robust", "none"]
+
+# Counts and count-derived statistics are heavy-tailed; days and shares are not.
+_LOG1P = {
+    *USAGE_STAT_FEATURES,
+    *(f for f in ACTIVITY_FEATURES if f not in ("days_active", "activity_frequency")),
+    *(f for f in HISTORY_FEATURES if f.startswith(("actions_", "trend_"))),
+}
+_LOG = {"ALEXA_RANK"}
+
+
+@dataclass(frozen=True)
+class NumericSpec:
+    """How one numeric input becomes one column (plus an optional missing flag)."""
+
+    name: str
+    transform: Transform
+    fill: float
+    flag: bool
+    center: float = 0.0
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Everything `encode` needs, learned from training rows; saved as encoders.json."""
+
+    input_names: list[str]
+    employee_ranges: list[str]
+    employee: NumericSpec
+    industry_levels: list[str]
+    numeric: list[NumericSpec]
+    scaling: Scaling
+    missing_flags: bool = True
+    output_names: list[str] = field(default_factory=list)
+    version: int = ENCODER_VERSION
+
+    def to_json(self) -> str:
+        """Serialise as sorted, indented JSON (identical specs give identical bytes)."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> EncoderSpec:
+        """Parse a spec written by `to_json`; raise ArtifactError on any other content."""
+        try:
+            raw = json.loads(text)
+            if raw.get("version") != ENCODER_VERSION:
+                raise ArtifactError(
+                    f"encoders.json has version {raw.get('version')!r}, "
+                    f"this hubscore reads {ENCODER_VERSION}",
+                    hint="score with the hubscore version that trained the model, or retrain",
+                )
+            raw["employee"] = NumericSpec(**raw["employee"])
+            raw["numeric"] = [NumericSpec(**n) for n in raw["numeric"]]
+            return cls(**raw)
+        except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
+            raise ArtifactError(
+                f"encoders.json is not a hubscore encoder spec: {exc}", hint="retrain"
+            ) from None
+
+
+def read_encoders(path: Path) -> EncoderSpec:
+    """Load an encoder spec from a JSON file."""
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing", hint="restore the whole run folder")
+    return EncoderSpec.from_json(path.read_text(encoding="utf-8"))
+
+
+def fit_encoders(
+    df: pl.DataFrame, config: EncodingConfig, *, scale: bool, missing_flags: bool = True
+) -> EncoderSpec:
+    """Learn vocabularies, fill values and scales from training rows.
+
+    Args:
+        scale: apply `config.scaling` (linear models); trees get "none".
+        missing_flags: False drops every missingness signal (flags, `alexa_no_rank`, the
+            missing INDUSTRY level) for the "lift without missingness flags" ablation.
+    """
+    inputs = [n for n in (EMPLOYEE, INDUSTRY, *NUMERIC_FEATURES) if n in _required(missing_flags)]
+    _check_columns(df, inputs)
+    scaling: Scaling = config.scaling if scale else "none"
+    ordinal = _employee_ordinal(pl.col(EMPLOYEE), list(EMPLOYEE_RANGES))
+    ordinals = df.select(ordinal.alias(EMPLOYEE)).to_series()
+    employee = _fit_numeric(ordinals, "none", config, scaling=scaling, flag=missing_flags)
+    # Always flagged: unseen spellings at scoring time become missing even if training had none.
+    employee = replace(employee, flag=missing_flags)
+    numeric = [
+        _fit_numeric(df.get_column(n), _transform(n), config, scaling=scaling, flag=missing_flags)
+        for n in NUMERIC_FEATURES
+        if n in inputs
+    ]
+    spec = EncoderSpec(
+        input_names=inputs,
+        employee_ranges=list(EMPLOYEE_RANGES),
+        employee=employee,
+        industry_levels=_fit_industry(df, config.industry_min_frequency, missing_flags),
+        numeric=numeric,
+        scaling=scaling,
+        missing_flags=missing_flags,
+    )
+    return EncoderSpec(**{**_fields(spec), "output_names": _output_names(spec)})
+
+
+def encode(df: pl.DataFrame, spec: EncoderSpec) -> npt.NDArray[np.float32]:
+    """Return the model matrix: float32, C-contiguous, one column per `spec.output_names`."""
+    _check_columns(df, spec.input_names)
+    exprs = [
+        *_numeric_exprs(_employee_ordinal(pl.col(EMPLOYEE), spec.employee_ranges), spec.employee)
+    ]
+    code = _industry_level(pl.col(INDUSTRY), spec)
+    exprs += [(code == i).cast(pl.Float64) for i in range(len(spec.industry_levels))]
+    for numeric in spec.numeric:
+        exprs += _numeric_exprs(pl.col(numeric.name).cast(pl.Float64, strict=False), numeric)
+    named = [e.cast(pl.Float32).alias(n) for e, n in zip(exprs, spec.output_names, strict=True)]
+    matrix = df.select(named).to_numpy()
+    return np.ascontiguousarray(matrix, dtype=np.float32).reshape(df.height, len(named))
+
+
+def normalise_industry(column: pl.Expr) -> pl.Expr:
+    """Fold case, punctuation and whitespace so near-duplicates meet; blank -> null."""
+    folded = column.cast(pl.String).str.to_lowercase().str.replace_all(r"[^a-z0-9]+", " ")
+    folded = folded.str.strip_chars()
+    return pl.when(folded.str.len_chars() > 0).then(folded)
+
+
+def _required(missing_flags: bool) -> set[str]:
+    dropped = set() if missing_flags else set(MISSINGNESS_FLAGS)
+    return {EMPLOYEE, INDUSTRY, *NUMERIC_FEATURES} - dropped
+
+
+def _check_columns(df: pl.DataFrame, names: list[str]) -> None:
+    missing = [n for n in names if n not in df.columns]
+    if missing:
+        raise SchemaError(
+            f"the encoders need {len(names)} feature columns, the input lacks {len(missing)}: "
+            + ", ".join(missing),
+            hint="build the input with hubscore build-features from the same hubscore version",
+        )
+
+
+def _transform(name: str) -> Transform:
+    if name in _LOG:
+        return "log"
+    return "log1p" if name in _LOG1P else "none"
+
+
+def _fold_employee(column: pl.Expr) -> pl.Expr:
+    # "10,001 or more" and "10001  OR more" are the same bucket; commas are only grouping.
+    text = column.cast(pl.String).str.to_lowercase().str.replace_all(",", "")
+    return text.str.replace_all(r"\s+", " ").str.strip_chars()
+
+
+def _employee_ordinal(column: pl.Expr, ranges: list[str]) -> pl.Expr:
+    """Return 1..9 for known buckets, null for missing or unseen spellings."""
+    keys = [str(_fold_text(r)) for r in ranges]
+    mapping = {k: float(i) for i, k in enumerate(keys, start=1)}
+    return _fold_employee(column).replace_strict(mapping, default=None, return_dtype=pl.Float64)
+
+
+def _fold_text(value: str) -> str:
+    return " ".join(value.lower().replace(",", "").split())
+
+
+def _fit_industry(df: pl.DataFrame, min_frequency: int, missing_flags: bool) -> list[str]:
+    counts = df.select(normalise_industry(pl.col(INDUSTRY)).alias("v")).drop_nulls()
+    counts = counts.group_by("v").len()
+    kept = counts.filter((pl.col("len") >= min_frequency) & (pl.col("v") != OTHER))
+    levels = sorted(kept.get_column("v").to_list())
+    return [*levels, OTHER, MISSING] if missing_flags else [*levels, OTHER]
+
+
+def _industry_level(column: pl.Expr, spec: EncoderSpec) -> pl.Expr:
+    """Return each row's index into `industry_levels`; unseen -> other, null -> missing."""
+    levels = spec.industry_levels
+    mapping = {v: i for i, v in enumerate(levels)}
+    null_level = mapping.get(MISSING, mapping[OTHER])
+    normal = normalise_industry(column).fill_null(pl.lit(MISSING))
+    coded = normal.replace_strict(mapping, default=mapping[OTHER], return_dtype=pl.Int32)
+    return pl.when(normal == MISSING).then(pl.lit(null_level, dtype=pl.Int32)).otherwise(coded)
+
+
+def _transform_expr(column: pl.Expr, transform: Transform) -> pl.Expr:
+    finite = pl.when(column.is_finite()).then(column)
+    if transform == "log1p":
+        # Signed, so a negative trend keeps its sign; counts are >= 0 and unaffected.
+        return finite.sign() * finite.abs().log1p()
+    if transform == "log":
+        return finite.clip(lower_bound=1.0).log()
+    return finite
+
+
+def _numeric_exprs(column: pl.Expr, spec: NumericSpec) -> list[pl.Expr]:
+    value = _transform_expr(column, spec.transform)
+    filled = (value.fill_null(spec.fill) - spec.center) / spec.scale
+    return [filled, value.is_null().cast(pl.Float64)] if spec.flag else [filled]
+
+
+def _fit_numeric(
+    column: pl.Series, transform: Transform, config: EncodingConfig, *, scaling: Scaling, flag: bool
+) -> NumericSpec:
+    """Learn the fill value, flag and scale of one column on training rows."""
+    values = pl.select(_transform_expr(pl.lit(column.cast(pl.Float64)), transform)).to_series()
+    seen = values.drop_nulls().to_numpy().astype(np.float64)
+    fill = _fill_value(seen, config)
+    # A flag is useful only when training rows had both missing and present values.
+    needs_flag = flag and 0 < seen.size < values.len()
+    filled = np.concatenate([seen, np.full(values.len() - seen.size, fill)])
+    center, scale = _scale(filled, scaling)
+    return NumericSpec(column.name, transform, fill, needs_flag, center, scale)
+
+
+def _fill_value(seen: npt.NDArray[np.float64], config: EncodingConfig) -> float:
+    strategy = config.missing_strategy
+    if strategy == "constant":
+        return float(config.missing_constant)
+    if seen.size == 0 or strategy == "zero":
+        return 0.0
+    if strategy == "auto":
+        # Two-valued columns (0/1 indicators) are filled with the mode, others with the median.
+        strategy = "mode" if np.unique(seen).size <= 2 else "median"
+    if strategy == "mean":
+        return float(np.mean(seen))
+    if strategy == "mode":
+        uniques, counts = np.unique(seen, return_counts=True)
+        return float(uniques[np.argmax(counts)])  # ties: the smallest value
+    return float(np.median(seen))
+
+
+def _scale(values: npt.NDArray[np.float64], scaling: Scaling) -> tuple[float, float]:
+    """Return (center, scale); a zero spread becomes 1 so constant columns stay finite."""
+    if scaling == "none" or values.size == 0:
+        return 0.0, 1.0
+    if scaling == "standard":
+        center, spread = float(np.mean(values)), float(np.std(values))
+    elif scaling == "minmax":
+        center, spread = float(np.min(values)), float(np.max(values) - np.min(values))
+    else:
+        q1, median, q3 = np.percentile(values, [25, 50, 75])
+        center, spread = float(median), float(q3 - q1)
+    return center, spread if spread > 0 else 1.0
+
+
+def _output_names(spec: EncoderSpec) -> list[str]:
+    names = [EMPLOYEE] + ([f"{EMPLOYEE}_missing"] if spec.employee.flag else [])
+    names += [f"{INDUSTRY}={level}" for level in spec.industry_levels]
+    for numeric in spec.numeric:
+        names += [numeric.name] + ([f"{numeric.name}_missing"] if numeric.flag else [])
+    return names
+
+
+def _fields(spec: EncoderSpec) -> dict[str, Any]:
+    return {name: getattr(spec, name) for name in spec.__dataclass_fields__}

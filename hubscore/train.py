@@ -1,0 +1,450 @@
+"""Read the feature file, split it without leaking, and fit the four model families.
+
+Splits (see `split_rows`, `cv_folds`): for `converted_within` the timeline is cut, with a gap
+of one horizon between the last training cutoff and the first test cutoff, so no training
+label looks into the test period; cross-validation is expanding-window over time. For
+`is_customer` whole companies are split, stratified by label. Rows are ordered by a seeded
+hash of (id, cutoff): never by id, which encodes the label in the files we know.
+
+Every model is fitted on exactly the float32 matrix `encoders.encode` gives the scorer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
+import xgboost as xgb
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from hubscore import __version__, encoders
+from hubscore.config import Config, ModelName
+from hubscore.errors import ConfigError, SchemaError, ValidationError
+from hubscore.features import KEY_COLUMNS, LABEL, METADATA_KEYS, RAW_FEATURES
+
+ID, CUTOFF = KEY_COLUMNS
+ORDER = "_order"
+N_JOBS = 2  # fixed: with a fixed thread count every library here gives identical models
+BUILD_HINT = "build it with hubscore build-features from this hubscore version"
+Matrix = npt.NDArray[np.float32]
+Vector = npt.NDArray[np.float64]
+# Extra LightGBM keywords accepted beside its constructor's (it passes **kwargs to the core).
+_LGBM_EXTRA = {"scale_pos_weight", "is_unbalance", "max_bin", "extra_trees", "path_smooth"}
+_FIXED = {"n_jobs", "random_state", "seed", "deterministic", "verbose", "verbosity"}
+
+
+@dataclass(frozen=True)
+class FeatureFile:
+    """A checked feature file: rows in hashed order, its metadata and a content fingerprint."""
+
+    frame: pl.DataFrame
+    metadata: dict[str, str]
+    fingerprint: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row positions of the training and test sides, and what the split looked like."""
+
+    train: npt.NDArray[np.int64]
+    test: npt.NDArray[np.int64]
+    report: dict[str, Any]
+
+
+@dataclass
+class Model:
+    """One model family behind fit / predict_proba / feature_importance."""
+
+    name: ModelName
+    estimator: Any
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def fit(self, x: Matrix, y: npt.NDArray[np.int64]) -> Model:
+        """Fit on the encoded matrix; bad hyperparameters raise ConfigError."""
+        positives = max(int(y.sum()), 1)
+        if self.name in ("xgboost", "lightgbm") and "scale_pos_weight" not in self.params:
+            # Weight positives up to the negatives: the positive rate can be well under 1%.
+            self.estimator.set_params(scale_pos_weight=(len(y) - positives) / positives)
+        try:
+            self.estimator.fit(x, y)
+        except (ValueError, TypeError, xgb.core.XGBoostError, lgb.basic.LightGBMError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"models.{self.name}: training rejected the hyperparameters: {first}",
+                hint=f"fix models.{self.name} in your --config file",
+            ) from None
+        if self.name == "random_forest":
+            # Parallel predict sums tree votes in thread order: last-bit noise between runs.
+            self.estimator.set_params(n_jobs=1)
+        return self
+
+    def predict_proba(self, x: Matrix) -> Vector:
+        """Return the positive-class probability of each row (float64)."""
+        return np.asarray(self.estimator.predict_proba(x)[:, 1], dtype=np.float64)
+
+    def feature_importance(self) -> Vector:
+        """Return one non-negative importance per encoded column (|coef| for logreg)."""
+        if self.name == "logreg":
+            return np.abs(np.asarray(self.estimator.coef_[0], dtype=np.float64))
+        return np.asarray(self.estimator.feature_importances_, dtype=np.float64)
+
+
+@dataclass
+class Trained:
+    """A family fitted on the training side, with everything evaluation and export need."""
+
+    name: ModelName
+    model: Model
+    spec: encoders.EncoderSpec
+    split: Split
+    folds: list[tuple[npt.NDArray[np.int64], Vector, npt.NDArray[np.int64]]]
+    """Per CV fold: validation labels, predictions, week codes."""
+    test: pl.DataFrame
+    x_test: Matrix
+    y_test: npt.NDArray[np.int64]
+    p_test: Vector
+    train_frame: pl.DataFrame
+
+
+def read_features(path: Path) -> FeatureFile:
+    """Read and check a features.parquet written by build-features."""
+    if not path.is_file():
+        raise SchemaError(f"feature file {path} does not exist", hint=BUILD_HINT)
+    try:
+        raw_meta = pq.read_schema(path).metadata or {}
+    except Exception:  # pyarrow raises several untyped errors for non-Parquet files
+        raise SchemaError(f"{path} is not a Parquet file", hint=BUILD_HINT) from None
+    metadata = {k.decode(): v.decode() for k, v in raw_meta.items() if not k.startswith(b"ARROW")}
+    absent = [key for key in METADATA_KEYS if key not in metadata]
+    if absent:
+        raise SchemaError(
+            f"{path} is not a hubscore feature file: metadata lacks {', '.join(absent)}",
+            hint=BUILD_HINT,
+        )
+    if metadata["hubscore_version"] != __version__:
+        raise SchemaError(
+            f"{path} was built by hubscore {metadata['hubscore_version']}, this is {__version__}",
+            hint=f"rebuild it: {BUILD_HINT}",
+        )
+    frame = pl.read_parquet(path)
+    missing = [c for c in (*KEY_COLUMNS, LABEL, *RAW_FEATURES) if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"{path} lacks columns: {', '.join(missing)}", hint=BUILD_HINT)
+    return FeatureFile(_ordered(frame), metadata, _fingerprint(path), path)
+
+
+def _ordered(frame: pl.DataFrame) -> pl.DataFrame:
+    """Sort by cutoff, then a splitmix64 hash of (id, cutoff): stable and label-blind."""
+    ids = frame.get_column(ID).cast(pl.Int64).to_numpy().astype(np.uint64)
+    days = frame.get_column(CUTOFF).cast(pl.Date).cast(pl.Int64).to_numpy().astype(np.uint64)
+    with np.errstate(over="ignore"):
+        z = ids * np.uint64(0x9E3779B97F4A7C15) + (days << np.uint64(32))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    keyed = frame.with_columns(pl.Series(ORDER, z.astype(np.int64) >> 1))
+    return keyed.sort(CUTOFF, ORDER)
+
+
+def _fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def labels(frame: pl.DataFrame) -> npt.NDArray[np.int64]:
+    """Return the label column as int64; refuse nulls and a single class."""
+    column = frame.get_column(LABEL)
+    if column.null_count():
+        raise ValidationError(f"{column.null_count()} rows have no label", hint=BUILD_HINT)
+    y = column.cast(pl.Int64).to_numpy()
+    if np.unique(y).size < 2:
+        raise ValidationError(
+            f"the label has a single class ({int(y[0]) if y.size else 'no rows'}) in "
+            f"{y.size} rows; a classifier needs positives and negatives",
+            hint="build features over a longer period, or with a longer horizon",
+        )
+    return y
+
+
+def split_rows(ff: FeatureFile, config: Config) -> Split:
+    """Split into training and test rows by time (converted_within) or by company."""
+    frame = ff.frame
+    y = labels(frame)
+    if ff.metadata["target"] == "is_customer":
+        train, test = _company_split(frame, y, config)
+    else:
+        train, test = _time_split(frame, config.training.test_size, ff.metadata)
+    for side, rows in (("training", train), ("test", test)):
+        if not y[rows].any():
+            raise ValidationError(
+                f"the {side} side has no positive rows", hint="lower training.test_size"
+            )
+    return Split(train, test, _split_report(frame, y, train, test, ff.metadata))
+
+
+def week_codes(frame: pl.DataFrame) -> npt.NDArray[np.int64]:
+    return frame.get_column(CUTOFF).cast(pl.Date).cast(pl.Int64).to_numpy()
+
+
+def _time_split(
+    frame: pl.DataFrame, test_size: float, metadata: Mapping[str, str]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    days = week_codes(frame)
+    weeks = np.unique(days)
+    n_test = max(1, round(test_size * weeks.size))
+    horizon = int(metadata["horizon_days"])
+    first_test = weeks[-n_test] if n_test < weeks.size else weeks[0]
+    train_weeks = weeks[weeks + horizon <= first_test]
+    if train_weeks.size == 0:
+        raise ValidationError(
+            f"{weeks.size} cutoffs leave no training cutoff a horizon ({horizon} days) "
+            f"before the test period",
+            hint="build features over more cutoffs, or lower training.test_size",
+        )
+    return np.flatnonzero(days <= train_weeks[-1]), np.flatnonzero(days >= first_test)
+
+
+def _company_labels(frame: pl.DataFrame, y: npt.NDArray[np.int64]) -> pl.DataFrame:
+    keyed = frame.select(ID, ORDER).with_columns(pl.Series(LABEL, y))
+    companies = keyed.group_by(ID).agg(pl.col(LABEL).max(), pl.col(ORDER).min())
+    return companies.sort(ORDER)  # hashed order: the id never orders anything
+
+
+def _company_split(
+    frame: pl.DataFrame, y: npt.NDArray[np.int64], config: Config
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    companies = _company_labels(frame, y)
+    ids, company_y = companies.get_column(ID).to_numpy(), companies.get_column(LABEL).to_numpy()
+    if min(int(company_y.sum()), int((company_y == 0).sum())) < 2:
+        raise ValidationError(
+            "a stratified split needs at least 2 companies of each class", hint=BUILD_HINT
+        )
+    train_ids, _ = train_test_split(
+        ids,
+        test_size=config.training.test_size,
+        stratify=company_y,
+        random_state=config.training.random_seed,
+    )
+    in_train = frame.get_column(ID).is_in(pl.Series(train_ids)).to_numpy()
+    return np.flatnonzero(in_train), np.flatnonzero(~in_train)
+
+
+def _split_report(
+    frame: pl.DataFrame,
+    y: npt.NDArray[np.int64],
+    train: npt.NDArray[np.int64],
+    test: npt.NDArray[np.int64],
+    metadata: Mapping[str, str],
+) -> dict[str, Any]:
+    cutoffs = frame.get_column(CUTOFF).cast(pl.Date)
+
+    def side(rows: npt.NDArray[np.int64]) -> dict[str, Any]:
+        dates = cutoffs.gather(rows)
+        return {
+            "rows": int(rows.size),
+            "positives": int(y[rows].sum()),
+            "companies": int(frame.get_column(ID).gather(rows).n_unique()),
+            "first_cutoff": str(dates.min()),
+            "last_cutoff": str(dates.max()),
+            "cutoffs": int(dates.n_unique()),
+        }
+
+    kind = "company" if metadata["target"] == "is_customer" else "time"
+    gap = 0 if kind == "company" else int(metadata["horizon_days"])
+    return {"kind": kind, "gap_days": gap, "train": side(train), "test": side(test)}
+
+
+def cv_folds(
+    ff: FeatureFile, split: Split, config: Config
+) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+    """Return (train rows, validation rows) per fold, inside the training side only."""
+    k = config.training.cv_folds
+    y = labels(ff.frame)
+    if int(y[split.train].sum()) < k:
+        raise ValidationError(
+            f"the training side has {int(y[split.train].sum())} positive rows, "
+            f"fewer than training.cv_folds={k}",
+            hint="lower training.cv_folds or build features over a longer period",
+        )
+    if ff.metadata["target"] == "is_customer":
+        folds = _company_folds(ff.frame, y, split.train, config)
+    else:
+        folds = _time_folds(week_codes(ff.frame), split.train, k, int(ff.metadata["horizon_days"]))
+    for number, (fit_rows, val_rows) in enumerate(folds, start=1):
+        if not y[fit_rows].any() or not y[val_rows].any():
+            raise ValidationError(
+                f"cross-validation fold {number} of {k} has no positive rows on one side",
+                hint="lower training.cv_folds or build features over more cutoffs",
+            )
+    return folds
+
+
+def _time_folds(
+    days: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], k: int, horizon: int
+) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+    weeks = np.unique(days[rows])
+    chunks = np.array_split(weeks, k + 1)
+    folds = []
+    for number in range(1, k + 1):
+        if chunks[number].size == 0:
+            raise ValidationError(
+                f"{weeks.size} training cutoffs cannot make {k} time folds",
+                hint="lower training.cv_folds",
+            )
+        start = chunks[number][0]
+        fit_rows = rows[days[rows] + horizon <= start]  # the same gap as the final split
+        val_rows = rows[np.isin(days[rows], chunks[number])]
+        folds.append((fit_rows, val_rows))
+    return folds
+
+
+def _company_folds(
+    frame: pl.DataFrame, y: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], config: Config
+) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+    companies = _company_labels(frame[rows], y[rows])
+    ids, company_y = companies.get_column(ID).to_numpy(), companies.get_column(LABEL).to_numpy()
+    seed = config.training.random_seed
+    splitter = StratifiedKFold(n_splits=config.training.cv_folds, shuffle=True, random_state=seed)
+    row_ids = frame.get_column(ID).gather(rows)
+    folds = []
+    for _fit_idx, val_idx in splitter.split(ids, company_y):
+        in_val = row_ids.is_in(pl.Series(ids[val_idx])).to_numpy()
+        folds.append((rows[~in_val], rows[in_val]))
+    return folds
+
+
+def make_model(name: ModelName, config: Config) -> Model:
+    """Build an unfitted model from `config.models[name]`, seeds and threads fixed."""
+    params = dict(config.models.get(name, {}))
+    seed = config.training.random_seed
+    fixed_set = sorted(set(params) & _FIXED)
+    if fixed_set:
+        raise ConfigError(
+            f"config key models.{name}.{fixed_set[0]} is fixed by hubscore for reproducibility",
+            hint="set training.random_seed instead; threads are fixed at 2",
+        )
+    base, extra = _defaults(name, seed)
+    unknown = sorted(set(params) - set(base.get_params()) - extra)
+    if unknown:
+        raise ConfigError(
+            f"unknown hyperparameter models.{name}.{unknown[0]}",
+            hint=f"known: {', '.join(sorted(set(base.get_params()) - _FIXED))}",
+        )
+    try:
+        base.set_params(**params)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"models.{name}: {exc}", hint=f"fix models.{name}") from None
+    return Model(name, base, params)
+
+
+def _defaults(name: ModelName, seed: int) -> tuple[Any, set[str]]:
+    """Return the estimator with hubscore's defaults and the extra keys it accepts."""
+    if name == "logreg":
+        return LogisticRegression(class_weight="balanced", random_state=seed), set()
+    if name == "random_forest":
+        forest = RandomForestClassifier(
+            class_weight="balanced_subsample", random_state=seed, n_jobs=N_JOBS
+        )
+        return forest, set()
+    if name == "xgboost":
+        booster = xgb.XGBClassifier(
+            tree_method="hist", random_state=seed, n_jobs=N_JOBS, eval_metric="logloss"
+        )
+        return booster, set()
+    lightgbm = lgb.LGBMClassifier(
+        random_state=seed,
+        n_jobs=N_JOBS,
+        deterministic=True,
+        force_row_wise=True,
+        verbose=-1,
+        importance_type="gain",
+    )
+    return lightgbm, _LGBM_EXTRA
+
+
+def fit_family(
+    name: ModelName, frame: pl.DataFrame, config: Config, *, missing_flags: bool = True
+) -> tuple[Model, encoders.EncoderSpec]:
+    """Fit encoders and a model on `frame` (training rows only)."""
+    spec = encoders.fit_encoders(
+        frame, config.encoding, scale=name == "logreg", missing_flags=missing_flags
+    )
+    model = make_model(name, config).fit(encoders.encode(frame, spec), labels(frame))
+    return model, spec
+
+
+def train_family(name: ModelName, ff: FeatureFile, split: Split, config: Config) -> Trained:
+    """Cross-validate on the training side, then fit on all of it and predict the test side."""
+    folds = []
+    days = week_codes(ff.frame)
+    for fit_rows, val_rows in cv_folds(ff, split, config):
+        model, spec = fit_family(name, ff.frame[fit_rows], config)
+        val = ff.frame[val_rows]
+        p = model.predict_proba(encoders.encode(val, spec))
+        folds.append((labels(val), p, days[val_rows]))
+    train_frame = ff.frame[split.train]
+    model, spec = fit_family(name, train_frame, config)
+    round_thresholds_down(model)
+    test = ff.frame[split.test]
+    x_test = encoders.encode(test, spec)
+    y_test = test.get_column(LABEL).cast(pl.Int64).to_numpy()
+    return Trained(
+        name,
+        model,
+        spec,
+        split,
+        folds,
+        test,
+        x_test,
+        y_test,
+        model.predict_proba(x_test),
+        train_frame,
+    )
+
+
+def round_thresholds_down(model: Model) -> None:
+    """Round every split threshold down to a float32, so float32 ONNX trees match exactly.
+
+    For a float32 x, `x <= t` holds exactly when `x <= t'` with t' = t rounded down to the
+    nearest float32, so no native prediction on float32 inputs changes.
+    """
+    if model.name == "random_forest":
+        for tree in model.estimator.estimators_:
+            tree.tree_.threshold[:] = _down_to_float32(tree.tree_.threshold)
+    elif model.name == "lightgbm":
+        text = model.estimator.booster_.model_to_string()
+        model.estimator._Booster = lgb.Booster(model_str=_round_lightgbm_text(text))
+
+
+def _down_to_float32(values: Vector) -> Vector:
+    f32 = values.astype(np.float32)
+    over = f32.astype(np.float64) > values
+    f32[over] = np.nextafter(f32[over], np.float32(-np.inf))
+    return f32.astype(np.float64)
+
+
+def _round_lightgbm_text(text: str) -> str:
+    """Rewrite `threshold=` lines; drop `tree_sizes=`, whose byte counts would be stale."""
+    lines = []
+    for line in text.split("\n"):
+        if line.startswith("tree_sizes="):
+            continue
+        if line.startswith("threshold="):
+            values = np.array(line.removeprefix("threshold=").split(), dtype=np.float64)
+            line = "threshold=" + " ".join(repr(float(v)) for v in _down_to_float32(values))
+        lines.append(line)
+    return "\n".join(lines)

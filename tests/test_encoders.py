@@ -1,0 +1,223 @@
+"""Encoders: fit on training rows, JSON round trip, one `encode` for training and scoring."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest_train import make_features
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hubscore import encoders
+from hubscore.config import EncodingConfig
+from hubscore.errors import ArtifactError, SchemaError
+from hubscore.features import EMPLOYEE_RANGES, NUMERIC_FEATURES, RAW_FEATURES
+
+CONFIG = EncodingConfig(industry_min_frequency=3)
+
+
+@pytest.fixture(scope="module")
+def frame() -> pl.DataFrame:
+    return make_features(60, 4)
+
+
+@pytest.fixture(scope="module")
+def spec(frame: pl.DataFrame) -> encoders.EncoderSpec:
+    return encoders.fit_encoders(frame, CONFIG, scale=True)
+
+
+def column(spec: encoders.EncoderSpec, matrix: np.ndarray, name: str) -> np.ndarray:
+    return matrix[:, spec.output_names.index(name)]
+
+
+def one_row(frame: pl.DataFrame, **values: object) -> pl.DataFrame:
+    row = frame.head(1)
+    return row.with_columns(**{k: pl.lit(v, dtype=row.schema[k]) for k, v in values.items()})
+
+
+def test_matrix_is_float32_c_contiguous_in_output_order(frame, spec) -> None:
+    matrix = encoders.encode(frame, spec)
+    assert matrix.dtype == np.float32
+    assert matrix.flags["C_CONTIGUOUS"]
+    assert matrix.shape == (frame.height, len(spec.output_names))
+    assert np.isfinite(matrix).all()
+
+
+@pytest.mark.parametrize(
+    ("raw", "ordinal"),
+    [("1", 1), ("2 to 5", 2), (" 2  TO 5 ", 2), ("10,001 or more", 9), ("10001 OR MORE", 9)],
+)
+def test_employee_range_is_ordinal_after_folding(frame, raw, ordinal) -> None:
+    spec = encoders.fit_encoders(frame, CONFIG, scale=False)
+    matrix = encoders.encode(one_row(frame, EMPLOYEE_RANGE=raw), spec)
+    assert column(spec, matrix, "EMPLOYEE_RANGE")[0] == ordinal
+    assert column(spec, matrix, "EMPLOYEE_RANGE_missing")[0] == 0
+
+
+@pytest.mark.parametrize("raw", [None, "", "   ", "5 to 9 people"])
+def test_missing_or_unseen_employee_range_is_imputed_and_flagged(frame, raw) -> None:
+    spec = encoders.fit_encoders(frame, CONFIG, scale=False)
+    matrix = encoders.encode(one_row(frame, EMPLOYEE_RANGE=raw), spec)
+    assert column(spec, matrix, "EMPLOYEE_RANGE")[0] == pytest.approx(spec.employee.fill)
+    assert column(spec, matrix, "EMPLOYEE_RANGE_missing")[0] == 1
+    assert 1 <= spec.employee.fill <= len(EMPLOYEE_RANGES)
+
+
+def test_industry_near_duplicates_meet_and_rare_unseen_go_to_other(frame, spec) -> None:
+    assert "computer software" in spec.industry_levels
+    assert spec.industry_levels[-2:] == [encoders.OTHER, encoders.MISSING]
+    assert spec.industry_levels[:-2] == sorted(spec.industry_levels[:-2])
+    cases = {
+        "Computer-Software!": "computer software",
+        "never seen before": encoders.OTHER,
+        "Other": encoders.OTHER,
+        None: encoders.MISSING,
+        "  ": encoders.MISSING,
+    }
+    for raw, level in cases.items():
+        matrix = encoders.encode(one_row(frame, INDUSTRY=raw), spec)
+        assert column(spec, matrix, f"INDUSTRY={level}")[0] == 1, raw
+        onehot = [n for n in spec.output_names if n.startswith("INDUSTRY=")]
+        assert sum(column(spec, matrix, n)[0] for n in onehot) == 1
+
+
+def test_rare_industries_below_min_frequency_are_not_levels() -> None:
+    frame = make_features(60, 4)
+    spec = encoders.fit_encoders(frame, EncodingConfig(industry_min_frequency=10**6), scale=False)
+    assert spec.industry_levels == [encoders.OTHER, encoders.MISSING]
+
+
+def test_categorical_input_encodes_like_strings(frame, spec) -> None:
+    # Physical category codes differ with the order values are first seen; output must not.
+    shuffled = frame.reverse().with_columns(pl.col("INDUSTRY").cast(pl.Categorical))
+    expected = encoders.encode(frame.reverse(), spec)
+    np.testing.assert_array_equal(encoders.encode(shuffled, spec), expected)
+
+
+@pytest.mark.parametrize("bad", [None, math.nan, math.inf, -math.inf])
+def test_nan_inf_and_null_are_missing(frame, spec, bad) -> None:
+    name = "total_actions"
+    row = frame.head(1).with_columns(pl.lit(bad, dtype=pl.Float64).alias(name))
+    matrix = encoders.encode(row, spec)
+    numeric = next(n for n in spec.numeric if n.name == name)
+    assert numeric.flag
+    assert column(spec, matrix, f"{name}_missing")[0] == 1
+    expected = (numeric.fill - numeric.center) / numeric.scale
+    assert column(spec, matrix, name)[0] == pytest.approx(expected, rel=1e-6)
+
+
+def test_heavy_tails_are_compressed(frame) -> None:
+    spec = encoders.fit_encoders(frame, CONFIG, scale=False)
+    kinds = {n.name: n.transform for n in spec.numeric}
+    assert kinds["ALEXA_RANK"] == "log"
+    assert kinds["ACTIONS_CRM_CONTACTS_sum"] == "log1p"
+    assert kinds["days_active"] == "none"
+    row = one_row(frame, ACTIONS_CRM_CONTACTS_sum=1e12, ALEXA_RANK=10**12)
+    matrix = encoders.encode(row, spec)
+    assert column(spec, matrix, "ACTIONS_CRM_CONTACTS_sum")[0] == pytest.approx(math.log1p(1e12))
+    assert column(spec, matrix, "ALEXA_RANK")[0] == pytest.approx(math.log(1e12), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [("median", np.median), ("mean", np.mean), ("zero", lambda v: 0.0), ("constant", None)],
+)
+def test_missing_strategies_learn_from_training_rows(frame, strategy, expected) -> None:
+    config = EncodingConfig(missing_strategy=strategy, missing_constant=-3.0)
+    spec = encoders.fit_encoders(frame, config, scale=False)
+    days = next(n for n in spec.numeric if n.name == "recency_days")
+    seen = frame.get_column("recency_days").drop_nulls().to_numpy().astype(float)
+    assert days.fill == pytest.approx(-3.0 if expected is None else expected(seen))
+
+
+def test_auto_uses_mode_for_indicators_and_scaling_standardises(frame) -> None:
+    indicator = frame.with_columns(
+        alexa_no_rank=pl.when(pl.int_range(pl.len()) < 5).then(None).otherwise(1)
+    )
+    spec = encoders.fit_encoders(indicator, CONFIG, scale=True)
+    assert next(n for n in spec.numeric if n.name == "alexa_no_rank").fill == 1.0
+    matrix = encoders.encode(frame, encoders.fit_encoders(frame, CONFIG, scale=True))
+    spec2 = encoders.fit_encoders(frame, CONFIG, scale=True)
+    assert column(spec2, matrix, "days_active").mean() == pytest.approx(0, abs=1e-5)
+    assert column(spec2, matrix, "days_active").std() == pytest.approx(1, rel=1e-4)
+    assert encoders.fit_encoders(frame, CONFIG, scale=False).scaling == "none"
+
+
+@pytest.mark.parametrize("scaling", ["minmax", "robust", "none"])
+def test_every_scaling_gives_finite_values(frame, scaling) -> None:
+    spec = encoders.fit_encoders(frame, EncodingConfig(scaling=scaling), scale=True)
+    assert spec.scaling == scaling
+    assert np.isfinite(encoders.encode(frame, spec)).all()
+
+
+def test_encoder_never_sees_id_label_or_outcomes(frame, spec) -> None:
+    leaky = frame.with_columns(
+        id=pl.col("id") * 1000, label=1 - pl.col("label"), MRR=pl.lit(99.0), CLOSEDATE=pl.lit(1)
+    )
+    refit = encoders.fit_encoders(leaky, CONFIG, scale=True)
+    assert refit == spec
+    assert set(spec.input_names) <= set(RAW_FEATURES)
+    assert not {"id", "cutoff", "label", "MRR", "CLOSEDATE"} & set(spec.input_names)
+    np.testing.assert_array_equal(encoders.encode(leaky, spec), encoders.encode(frame, spec))
+
+
+def test_without_missing_flags_drops_every_missingness_signal(frame) -> None:
+    spec = encoders.fit_encoders(frame, CONFIG, scale=False, missing_flags=False)
+    assert not [n for n in spec.output_names if n.endswith("_missing")]
+    assert "alexa_no_rank" not in spec.output_names
+    assert encoders.MISSING not in spec.industry_levels
+    matrix = encoders.encode(one_row(frame, INDUSTRY=None), spec)
+    assert column(spec, matrix, f"INDUSTRY={encoders.OTHER}")[0] == 1
+
+
+def test_missing_column_is_a_schema_error(frame, spec) -> None:
+    with pytest.raises(SchemaError, match="lacks 1: INDUSTRY"):
+        encoders.encode(frame.drop("INDUSTRY"), spec)
+
+
+def test_foreign_or_future_json_is_an_artifact_error(spec, tmp_path) -> None:
+    with pytest.raises(ArtifactError, match="version 99"):
+        encoders.EncoderSpec.from_json(spec.to_json().replace('"version": 1', '"version": 99'))
+    with pytest.raises(ArtifactError, match="not a hubscore encoder spec"):
+        encoders.EncoderSpec.from_json("[1, 2]")
+    with pytest.raises(ArtifactError, match="missing"):
+        encoders.read_encoders(tmp_path / "nope.json")
+
+
+def test_json_is_human_readable_and_stable(spec, tmp_path) -> None:
+    path = tmp_path / "encoders.json"
+    path.write_text(spec.to_json())
+    text = path.read_text()
+    assert '"industry_levels"' in text and "\n  " in text
+    assert encoders.read_encoders(path).to_json() == text
+
+
+words = st.one_of(st.none(), st.sampled_from(["", " ", "COMPUTER_SOFTWARE", "Other"]), st.text())
+numbers = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    employee=st.lists(
+        st.one_of(st.none(), st.sampled_from(EMPLOYEE_RANGES), st.text()), min_size=3, max_size=3
+    ),
+    industry=st.lists(words, min_size=3, max_size=3),
+    value=st.lists(numbers, min_size=3, max_size=3),
+)
+def test_fit_json_load_encode_is_unchanged(employee, industry, value) -> None:
+    base = make_features(3, 1, seed=1)
+    frame = base.with_columns(
+        EMPLOYEE_RANGE=pl.Series(employee, dtype=pl.String),
+        INDUSTRY=pl.Series(industry, dtype=pl.String),
+        total_actions=pl.Series(value, dtype=pl.Float64),
+    )
+    spec = encoders.fit_encoders(frame, EncodingConfig(industry_min_frequency=1), scale=True)
+    loaded = encoders.EncoderSpec.from_json(spec.to_json())
+    assert loaded == spec
+    matrix = encoders.encode(frame, loaded)
+    np.testing.assert_array_equal(matrix, encoders.encode(frame, spec))
+    assert np.isfinite(matrix).all()
+    assert len(NUMERIC_FEATURES) <= matrix.shape[1]

@@ -1,0 +1,102 @@
+"""Evaluation: weekly list metrics, thresholds, ablation and the self-contained report."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from hubscore import evaluate
+
+Y = np.array([1, 0, 0, 1, 0, 1, 0, 0])
+P = np.array([0.9, 0.8, 0.1, 0.2, 0.7, 0.6, 0.3, 0.05])
+WEEKS = np.array([0, 0, 0, 0, 7, 7, 7, 7])
+
+
+def test_precision_and_recall_at_k_average_over_weeks() -> None:
+    precision, recall = evaluate.weekly_top_k(Y, P, WEEKS, 1)
+    assert precision == pytest.approx((1 + 0) / 2)
+    assert recall == pytest.approx((1 / 2 + 0) / 2)
+    precision, recall = evaluate.weekly_top_k(Y, P, WEEKS, 2)
+    assert (precision, recall) == (pytest.approx(0.5), pytest.approx((0.5 + 1) / 2))
+
+
+def test_ranking_metrics_report_lift_over_base_rate() -> None:
+    metrics = evaluate.ranking_metrics(Y, P, WEEKS, [2])
+    assert metrics["base_rate"] == pytest.approx(3 / 8)
+    assert metrics["lift_at_2"] == pytest.approx(0.5 / (3 / 8))
+    assert 0 <= metrics["roc_auc"] <= 1 and 0 <= metrics["pr_auc"] <= 1
+    single = evaluate.ranking_metrics(np.zeros(4, dtype=np.int64), P[:4], WEEKS[:4], [2])
+    assert single["roc_auc"] is None and single["lift_at_2"] is None
+
+
+def test_threshold_metrics_and_confusion() -> None:
+    metrics = evaluate.threshold_metrics(Y, P, 0.5)
+    assert metrics["confusion"] == {"tn": 3, "fp": 2, "fn": 1, "tp": 2}
+    assert metrics["precision"] == pytest.approx(0.5)
+    assert metrics["recall"] == pytest.approx(2 / 3)
+    assert metrics["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert evaluate.probability_metrics(Y, P)["brier"] == pytest.approx(np.mean((P - Y) ** 2))
+
+
+def test_fbeta_and_capacity_thresholds() -> None:
+    assert evaluate.fbeta_threshold(Y, P, 0.5) == pytest.approx(0.9)  # precision-heavy: top 1
+    assert evaluate.fbeta_threshold(Y, P, 10.0) <= 0.2  # recall-heavy: take everything
+    assert evaluate.capacity_threshold(P, WEEKS, 2) == pytest.approx(np.median([0.8, 0.6]))
+    folds = [(Y[:4], P[:4], WEEKS[:4]), (Y[4:], P[4:], WEEKS[4:])]
+    chosen = evaluate.choose_thresholds(folds, beta=0.5, capacity=1, fixed=0.42)
+    assert chosen["decision"] == 0.42 and chosen["f_beta"] == pytest.approx(0.9)
+    bands = evaluate.confidence_bands({"decision": 0.3, "capacity": 0.7})
+    assert bands == {"high": 0.7, "medium": 0.3}
+    assert evaluate.confidence_bands({"decision": 0.5, "capacity": 0.2})["high"] == 0.5
+
+
+def test_threshold_table_lists_size_per_week() -> None:
+    table = evaluate.threshold_table(Y, P, WEEKS, [0.5, 0.15])
+    assert [row["threshold"] for row in table] == [0.15, 0.5]
+    assert table[1]["list_size_per_week"] == pytest.approx(4 / 2)
+    assert table[0]["recall"] == pytest.approx(1.0)
+    grid = evaluate.table_thresholds(P, [0.42])
+    assert 0.42 in grid and grid == sorted(grid)
+
+
+def test_cv_summary_and_ablation() -> None:
+    summary = evaluate.summarise_folds([{"a": 1.0, "b": None}, {"a": 3.0, "b": None}])
+    assert summary == {"a": {"mean": 2.0, "std": 1.0}}
+    ablation = evaluate.ablation_summary({"lift_at_5": 3.0}, {"lift_at_5": 2.0}, [5])
+    assert ablation["lift_retained_at_5"] == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_report_is_self_contained(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.2).astype(np.int64)
+    p = np.clip(y * 0.3 + rng.random(400) * 0.7, 0, 1)
+    weeks = np.repeat(np.arange(4) * 7, 100)
+    importance = pl.DataFrame({"feature": ["a", "b"], "importance": [2.0, 1.0]})
+    plots = evaluate.write_plots(tmp_path, y, p, weeks, threshold=0.5, importance=importance)
+    assert len(plots) == 6 and all(path.read_bytes()[:4] == b"\x89PNG" for path in plots)
+    test = evaluate.evaluate_predictions(y, p, weeks, top_k=[10], threshold=0.5)
+    metrics = {
+        "run": "r1",
+        "model": "xgboost",
+        "target": "converted_within",
+        "test": test,
+        "baseline": evaluate.ranking_metrics(y, p[::-1].copy(), weeks, [10]),
+        "cv": {"roc_auc": {"mean": 0.7, "std": 0.01}},
+        "split": {"kind": "time", "gap_days": 30, "train": {"rows": 1}, "test": {"rows": 2}},
+        "thresholds": {"decision": 0.5},
+        "threshold_table": evaluate.threshold_table(y, p, weeks, [0.5]),
+        "ablation": evaluate.ablation_summary(test, test, [10]),
+        "verification": {"max_abs_delta": 1e-7},
+        "quality": {"rows_rejected": 3},
+    }
+    evaluate.write_report(tmp_path / "report.html", metrics, plots=plots)
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 6
+    assert not re.search(r"(src|href)=['\"](?!data:)", html)  # nothing outside the file
+    for needle in ("precision_at_10", "baseline", "rows_rejected", "gap 30 days", "sign-up date"):
+        assert needle in html
