@@ -156,16 +156,27 @@ def fit_encoders(
 def encode(df: pl.DataFrame, spec: EncoderSpec) -> npt.NDArray[np.float32]:
     """Return the model matrix: float32, C-contiguous, one column per `spec.output_names`."""
     _check_columns(df, spec.input_names)
-    exprs = [
-        *_numeric_exprs(_employee_ordinal(pl.col(EMPLOYEE), spec.employee_ranges), spec.employee)
-    ]
-    code = _industry_level(pl.col(INDUSTRY), spec)
-    exprs += [(code == i).cast(pl.Float64) for i in range(len(spec.industry_levels))]
-    for numeric in spec.numeric:
-        exprs += _numeric_exprs(pl.col(numeric.name).cast(pl.Float64, strict=False), numeric)
-    named = [e.cast(pl.Float32).alias(n) for e, n in zip(exprs, spec.output_names, strict=True)]
-    matrix = df.select(named).to_numpy()
-    return np.ascontiguousarray(matrix, dtype=np.float32).reshape(df.height, len(named))
+    # One pass per input column; the industry one-hot is filled in NumPy from level codes, so
+    # the text folding runs once, not once per level (eager Polars does not share the work).
+    numeric = [spec.employee, *spec.numeric]
+    columns = df.select(
+        _employee_ordinal(pl.col(EMPLOYEE), spec.employee_ranges).alias(spec.employee.name),
+        *(pl.col(n.name).cast(pl.Float64, strict=False) for n in spec.numeric),
+        _industry_level(pl.col(INDUSTRY), spec).alias(INDUSTRY),
+    )
+    exprs = [expr for n in numeric for expr in _numeric_exprs(pl.col(n.name), n)]
+    names = [n for n in spec.output_names if not n.startswith(f"{INDUSTRY}=")]
+    transformed = columns.select(
+        e.cast(pl.Float32).alias(name) for e, name in zip(exprs, names, strict=True)
+    ).to_numpy()
+    levels = len(spec.industry_levels)
+    onehot = np.zeros((df.height, levels), dtype=np.float32)
+    onehot[np.arange(df.height), columns.get_column(INDUSTRY).to_numpy()] = 1.0
+    employee_width = 2 if spec.employee.flag else 1
+    matrix = np.concatenate(
+        [transformed[:, :employee_width], onehot, transformed[:, employee_width:]], axis=1
+    )
+    return np.ascontiguousarray(matrix, dtype=np.float32).reshape(df.height, len(spec.output_names))
 
 
 def normalise_industry(column: pl.Expr) -> pl.Expr:
