@@ -34,7 +34,8 @@ def test_version() -> None:
 def test_sample_data_then_build_features(tmp_path: Path) -> None:
     data, out = tmp_path / "data", tmp_path / "build"
     sample = runner.invoke(
-        app, ["sample-data", "--out", str(data), "--companies", "400", "--weeks", "40"],
+        app,
+        ["sample-data", "--out", str(data), "--companies", "400", "--weeks", "40"],
         catch_exceptions=False,
     )
     assert sample.exit_code == 0
@@ -44,7 +45,8 @@ def test_sample_data_then_build_features(tmp_path: Path) -> None:
         "usage_actions.csv",
     ]
     built = runner.invoke(
-        app, ["build-features", "--data-dir", str(data), "--out", str(out)],
+        app,
+        ["build-features", "--data-dir", str(data), "--out", str(out)],
         catch_exceptions=False,
     )
     assert built.exit_code == 0
@@ -64,8 +66,17 @@ def test_build_features_as_of_and_flags_reach_the_config(tmp_path: Path) -> None
     as_of = "2025-05-11"
     result = runner.invoke(
         app,
-        ["build-features", "--data-dir", str(data), "--out", str(tmp_path / "b"),
-         "--as-of", as_of, "--lookback-days", "56"],
+        [
+            "build-features",
+            "--data-dir",
+            str(data),
+            "--out",
+            str(tmp_path / "b"),
+            "--as-of",
+            as_of,
+            "--lookback-days",
+            "56",
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.stderr

@@ -64,7 +64,7 @@ def test_bad_keys_and_values_name_the_key(tmp_path: Path, yaml_text: str, messag
 
 
 def test_a_bad_environment_value_names_the_key() -> None:
-    with pytest.raises(ConfigError, match="features.horizon_days"):
+    with pytest.raises(ConfigError, match=r"features\.horizon_days"):
         load_config(environ={"HUBSCORE_FEATURES_HORIZON_DAYS": "x"})
 
 
