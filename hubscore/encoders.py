@@ -131,7 +131,7 @@ def fit_encoders(
     inputs = [n for n in (EMPLOYEE, INDUSTRY, *NUMERIC_FEATURES) if n in _required(missing_flags)]
     _check_columns(df, inputs)
     scaling: Scaling = config.scaling if scale else "none"
-    ordinal = _employee_ordinal(pl.col(EMPLOYEE), list(EMPLOYEE_RANGES))
+    ordinal = employee_ordinal(pl.col(EMPLOYEE), list(EMPLOYEE_RANGES))
     ordinals = df.select(ordinal.alias(EMPLOYEE)).to_series()
     employee = _fit_numeric(ordinals, "none", config, scaling=scaling, flag=missing_flags)
     # Always flagged: unseen spellings at scoring time become missing even if training had none.
@@ -156,27 +156,40 @@ def fit_encoders(
 def encode(df: pl.DataFrame, spec: EncoderSpec) -> npt.NDArray[np.float32]:
     """Return the model matrix: float32, C-contiguous, one column per `spec.output_names`."""
     _check_columns(df, spec.input_names)
-    # One pass per input column; the industry one-hot is filled in NumPy from level codes, so
-    # the text folding runs once, not once per level (eager Polars does not share the work).
+    # Text is folded once per column in Polars; the numbers are transformed in NumPy, whose
+    # per-call cost stays small for the one-row requests of the HTTP API.
     numeric = [spec.employee, *spec.numeric]
     columns = df.select(
-        _employee_ordinal(pl.col(EMPLOYEE), spec.employee_ranges).alias(spec.employee.name),
+        employee_ordinal(pl.col(EMPLOYEE), spec.employee_ranges).alias(spec.employee.name),
         *(pl.col(n.name).cast(pl.Float64, strict=False) for n in spec.numeric),
         _industry_level(pl.col(INDUSTRY), spec).alias(INDUSTRY),
     )
-    exprs = [expr for n in numeric for expr in _numeric_exprs(pl.col(n.name), n)]
-    names = [n for n in spec.output_names if not n.startswith(f"{INDUSTRY}=")]
-    transformed = columns.select(
-        e.cast(pl.Float32).alias(name) for e, name in zip(exprs, names, strict=True)
-    ).to_numpy()
-    levels = len(spec.industry_levels)
-    onehot = np.zeros((df.height, levels), dtype=np.float32)
+    values = columns.select(n.name for n in numeric).to_numpy().astype(np.float64, copy=False)
+    blocks = [_encode_numeric(values[:, i], spec) for i, spec in enumerate(numeric)]
+    onehot = np.zeros((df.height, len(spec.industry_levels)), dtype=np.float32)
     onehot[np.arange(df.height), columns.get_column(INDUSTRY).to_numpy()] = 1.0
-    employee_width = 2 if spec.employee.flag else 1
-    matrix = np.concatenate(
-        [transformed[:, :employee_width], onehot, transformed[:, employee_width:]], axis=1
-    )
+    matrix = np.concatenate([*blocks[:1], onehot, *blocks[1:]], axis=1)
     return np.ascontiguousarray(matrix, dtype=np.float32).reshape(df.height, len(spec.output_names))
+
+
+def _encode_numeric(column: npt.NDArray[np.float64], spec: NumericSpec) -> npt.NDArray[np.float32]:
+    """Transform, impute, scale and flag one numeric column: (n, 1) or (n, 2) float32."""
+    value = _transform_values(np.where(np.isfinite(column), column, np.nan), spec.transform)
+    missing = np.isnan(value)
+    filled = (np.where(missing, spec.fill, value) - spec.center) / spec.scale
+    out = [filled, missing.astype(np.float64)] if spec.flag else [filled]
+    return np.stack(out, axis=1).astype(np.float32)
+
+
+def _transform_values(
+    value: npt.NDArray[np.float64], transform: Transform
+) -> npt.NDArray[np.float64]:
+    if transform == "log1p":
+        # Signed, so a negative trend keeps its sign; counts are >= 0 and unaffected.
+        return np.sign(value) * np.log1p(np.abs(value))
+    if transform == "log":
+        return np.log(np.clip(value, 1.0, None))
+    return value
 
 
 def normalise_industry(column: pl.Expr) -> pl.Expr:
@@ -213,7 +226,7 @@ def _fold_employee(column: pl.Expr) -> pl.Expr:
     return text.str.replace_all(r"\s+", " ").str.strip_chars()
 
 
-def _employee_ordinal(column: pl.Expr, ranges: list[str]) -> pl.Expr:
+def employee_ordinal(column: pl.Expr, ranges: list[str]) -> pl.Expr:
     """Return 1..9 for known buckets, null for missing or unseen spellings."""
     keys = [str(_fold_text(r)) for r in ranges]
     mapping = {k: float(i) for i, k in enumerate(keys, start=1)}
@@ -242,32 +255,17 @@ def _industry_level(column: pl.Expr, spec: EncoderSpec) -> pl.Expr:
     return pl.when(normal == MISSING).then(pl.lit(null_level, dtype=pl.Int32)).otherwise(coded)
 
 
-def _transform_expr(column: pl.Expr, transform: Transform) -> pl.Expr:
-    finite = pl.when(column.is_finite()).then(column)
-    if transform == "log1p":
-        # Signed, so a negative trend keeps its sign; counts are >= 0 and unaffected.
-        return finite.sign() * finite.abs().log1p()
-    if transform == "log":
-        return finite.clip(lower_bound=1.0).log()
-    return finite
-
-
-def _numeric_exprs(column: pl.Expr, spec: NumericSpec) -> list[pl.Expr]:
-    value = _transform_expr(column, spec.transform)
-    filled = (value.fill_null(spec.fill) - spec.center) / spec.scale
-    return [filled, value.is_null().cast(pl.Float64)] if spec.flag else [filled]
-
-
 def _fit_numeric(
     column: pl.Series, transform: Transform, config: EncodingConfig, *, scaling: Scaling, flag: bool
 ) -> NumericSpec:
     """Learn the fill value, flag and scale of one column on training rows."""
-    values = pl.select(_transform_expr(pl.lit(column.cast(pl.Float64)), transform)).to_series()
-    seen = values.drop_nulls().to_numpy().astype(np.float64)
+    raw = column.cast(pl.Float64, strict=False).to_numpy().astype(np.float64, copy=False)
+    values = _transform_values(np.where(np.isfinite(raw), raw, np.nan), transform)
+    seen = values[~np.isnan(values)]
     fill = _fill_value(seen, config)
     # A flag is useful only when training rows had both missing and present values.
-    needs_flag = flag and 0 < seen.size < values.len()
-    filled = np.concatenate([seen, np.full(values.len() - seen.size, fill)])
+    needs_flag = flag and 0 < seen.size < values.size
+    filled = np.concatenate([seen, np.full(values.size - seen.size, fill)])
     center, scale = _scale(filled, scaling)
     return NumericSpec(column.name, transform, fill, needs_flag, center, scale)
 
