@@ -7,10 +7,11 @@ Lean: Polars, NumPy and the standard library only.
 Rules, fitted on training rows only:
 - EMPLOYEE_RANGE -> ordinal 1-9 after folding case, whitespace and commas; missing or unseen
   -> missing, imputed, and flagged in `EMPLOYEE_RANGE_missing`.
-- INDUSTRY -> lower case, punctuation and whitespace folded to one space; values seen at least
-  `industry_min_frequency` times keep a one-hot column, rare and unseen ones go to `other`,
-  missing to its own level. Levels are matched with `replace_strict` over an explicit sorted
-  vocabulary, never with `pl.Categorical` codes (those differ from frame to frame).
+- INDUSTRY -> lower case, punctuation and whitespace folded to one space; values held by at
+  least `industry_min_frequency` companies (rows, without an `id` column) keep a one-hot
+  column, rare and unseen ones go to `other`, missing to its own level. Levels are matched
+  with `replace_strict` over an explicit sorted vocabulary, never with `pl.Categorical`
+  codes (those differ from frame to frame).
 - Numbers: NaN and +-inf count as missing, like null, because no model can use them and
   the ONNX graph must see the same finite matrix as the native model. Heavy-tailed counts
   are compressed with a signed log1p and ALEXA_RANK with log(rank); then missing values are
@@ -238,9 +239,13 @@ def _fold_text(value: str) -> str:
 
 
 def _fit_industry(df: pl.DataFrame, min_frequency: int, missing_flags: bool) -> list[str]:
-    counts = df.select(normalise_industry(pl.col(INDUSTRY)).alias("v")).drop_nulls()
-    counts = counts.group_by("v").len()
-    kept = counts.filter((pl.col("len") >= min_frequency) & (pl.col("v") != OTHER))
+    # A company is a row at every weekly cutoff, so frequency counts companies (ids) where the
+    # frame has them: a value one company holds is rare however many snapshots repeat it.
+    normal = normalise_industry(pl.col(INDUSTRY)).alias("v")
+    who = pl.col("id").n_unique() if "id" in df.columns else pl.len()
+    counts = df.select(normal, *(["id"] if "id" in df.columns else [])).drop_nulls("v")
+    counts = counts.group_by("v").agg(who.alias("n"))
+    kept = counts.filter((pl.col("n") >= min_frequency) & (pl.col("v") != OTHER))
     levels = sorted(kept.get_column("v").to_list())
     return [*levels, OTHER, MISSING] if missing_flags else [*levels, OTHER]
 
