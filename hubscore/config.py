@@ -23,6 +23,7 @@ from hubscore.errors import ConfigError
 
 Target = Literal["converted_within", "is_customer"]
 ModelName = Literal["logreg", "random_forest", "xgboost", "lightgbm"]
+ClassWeight = Literal["none", "sqrt", "balanced"]
 MODEL_NAMES: tuple[ModelName, ...] = typing.get_args(ModelName)
 ENV_PREFIX = "HUBSCORE_"
 
@@ -82,8 +83,11 @@ class TrainingConfig:
     top_k: tuple[int, ...] = (25, 50, 100)
     weekly_capacity: int = 50
     leaderboard_metric: str = "precision_at_50"
+    threads: int = 1
+    class_weight: ClassWeight = "none"
 
     def __post_init__(self) -> None:
+        _require(self.threads >= 1, "training.threads", self.threads, ">= 1")
         _require(0.0 < self.test_size < 1.0, "training.test_size", self.test_size, "in (0, 1)")
         _require(self.cv_folds >= 2, "training.cv_folds", self.cv_folds, ">= 2")
         _require(self.f_beta > 0, "training.f_beta", self.f_beta, "> 0")

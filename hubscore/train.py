@@ -12,6 +12,7 @@ Every model is fitted on exactly the float32 matrix `encoders.encode` gives the 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +29,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from hubscore import __version__, encoders
-from hubscore.config import Config, ModelName
+from hubscore.config import ClassWeight, Config, ModelName
 from hubscore.errors import ConfigError, SchemaError, ValidationError
 from hubscore.features import KEY_COLUMNS, LABEL, METADATA_KEYS, RAW_FEATURES
 
 ID, CUTOFF = KEY_COLUMNS
 ORDER = "_order"
-N_JOBS = 2  # fixed: with a fixed thread count every library here gives identical models
 BUILD_HINT = "build it with hubscore build-features from this hubscore version"
 Matrix = npt.NDArray[np.float32]
 Vector = npt.NDArray[np.float64]
@@ -69,13 +69,11 @@ class Model:
     name: ModelName
     estimator: Any
     params: dict[str, Any] = field(default_factory=dict)
+    class_weight: ClassWeight = "none"
 
     def fit(self, x: Matrix, y: npt.NDArray[np.int64]) -> Model:
         """Fit on the encoded matrix; bad hyperparameters raise ConfigError."""
-        positives = max(int(y.sum()), 1)
-        if self.name in ("xgboost", "lightgbm") and "scale_pos_weight" not in self.params:
-            # Weight positives up to the negatives: the positive rate can be well under 1%.
-            self.estimator.set_params(scale_pos_weight=(len(y) - positives) / positives)
+        self._weigh_classes(y)
         try:
             self.estimator.fit(x, y)
         except (ValueError, TypeError, xgb.core.XGBoostError, lgb.basic.LightGBMError) as exc:
@@ -88,6 +86,17 @@ class Model:
             # Parallel predict sums tree votes in thread order: last-bit noise between runs.
             self.estimator.set_params(n_jobs=1)
         return self
+
+    def _weigh_classes(self, y: npt.NDArray[np.int64]) -> None:
+        """Weight positives per `training.class_weight`, unless the hyperparameters do."""
+        positives = max(int(y.sum()), 1)
+        ratio = (len(y) - positives) / positives
+        weight = {"none": 1.0, "sqrt": math.sqrt(ratio), "balanced": ratio}[self.class_weight]
+        if self.name in ("xgboost", "lightgbm"):
+            if "scale_pos_weight" not in self.params:
+                self.estimator.set_params(scale_pos_weight=weight)
+        elif "class_weight" not in self.params:
+            self.estimator.set_params(class_weight=None if weight == 1.0 else {0: 1.0, 1: weight})
 
     def predict_proba(self, x: Matrix) -> Vector:
         """Return the positive-class probability of each row (float64)."""
@@ -335,9 +344,9 @@ def make_model(name: ModelName, config: Config) -> Model:
     if fixed_set:
         raise ConfigError(
             f"config key models.{name}.{fixed_set[0]} is fixed by hubscore for reproducibility",
-            hint="set training.random_seed instead; threads are fixed at 2",
+            hint="set training.random_seed or training.threads instead",
         )
-    base, extra = _defaults(name, seed)
+    base, extra = _defaults(name, seed, threads=config.training.threads)
     unknown = sorted(set(params) - set(base.get_params()) - extra)
     if unknown:
         raise ConfigError(
@@ -348,26 +357,27 @@ def make_model(name: ModelName, config: Config) -> Model:
         base.set_params(**params)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"models.{name}: {exc}", hint=f"fix models.{name}") from None
-    return Model(name, base, params)
+    return Model(name, base, params, config.training.class_weight)
 
 
-def _defaults(name: ModelName, seed: int) -> tuple[Any, set[str]]:
-    """Return the estimator with hubscore's defaults and the extra keys it accepts."""
+def _defaults(name: ModelName, seed: int, *, threads: int) -> tuple[Any, set[str]]:
+    """Return the estimator with hubscore's defaults and the extra keys it accepts.
+
+    Threads are fixed per run (`training.threads`): a fixed count gives identical models.
+    """
     if name == "logreg":
-        return LogisticRegression(class_weight="balanced", random_state=seed), set()
+        return LogisticRegression(random_state=seed), set()
     if name == "random_forest":
-        forest = RandomForestClassifier(
-            class_weight="balanced_subsample", random_state=seed, n_jobs=N_JOBS
-        )
+        forest = RandomForestClassifier(random_state=seed, n_jobs=threads)
         return forest, set()
     if name == "xgboost":
         booster = xgb.XGBClassifier(
-            tree_method="hist", random_state=seed, n_jobs=N_JOBS, eval_metric="logloss"
+            tree_method="hist", random_state=seed, n_jobs=threads, eval_metric="logloss"
         )
         return booster, set()
     lightgbm = lgb.LGBMClassifier(
         random_state=seed,
-        n_jobs=N_JOBS,
+        n_jobs=threads,
         deterministic=True,
         force_row_wise=True,
         verbose=-1,
