@@ -63,7 +63,7 @@ score *args:
     uv run --frozen hubscore score {{args}}
 
 # every benchmark, printing ratios against baselines measured in the same run
-bench: bench-build bench-score
+bench: bench-build bench-score bench-serve
 
 # build-features --as-of on 1M companies / ~20M usage rows vs pandas and a bare DuckDB scan
 bench-build *args:
@@ -72,3 +72,11 @@ bench-build *args:
 # the scorer on 10M companies vs the bare onnxruntime kernel and native predict_proba
 bench-score *args:
     uv run --frozen python bench/bench_score.py {{args}}
+
+# the HTTP API under a bounded loopback load vs the scoring core in-process
+bench-serve *args:
+    uv run --frozen python bench/bench_serve.py {{args}}
+
+# serve the HTTP API on loopback (e.g. `just serve --port 8080`)
+serve *args:
+    uv run --frozen hubscore serve {{args}}

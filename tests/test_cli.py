@@ -14,7 +14,7 @@ from hubscore import __version__
 from hubscore.cli import app
 
 runner = CliRunner()
-COMMANDS = ["sample-data", "build-features", "train", "score"]
+COMMANDS = ["sample-data", "build-features", "train", "score", "serve"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
