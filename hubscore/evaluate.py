@@ -172,14 +172,15 @@ def choose_thresholds(
 
 
 def confidence_bands(thresholds: Mapping[str, float]) -> dict[str, float]:
-    """Return band lower bounds: medium = decision threshold, high = weekly-capacity threshold.
+    """Return band lower bounds from the decision and weekly-capacity thresholds.
 
-    "high" holds about the week's call capacity (the capacity threshold, chosen on validation
-    predictions); "medium" is everything else the model would call positive. When the
-    capacity threshold lies below the decision threshold, high starts at the decision one.
+    Of the two, the stricter starts "high" and the looser starts "medium": when the F-beta
+    decision threshold is stricter, "high" is what the model calls a converter and "medium"
+    the rest of the week's call list; when the capacity threshold is stricter, "high" is about
+    a week's calls and "medium" the other predicted converters. Below both is "low".
     """
-    medium = thresholds["decision"]
-    return {"high": max(thresholds["capacity"], medium), "medium": medium}
+    decision, capacity = thresholds["decision"], thresholds["capacity"]
+    return {"high": max(decision, capacity), "medium": min(decision, capacity)}
 
 
 def evaluate_predictions(

@@ -51,7 +51,10 @@ def test_fbeta_and_capacity_thresholds() -> None:
     assert chosen["decision"] == 0.42 and chosen["f_beta"] == pytest.approx(0.9)
     bands = evaluate.confidence_bands({"decision": 0.3, "capacity": 0.7})
     assert bands == {"high": 0.7, "medium": 0.3}
-    assert evaluate.confidence_bands({"decision": 0.5, "capacity": 0.2})["high"] == 0.5
+    assert evaluate.confidence_bands({"decision": 0.5, "capacity": 0.2}) == {
+        "high": 0.5,
+        "medium": 0.2,
+    }
 
 
 def test_threshold_table_lists_size_per_week() -> None:

@@ -117,7 +117,7 @@ def test_run_folder_holds_a_verified_artifact(trained_artifact) -> None:
     assert manifest.verification["max_abs_delta"] <= export.MAX_DELTA
     assert manifest.verification["label_flips"] == 0
     assert manifest.confidence_bands["high"] >= manifest.confidence_bands["medium"]
-    assert manifest.confidence_bands["medium"] == manifest.decision_threshold
+    assert manifest.decision_threshold in manifest.confidence_bands.values()
     assert set(manifest.feature_distributions) == set(RAW_FEATURES)
     assert manifest.training_data["sha256"] and manifest.library_versions["onnxruntime"]
     assert (run.parent / "latest").resolve() == run.resolve()
