@@ -1,0 +1,172 @@
+"""Training feature distributions and the population stability index (PSI) against them.
+
+`profile_features` runs at export time and its result is stored in
+`manifest.feature_distributions`; the scorer feeds every input batch to a `DriftCounter`
+and reads the PSI per feature at the end, so the check streams with the scoring pass.
+
+Profile layout, per feature (plain JSON):
+  numeric:     {"kind": "numeric", "edges": [...], "fractions": [...], "null_fraction": f}
+               `edges` are the unique inner quantile edges; bin i holds edges[i-1] < x <= edges[i]
+               (first and last bins are open); NaN counts as null.
+  categorical: {"kind": "categorical", "values": {value: fraction}, "other": f,
+                "null_fraction": f}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+N_BINS = 10
+TOP_VALUES = 20
+EPSILON = 1e-4
+"""Added to every bin's share so an empty bin gives a finite PSI (standard smoothing)."""
+
+PSI_MODERATE = 0.1
+PSI_MAJOR = 0.25
+"""Conventional reading: below 0.1 stable, 0.1-0.25 moderate shift, above 0.25 major shift."""
+
+
+def profile_features(df: pl.DataFrame, names: Sequence[str]) -> dict[str, Any]:
+    """Describe each feature's training distribution as JSON-able bins and shares."""
+    return {name: _profile_column(df.get_column(name)) for name in names}
+
+
+def population_stability(profile: Mapping[str, Any], df: pl.DataFrame) -> dict[str, float]:
+    """Return the PSI of each profiled feature of `df` against its training profile."""
+    counter = DriftCounter(profile)
+    counter.update(df)
+    return counter.psi()
+
+
+def worst_features(psi: Mapping[str, float], *, limit: int = 5) -> list[tuple[str, float]]:
+    """Return the `limit` features with the highest PSI, worst first, ties by name."""
+    return sorted(psi.items(), key=lambda item: (-item[1], item[0]))[:limit]
+
+
+class DriftCounter:
+    """Accumulate per-bin counts batch by batch, so PSI needs no second pass over the input."""
+
+    def __init__(self, profile: Mapping[str, Any], *, sample_rows: int | None = None) -> None:
+        """Count every row, or an even stride of at most `sample_rows` rows per batch."""
+        self.profile = dict(profile)
+        self.sample_rows = sample_rows
+        self.counts = {
+            name: np.zeros(_n_slots(spec), dtype=np.int64) for name, spec in profile.items()
+        }
+        self.rows = 0
+
+    def update(self, df: pl.DataFrame) -> None:
+        """Add one batch's counts; columns absent from `df` are skipped."""
+        if self.sample_rows and df.height > self.sample_rows:
+            df = df.gather_every(-(-df.height // self.sample_rows))
+        self.rows += df.height
+        for name, spec in self.profile.items():
+            if name in df.columns:
+                self.counts[name] += _count_slots(df.get_column(name), spec)
+
+    def psi(self) -> dict[str, float]:
+        """Return the PSI per feature seen so far (empty when no rows were counted)."""
+        if self.rows == 0:
+            return {}
+        return {
+            name: _psi(_expected_shares(spec), self.counts[name])
+            for name, spec in self.profile.items()
+        }
+
+
+def _profile_column(column: pl.Series) -> dict[str, Any]:
+    if _is_categorical(column.dtype):
+        return _profile_categorical(column)
+    return _profile_numeric(column)
+
+
+def _is_categorical(dtype: pl.DataType) -> bool:
+    return dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum)
+
+
+def _profile_numeric(column: pl.Series) -> dict[str, Any]:
+    values = _as_float(column)
+    present = values[~np.isnan(values)]
+    finite = present[np.isfinite(present)]
+    edges: list[float] = []
+    if finite.size:
+        quantiles = np.quantile(finite, np.arange(1, N_BINS) / N_BINS)
+        edges = sorted({float(q) for q in quantiles})
+    spec: dict[str, Any] = {"kind": "numeric", "edges": edges}
+    shares = _shares(_count_slots(column, spec), len(column))
+    spec["fractions"] = shares[:-1]
+    spec["null_fraction"] = shares[-1]
+    return spec
+
+
+def _profile_categorical(column: pl.Series) -> dict[str, Any]:
+    text = column.cast(pl.String)
+    counts = text.drop_nulls().value_counts(sort=False)
+    # Sort by count, then value, so equal counts pick the same top values on every run.
+    top = counts.sort(["count", text.name], descending=[True, False]).head(TOP_VALUES)
+    total = max(len(column), 1)
+    values = {str(v): int(c) / total for v, c in top.iter_rows()}
+    nulls = text.null_count() / total
+    other = max(0.0, 1.0 - nulls - sum(values.values())) if len(column) else 0.0
+    return {
+        "kind": "categorical",
+        "values": dict(sorted(values.items())),
+        "other": other,
+        "null_fraction": nulls,
+    }
+
+
+def _n_slots(spec: Mapping[str, Any]) -> int:
+    """Bins plus one null slot (numeric), or top values plus other plus null (categorical)."""
+    if spec["kind"] == "numeric":
+        return len(spec["edges"]) + 2
+    return len(spec["values"]) + 2
+
+
+def _count_slots(column: pl.Series, spec: Mapping[str, Any]) -> np.ndarray:
+    slots = _n_slots(spec)
+    if spec["kind"] == "numeric":
+        values = _as_float(column)
+        nan = np.isnan(values)
+        # side="left": a value equal to an edge falls in the bin that edge closes.
+        bins = np.searchsorted(np.asarray(spec["edges"], dtype=np.float64), values[~nan])
+        counts = np.bincount(bins, minlength=slots)
+        counts[-1] += int(nan.sum())
+        return counts
+    known = list(spec["values"])
+    lookup = {value: i for i, value in enumerate(known)}
+    text = column.cast(pl.String)
+    codes = text.replace_strict(lookup, default=len(known), return_dtype=pl.Int64)
+    # replace_strict maps null to the default too, so nulls get their own slot explicitly.
+    codes = codes.zip_with(text.is_not_null(), pl.Series([len(known) + 1], dtype=pl.Int64))
+    return np.bincount(codes.to_numpy(), minlength=slots)
+
+
+def _as_float(column: pl.Series) -> np.ndarray:
+    """Return the column as float64 with nulls as NaN."""
+    return column.cast(pl.Float64).fill_null(float("nan")).to_numpy()
+
+
+def _shares(counts: np.ndarray, total: int) -> list[float]:
+    return [float(c) / total if total else 0.0 for c in counts]
+
+
+def _expected_shares(spec: Mapping[str, Any]) -> list[float]:
+    if spec["kind"] == "numeric":
+        return [*spec["fractions"], spec["null_fraction"]]
+    return [*spec["values"].values(), spec["other"], spec["null_fraction"]]
+
+
+def _psi(expected: Sequence[float], counts: np.ndarray) -> float:
+    total = int(counts.sum())
+    psi = 0.0
+    for share, count in zip(expected, counts, strict=True):
+        e = share + EPSILON
+        a = (count / total if total else 0.0) + EPSILON
+        psi += (a - e) * math.log(a / e)
+    return float(psi)

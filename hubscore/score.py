@@ -1,0 +1,412 @@
+"""The lean scoring core: a run folder in, probabilities and call-list columns out.
+
+Every front end (the `score` command, the HTTP API, a distributed engine) calls
+`Scorer.score_batch`, a pure function from one Arrow record batch to one output batch. Rank
+needs every row, so it is a separate step (`rank_scores`) that front ends apply once.
+
+This module imports onnxruntime, numpy, pyarrow, polars and hubscore's lean modules only:
+the training stack never loads on a scoring host (tests/test_lean.py checks it).
+
+    >>> predictor = Predictor.load(Path("models/latest"))
+    >>> scores = predictor.score(companies)  # Polars/Arrow table or list of dicts
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import polars as pl
+import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
+
+from hubscore import encoders
+from hubscore.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, read_manifest
+from hubscore.errors import ArtifactError, SchemaError, ValidationError
+from hubscore.features import KEY_COLUMNS, METADATA_KEYS
+
+ID, CUTOFF = KEY_COLUMNS
+PROBABILITY = "conversion_probability"
+PREDICTION = "prediction"
+CONFIDENCE = "confidence"
+RANK = "rank"
+MODEL_VERSION = "model_version"
+SCORED_AT = "scored_at"
+WINDOW_KEYS = tuple(key for key in METADATA_KEYS if key != "hubscore_version")
+BUILD_HINT = (
+    "build the input with hubscore build-features --as-of DATE from the same hubscore version"
+)
+
+# Probabilities stay float32, the model's own precision: float64 would only add digits the
+# model never computed (and noise like 0.12345679104328156 in CSV output).
+OUTPUT_DTYPES: dict[str, pl.DataType] = {
+    PROBABILITY: pl.Float32(),
+    PREDICTION: pl.Int8(),
+    CONFIDENCE: pl.String(),
+    RANK: pl.Int64(),
+    MODEL_VERSION: pl.String(),
+    SCORED_AT: pl.Datetime("us", "UTC"),
+}
+
+_DTYPE_CLASSES: tuple[type[pl.DataType], ...] = (
+    pl.Float64,
+    pl.Float32,
+    pl.Int64,
+    pl.Int32,
+    pl.Int16,
+    pl.Int8,
+    pl.UInt64,
+    pl.UInt32,
+    pl.UInt16,
+    pl.UInt8,
+    pl.Boolean,
+    pl.String,
+    pl.Date,
+)
+_DTYPES: dict[str, pl.DataType] = {cls.__name__.lower(): cls() for cls in _DTYPE_CLASSES} | {
+    "utf8": pl.String(),
+    "str": pl.String(),
+    "bool": pl.Boolean(),
+    "double": pl.Float64(),
+}
+
+
+class Scorer:
+    """A loaded run folder: validate inputs against its manifest and score them."""
+
+    def __init__(
+        self, manifest: Manifest, spec: encoders.EncoderSpec, session: ort.InferenceSession
+    ) -> None:
+        self.manifest = manifest
+        self.spec = spec
+        self.session = session
+        self.feature_dtypes = {f["name"]: parse_dtype(f["dtype"]) for f in manifest.features}
+
+    @classmethod
+    def load(cls, run_dir: Path, *, threads: int = 1) -> Scorer:
+        """Load and verify a run folder (alias of `load_scorer`)."""
+        return load_scorer(run_dir, threads=threads)
+
+    def predict_proba(self, df: pl.DataFrame) -> np.ndarray:
+        """Return the positive-class probability (float32, one per row) of conformed features."""
+        return self.run_model(self.encode(df))
+
+    def encode(self, df: pl.DataFrame) -> np.ndarray:
+        """Return the float32 model matrix of conformed feature columns."""
+        if df.height == 0:
+            return np.empty((0, len(self.spec.output_names)), dtype=np.float32)
+        return encoders.encode(df, self.spec)
+
+    def run_model(self, matrix: np.ndarray) -> np.ndarray:
+        """Run the ONNX model on an encoded matrix (releases the GIL: safe in a worker thread)."""
+        if len(matrix) == 0:
+            return np.empty(0, dtype=np.float32)
+        (raw,) = self.session.run([self.manifest.onnx_output], {self.manifest.onnx_input: matrix})
+        probs = np.asarray(raw, dtype=np.float32)
+        # A two-column output is [P(0), P(1)]; exporters that already keep P(1) give (n,) or (n, 1).
+        if probs.ndim == 2 and probs.shape[1] == 2:
+            probs = probs[:, 1]
+        return np.ascontiguousarray(probs.reshape(-1))
+
+    def conform(self, df: pl.DataFrame) -> pl.DataFrame:
+        """Select the key and feature columns by name and cast them to the manifest's dtypes."""
+        return conform(df, self.feature_dtypes)
+
+    def prepare(
+        self,
+        batch: pa.RecordBatch | pa.Table | pl.DataFrame,
+        *,
+        on_features: Callable[[pl.DataFrame], None] | None = None,
+    ) -> tuple[pl.DataFrame, np.ndarray]:
+        """Validate one batch and return its key columns and encoded model matrix.
+
+        Args:
+            on_features: sees the conformed feature frame (the drift counter uses it).
+        """
+        df = self.conform(batch if isinstance(batch, pl.DataFrame) else to_frame(batch))
+        check_unique_keys(df)
+        if on_features is not None:
+            on_features(df)
+        keys = key_columns(df)
+        return df.select(keys), self.encode(df.drop(keys))
+
+    def probabilities(
+        self,
+        batch: pa.RecordBatch | pa.Table | pl.DataFrame,
+        *,
+        on_features: Callable[[pl.DataFrame], None] | None = None,
+    ) -> tuple[pl.DataFrame, np.ndarray]:
+        """Validate one batch and return its key columns and probabilities (the shared core)."""
+        keys, matrix = self.prepare(batch, on_features=on_features)
+        return keys, self.run_model(matrix)
+
+    def score_batch(
+        self, batch: pa.RecordBatch, *, scored_at: datetime, threshold: float | None = None
+    ) -> pa.RecordBatch:
+        """Score one record batch into keys, probability, prediction and confidence (no rank).
+
+        Pure: the same batch, model, `scored_at` and `threshold` always give the same output.
+        """
+        scored = with_probabilities(*self.probabilities(batch))
+        out = self.label(scored, scored_at=scored_at, threshold=threshold).to_arrow()
+        return out.combine_chunks().to_batches()[0] if out.num_rows else empty_batch(out.schema)
+
+    def label(
+        self, scored: pl.DataFrame, *, scored_at: datetime, threshold: float | None = None
+    ) -> pl.DataFrame:
+        """Add prediction, confidence, model version and time to keys plus probability."""
+        cut = self.manifest.decision_threshold if threshold is None else threshold
+        bands = self.manifest.confidence_bands
+        p = pl.col(PROBABILITY)
+        return scored.with_columns(
+            (p >= cut).cast(pl.Int8).alias(PREDICTION),
+            pl.when(p >= bands["high"])
+            .then(pl.lit("high"))
+            .when(p >= bands["medium"])
+            .then(pl.lit("medium"))
+            .otherwise(pl.lit("low"))
+            .alias(CONFIDENCE),
+            pl.lit(self.manifest.model_version, dtype=pl.String).alias(MODEL_VERSION),
+            pl.lit(scored_at, dtype=OUTPUT_DTYPES[SCORED_AT]).alias(SCORED_AT),
+        )
+
+    def score(
+        self,
+        data: pl.DataFrame | pa.Table | Sequence[Mapping[str, Any]],
+        *,
+        threshold: float | None = None,
+        scored_at: datetime | None = None,
+    ) -> pl.DataFrame:
+        """Score a whole table or list of dicts in memory, ranked (1 = most likely)."""
+        frame = data if isinstance(data, pl.DataFrame) else to_frame(data)
+        scored = with_probabilities(*self.probabilities(frame))
+        ranked = rank_scores(scored)
+        out = self.label(ranked, scored_at=scored_at or now(), threshold=threshold)
+        return out.select(output_columns(out.columns))
+
+
+Predictor = Scorer
+"""The documented Python API: `Predictor.load(run_dir)` once, then `.score(table)`."""
+
+
+def load_scorer(run_dir: Path, *, threads: int = 1) -> Scorer:
+    """Read a run folder, verify every file's sha256, and open its ONNX model.
+
+    Args:
+        threads: onnxruntime intra-op threads; 0 lets onnxruntime pick.
+    """
+    manifest = read_manifest(run_dir)
+    spec = encoders.read_encoders(run_dir / ENCODERS_FILE)
+    session = open_session(run_dir / MODEL_FILE, threads=threads)
+    for role, wanted, nodes in (
+        ("input", manifest.onnx_input, session.get_inputs()),
+        ("output", manifest.onnx_output, session.get_outputs()),
+    ):
+        names = sorted(node.name for node in nodes)
+        if wanted not in names:
+            raise ArtifactError(
+                f"{run_dir / MODEL_FILE} has no {role} {wanted!r}; it has {names}",
+                hint="the manifest and model disagree; retrain",
+            )
+    return Scorer(manifest, spec, session)
+
+
+def open_session(path: Path, *, threads: int) -> ort.InferenceSession:
+    """Open an ONNX model on the CPU with deliberate threading (see bench/bench_score.py)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Spinning worker threads burn the cores they wait on; on a shared small host that made
+    # scoring 2x slower, and batches are large enough that waking threads costs nothing.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad models
+        raise ArtifactError(
+            f"{path} is not a loadable ONNX model: {str(exc).splitlines()[0]}",
+            hint="restore the run folder or retrain",
+        ) from None
+
+
+def parse_dtype(name: str) -> pl.DataType:
+    """Map a manifest dtype name ("Float64", "String", ...) to a Polars dtype."""
+    try:
+        return _DTYPES[name.lower()]
+    except KeyError:
+        raise ArtifactError(
+            f"manifest feature dtype {name!r} is unknown; known: {', '.join(sorted(_DTYPES))}",
+            hint="score with the hubscore version that trained the model",
+        ) from None
+
+
+def conform(df: pl.DataFrame, features: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """Return key columns then features in model order, cast losslessly; extras are dropped."""
+    by_lower: dict[str, list[str]] = {}
+    for column in df.columns:
+        by_lower.setdefault(column.lower(), []).append(column)
+    wanted = [ID, *features]
+    matches = {name: _find_column(name, df.columns, by_lower) for name in wanted}
+    found = {name: column for name, column in matches.items() if column is not None}
+    missing = [name for name in wanted if name not in found]
+    if missing:
+        raise SchemaError(
+            f"model expects {len(features)} feature columns and {ID}, the input lacks "
+            f"{len(missing)}; missing: " + ", ".join(missing),
+            hint=BUILD_HINT,
+        )
+    cutoff = _find_column(CUTOFF, df.columns, by_lower)
+    keys = [pl.col(found[ID]).alias(ID)] + ([pl.col(cutoff).alias(CUTOFF)] if cutoff else [])
+    selected = df.select(*keys, *(pl.col(found[n]).alias(n) for n in features))
+    problems: list[str] = []
+    columns = [_cast_key(selected.get_column(ID), problems)]
+    if cutoff:
+        columns.append(selected.get_column(CUTOFF))
+    columns += [
+        _cast_lossless(selected.get_column(n), dtype, problems) for n, dtype in features.items()
+    ]
+    if problems:
+        raise SchemaError(
+            "input columns have types the model cannot take without loss: " + "; ".join(problems),
+            hint=BUILD_HINT,
+        )
+    return pl.DataFrame(columns)
+
+
+def _find_column(
+    name: str, columns: Sequence[str], by_lower: Mapping[str, list[str]]
+) -> str | None:
+    """Match by exact name, else by a unique case-insensitive name (exports vary in case)."""
+    if name in columns:
+        return name
+    candidates = by_lower.get(name.lower(), [])
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _cast_key(column: pl.Series, problems: list[str]) -> pl.Series:
+    out = _cast_lossless(column, pl.Int64(), problems)
+    if out.null_count():
+        raise ValidationError(
+            f"{out.null_count()} input rows have no {ID}; every row needs one",
+            hint="drop or fix those rows in the input",
+        )
+    return out
+
+
+def _cast_lossless(column: pl.Series, dtype: pl.DataType, problems: list[str]) -> pl.Series:
+    """Cast when no value can change; otherwise record the column in `problems`."""
+    source = column.dtype
+    if source == dtype:
+        return column
+    if source == pl.Null or _widens(source, dtype):
+        return column.cast(dtype)
+    if dtype.is_integer() and (source.is_integer() or source.is_float() or source == pl.Boolean):
+        cast = column.cast(dtype, strict=False)
+        # Lossless means every non-null value survives the round trip unchanged.
+        if cast.null_count() == column.null_count() and (cast.cast(source) == column).all():
+            return cast
+    problems.append(f"{column.name} is {source}, expected {dtype}")
+    return column
+
+
+def _widens(source: pl.DataType, target: pl.DataType) -> bool:
+    if target.is_float():
+        return source.is_numeric() or source == pl.Boolean
+    if target == pl.String:
+        return source in (pl.Categorical,) or isinstance(source, pl.Enum) or source.is_integer()
+    return False
+
+
+def key_columns(df: pl.DataFrame) -> list[str]:
+    """Return the row key: `id`, or (`id`, `cutoff`) when the input has a cutoff column."""
+    return [ID, CUTOFF] if CUTOFF in df.columns else [ID]
+
+
+def check_unique_keys(df: pl.DataFrame) -> None:
+    """Refuse input where two rows share a key: a company scored twice would skew the list."""
+    keys = key_columns(df)
+    # Sort and compare neighbours: on 10M rows a hash of every key costs ~3x the memory.
+    ordered = df.select(keys).sort(keys)
+    repeats = pl.all_horizontal(pl.col(k) == pl.col(k).shift(1) for k in keys).any()
+    if not ordered.select(repeats).item():
+        return
+    dupes = df.select(keys).filter(pl.struct(keys).is_duplicated())
+    if dupes.height:
+        first = dupes.unique(maintain_order=True).head(5).rows()
+        shown = ", ".join(str(row[0] if len(row) == 1 else row) for row in first)
+        raise ValidationError(
+            f"{dupes.height} input rows share their {'/'.join(keys)} key with another row; "
+            f"first: {shown}",
+            hint="each company must appear once (once per cutoff); deduplicate the input",
+        )
+
+
+def check_windows(metadata: Mapping[str, str], manifest: Manifest) -> list[str]:
+    """Refuse an input built with other feature windows; return warnings for unchecked ones."""
+    unchecked = [key for key in WINDOW_KEYS if key not in metadata]
+    differ = [
+        f"{key}={metadata[key]} (model: {manifest.target[key]})"
+        for key in WINDOW_KEYS
+        if key in metadata and key in manifest.target and metadata[key] != str(manifest.target[key])
+    ]
+    if differ:
+        raise SchemaError(
+            "the input was built with other feature windows than the model: " + ", ".join(differ),
+            hint="rebuild the input with hubscore build-features --as-of DATE "
+            "using the model's windows, or score with a model trained on these windows",
+        )
+    if unchecked:
+        return [f"input carries no {', '.join(unchecked)} metadata; feature windows not checked"]
+    return []
+
+
+def rank_scores(scores: pl.DataFrame) -> pl.DataFrame:
+    """Sort by probability and number rows 1..n (per cutoff); ties go to the smaller id."""
+    by = [CUTOFF] if CUTOFF in scores.columns else []
+    ordered = scores.sort([*by, PROBABILITY, ID], descending=[False] * len(by) + [True, False])
+    rank = pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
+    return ordered.with_columns((rank.over(by) if by else rank).alias(RANK))
+
+
+def output_columns(columns: Sequence[str]) -> list[str]:
+    """Return the output column order for a frame with or without `cutoff`."""
+    keys = [ID, CUTOFF] if CUTOFF in columns else [ID]
+    return [*keys, PROBABILITY, PREDICTION, CONFIDENCE, RANK, MODEL_VERSION, SCORED_AT]
+
+
+def scored_at_for(as_of: date | None) -> datetime:
+    """Return the scoring time: midnight UTC of `as_of` (reproducible runs), else now."""
+    return datetime.combine(as_of, time(), tzinfo=UTC) if as_of else now()
+
+
+def now() -> datetime:
+    """Return the current UTC time to the second (sub-second digits only add noise)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def with_probabilities(keys: pl.DataFrame, probs: np.ndarray) -> pl.DataFrame:
+    """Append the probability column to a batch's key columns."""
+    return keys.with_columns(pl.Series(PROBABILITY, probs, dtype=pl.Float32))
+
+
+def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
+    """Return a zero-row record batch (pa.array and from_pylist import pandas: slow start)."""
+    return pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
+
+
+def to_frame(data: pa.RecordBatch | pa.Table | Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    """Convert a record batch, Arrow table or list of dicts to a Polars frame."""
+    if isinstance(data, pa.RecordBatch | pa.Table):
+        frame = pl.from_arrow(data)
+        assert isinstance(frame, pl.DataFrame)  # a batch or table always gives a DataFrame
+        return frame
+    if not data:
+        raise SchemaError(
+            "an empty list of dicts has no columns to check",
+            hint="pass a Polars/Arrow table with the feature columns to score zero rows",
+        )
+    return pl.DataFrame(list(data), infer_schema_length=None)

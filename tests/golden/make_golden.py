@@ -1,0 +1,137 @@
+"""Rebuild tests/golden/basic: a tiny run folder, its input, and the scores it must give.
+
+A dev tool (`just golden`), never imported by the package: it may use the training stack.
+Review `git diff tests/golden` after running it; the scorer tests compare against these files.
+
+    uv run python tests/golden/make_golden.py
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+from xgboost import XGBClassifier
+
+from hubscore import __version__
+from hubscore.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, sha256_file, write_manifest
+from hubscore.config import EncodingConfig
+from hubscore.drift import profile_features
+from hubscore.encoders import EncoderSpec, encode, fit_encoders
+from hubscore.export import INPUT, OUTPUT, to_onnx
+from hubscore.features import (
+    ACTIVITY_FEATURES,
+    EMPLOYEE_RANGES,
+    HISTORY_FEATURES,
+    RAW_FEATURES,
+    USAGE_STAT_FEATURES,
+)
+from hubscore.score import load_scorer, scored_at_for
+
+HERE = Path(__file__).parent
+TARGET = {"target": "converted_within", "horizon_days": 30, "lookback_days": 91, "recent_days": 28}
+INDUSTRIES = ["COMPUTER_SOFTWARE", "Technology - Software", "real estate", "REAL_ESTATE", "Other"]
+INT_FEATURES = {"ALEXA_RANK", "days_active", "weeks_active_recent", "recency_days", "tenure_days"}
+N_TRAIN, N_INPUT = 400, 60
+
+
+def make_features(n: int, rng: np.random.Generator, *, first_id: int) -> pl.DataFrame:
+    """Return `n` feature rows in the build-features schema, with nulls and heavy tails."""
+    columns: dict[str, pl.Series] = {"id": pl.Series(range(first_id, first_id + n), dtype=pl.Int64)}
+    columns["EMPLOYEE_RANGE"] = _strings(rng, [*EMPLOYEE_RANGES, None], n)
+    columns["INDUSTRY"] = _strings(rng, [*INDUSTRIES, None, None, None], n)
+    rank = rng.integers(1, 2_000_000, n)
+    no_rank = rng.random(n) < 0.4
+    rank[no_rank] = 16_000_001
+    columns["ALEXA_RANK"] = pl.Series(rank, dtype=pl.Int64)
+    columns["alexa_no_rank"] = pl.Series(no_rank)
+    for name in (*ACTIVITY_FEATURES, *USAGE_STAT_FEATURES, *HISTORY_FEATURES):
+        values = np.round(rng.pareto(1.5, n) * 5, 3) * (rng.random(n) < 0.6)
+        columns[name] = pl.Series(values.astype(np.int64) if name in INT_FEATURES else values)
+    df = pl.DataFrame(columns).select("id", *RAW_FEATURES)
+    return df.with_columns(pl.col(c).cast(pl.Int32) for c in INT_FEATURES - {"ALEXA_RANK"})
+
+
+def with_edge_cases(df: pl.DataFrame) -> pl.DataFrame:
+    """Put nulls, NaN, +-inf, unseen categories and extreme values into the first rows."""
+    edits = {
+        "EMPLOYEE_RANGE": ["10,001 OR more", "  ", "unknown bucket", None],
+        "INDUSTRY": ["Brand new industry", "computer software", "", None],
+        "total_actions": [float("nan"), float("inf"), -float("inf"), 1e300],
+        "actions_recent": [None, 0.0, -5.0, 1e12],
+    }
+    rows = len(next(iter(edits.values())))
+    edited = df.head(rows).with_columns(
+        pl.Series(name, values, dtype=df.schema[name]) for name, values in edits.items()
+    )
+    return pl.concat([edited, df.slice(rows)])
+
+
+def label(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Draw labels that depend on a few encoded columns, so the trees have signal."""
+    logit = 0.5 * x[:, 0] - 0.002 * x[:, -1] + 0.3 * np.nan_to_num(x[:, 12]) - 3.0
+    return (rng.random(len(x)) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+
+
+def build(out: Path) -> None:
+    """Train a small XGBoost model, export it as `train` does, and write the golden files."""
+    rng = np.random.default_rng(0)
+    train = make_features(N_TRAIN, rng, first_id=1)
+    spec = fit_encoders(train, EncodingConfig(industry_min_frequency=5), scale=False)
+    x = encode(train, spec)
+    model = XGBClassifier(n_estimators=30, max_depth=3, random_state=0, n_jobs=1)
+    model.fit(x, label(x, rng))
+    run_dir = out / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / MODEL_FILE).write_bytes(to_onnx(model, x.shape[1]))
+    (run_dir / ENCODERS_FILE).write_text(spec.to_json(), encoding="utf-8")
+    write_manifest(run_dir, _manifest(train, spec, run_dir))
+    scoring = with_edge_cases(make_features(N_INPUT, rng, first_id=100_000))
+    _write_input(scoring, out / "input.parquet")
+    native = model.predict_proba(encode(scoring, spec))[:, 1]
+    _write_expected(scoring, native, run_dir, out / "expected_scores.parquet")
+
+
+def _strings(rng: np.random.Generator, choices: list[str | None], n: int) -> pl.Series:
+    picks = rng.integers(0, len(choices), n)
+    return pl.Series([choices[i] for i in picks], dtype=pl.String)
+
+
+def _manifest(train: pl.DataFrame, spec: EncoderSpec, run_dir: Path) -> Manifest:
+    names = spec.input_names
+    return Manifest(
+        model_version="golden-basic-1",
+        model_kind="xgboost",
+        created_at="2024-01-07T00:00:00+00:00",
+        hubscore_version=__version__,
+        features=[{"name": n, "dtype": str(train.schema[n])} for n in names],
+        onnx_input=INPUT,
+        onnx_output=OUTPUT,
+        files={f: sha256_file(run_dir / f) for f in (MODEL_FILE, ENCODERS_FILE)},
+        target=TARGET,
+        decision_threshold=0.5,
+        confidence_bands={"high": 0.7, "medium": 0.4},
+        feature_distributions=profile_features(train, names),
+    )
+
+
+def _write_input(df: pl.DataFrame, path: Path) -> None:
+    table = df.to_arrow()
+    metadata = {"hubscore_version": __version__, **{k: str(v) for k, v in TARGET.items()}}
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+
+
+def _write_expected(df: pl.DataFrame, native: np.ndarray, run_dir: Path, path: Path) -> None:
+    # The lean scorer's own output at generation time guards against regressions (1e-6);
+    # the native model's probabilities check ONNX conversion exactness (1e-5).
+    scores = load_scorer(run_dir).score(df, scored_at=scored_at_for(date(2024, 1, 7)))
+    native_scores = df.select("id").with_columns(native_probability=pl.Series(native))
+    scores.join(native_scores, on="id", maintain_order="left").write_parquet(path)
+
+
+if __name__ == "__main__":
+    build(HERE / "basic")
+    print(f"wrote {HERE / 'basic'}; review with: git diff --stat tests/golden")

@@ -1,0 +1,101 @@
+"""Training profiles and the population stability index, one-shot and streamed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from hubscore.drift import DriftCounter, population_stability, profile_features, worst_features
+
+N_ROWS = 2000
+
+
+@pytest.fixture(scope="module")
+def train() -> pl.DataFrame:
+    rng = np.random.default_rng(0)
+    counts = np.where(rng.random(N_ROWS) < 0.4, 0.0, rng.pareto(1.5, N_ROWS) * 10)
+    counts[:20] = np.nan
+    industry = rng.choice(["software", "retail", "health", "other"], N_ROWS).tolist()
+    return pl.DataFrame(
+        {
+            "actions": counts,
+            "rank": pl.Series([None, None, *rng.integers(1, 100, N_ROWS - 2).tolist()]),
+            "industry": pl.Series([None if i % 7 == 0 else v for i, v in enumerate(industry)]),
+        }
+    )
+
+
+def test_profile_is_plain_json_with_shares_summing_to_one(train: pl.DataFrame) -> None:
+    profile = profile_features(train, ["actions", "rank", "industry"])
+    assert json.loads(json.dumps(profile, allow_nan=False)) == profile
+    numeric, categorical = profile["actions"], profile["industry"]
+    assert numeric["kind"] == "numeric"
+    assert numeric["edges"] == sorted(set(numeric["edges"]))  # heavy zeros collapse edges
+    assert len(numeric["fractions"]) == len(numeric["edges"]) + 1
+    assert sum(numeric["fractions"]) + numeric["null_fraction"] == pytest.approx(1.0)
+    assert numeric["null_fraction"] == pytest.approx(20 / N_ROWS)
+    assert categorical["kind"] == "categorical"
+    shares = [*categorical["values"].values(), categorical["other"], categorical["null_fraction"]]
+    assert sum(shares) == pytest.approx(1.0)
+
+
+def test_same_data_is_stable_and_shifted_data_drifts(train: pl.DataFrame) -> None:
+    profile = profile_features(train, ["actions", "rank", "industry"])
+    same = population_stability(profile, train)
+    assert max(same.values()) < 1e-9
+    shifted = train.with_columns(
+        pl.col("actions") * 5, pl.lit("brand new", dtype=pl.String).alias("industry")
+    )
+    psi = population_stability(profile, shifted)
+    assert psi["actions"] > 0.25
+    assert psi["industry"] > 1.0
+    assert psi["rank"] < 1e-9
+    assert [name for name, _ in worst_features(psi, limit=2)] == ["industry", "actions"]
+
+
+def test_streamed_counts_equal_one_pass(train: pl.DataFrame) -> None:
+    profile = profile_features(train, ["actions", "industry"])
+    scoring = train.with_columns(pl.col("actions") + 1.0)
+    counter = DriftCounter(profile)
+    for start in range(0, scoring.height, 333):
+        counter.update(scoring.slice(start, 333))
+    assert counter.psi() == pytest.approx(population_stability(profile, scoring))
+
+
+def test_nan_inf_and_all_null_columns_are_handled() -> None:
+    df = pl.DataFrame(
+        {
+            "x": [1.0, 2.0, float("inf"), -float("inf"), float("nan"), None],
+            "empty": pl.Series([None] * 6, dtype=pl.Float64),
+        }
+    )
+    profile = profile_features(df, ["x", "empty"])
+    assert profile["x"]["null_fraction"] == pytest.approx(2 / 6)
+    assert profile["empty"] == {
+        "kind": "numeric",
+        "edges": [],
+        "fractions": [0.0],
+        "null_fraction": 1.0,
+    }
+    assert max(population_stability(profile, df).values()) < 1e-9
+
+
+def test_empty_input_has_no_psi_and_missing_columns_are_skipped(train: pl.DataFrame) -> None:
+    profile = profile_features(train, ["actions", "industry"])
+    assert population_stability(profile, train.head(0)) == {}
+    psi = population_stability(profile, train.select("actions"))
+    assert psi["actions"] < 1e-9
+
+
+def test_sampled_counts_estimate_the_full_psi(train: pl.DataFrame) -> None:
+    profile = profile_features(train, ["actions", "industry"])
+    scoring = train.with_columns(pl.col("actions") * 2.0)
+    sampled = DriftCounter(profile, sample_rows=1000)
+    sampled.update(scoring)
+    assert sampled.rows == 1000
+    full = population_stability(profile, scoring)
+    # Small samples bias PSI upward by about bins / rows; production samples 8192 per batch.
+    assert sampled.psi()["actions"] == pytest.approx(full["actions"], abs=0.03)

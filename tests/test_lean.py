@@ -1,0 +1,87 @@
+"""The scoring path never loads the training stack, and works where it is not installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+ROOT = Path(__file__).parent.parent
+GOLDEN = ROOT / "tests" / "golden" / "basic"
+BANNED = (
+    "sklearn",
+    "xgboost",
+    "lightgbm",
+    "skl2onnx",
+    "onnxmltools",
+    "onnx",
+    "duckdb",
+    "joblib",  # pickle loaders; pyarrow itself imports cloudpickle when it is installed
+    "dill",
+    "pandas",
+    "scipy",
+    "hubscore.train",
+    "hubscore.export",
+    "hubscore.sql",
+)
+
+PROBE = """
+import json, sys
+from pathlib import Path
+from typer.testing import CliRunner
+import hubscore.cli, hubscore.score
+args = ["score", sys.argv[1], "-o", sys.argv[2], "--model", sys.argv[3], "-q"]
+result = CliRunner().invoke(hubscore.cli.app, args)
+banned = sys.argv[4].split(",")
+loaded = sorted(m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in banned))
+print(json.dumps({"exit_code": result.exit_code, "loaded": loaded}))
+"""
+
+
+def test_scoring_loads_no_training_stack(tmp_path: Path) -> None:
+    out = tmp_path / "scores.parquet"
+    args = [str(GOLDEN / "input.parquet"), str(out), str(GOLDEN / "run"), ",".join(BANNED)]
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"exit_code": 0, "loaded": []}
+    assert pl.read_parquet(out).height == 60
+
+
+@pytest.mark.slow
+def test_scores_golden_in_a_fresh_env_without_training_extra(tmp_path: Path) -> None:
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not installed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "UV_PROJECT"))}
+    venv = tmp_path / "venv"
+    python = venv / "bin" / "python"
+    requirements = tmp_path / "requirements.txt"
+    # The locked runtime dependencies only: no extras, no dev group.
+    exported = [uv, "export", "--frozen", "--no-dev", "--no-emit-project", "--no-hashes"]
+    requirements.write_text(
+        subprocess.run(
+            exported, cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        ).stdout
+    )
+    steps = [
+        [uv, "venv", str(venv), "--python", sys.executable, "-q"],
+        [uv, "pip", "install", "--python", str(python), "-q", "-r", str(requirements)],
+        [uv, "pip", "install", "--python", str(python), "-q", "--no-deps", str(ROOT)],
+    ]
+    for step in steps:
+        subprocess.run(step, cwd=tmp_path, env=env, check=True, capture_output=True)
+    absent = subprocess.run([str(python), "-c", "import sklearn"], capture_output=True)
+    assert absent.returncode != 0, "the fresh env must not have the training extra"
+    out = tmp_path / "scores.parquet"
+    args = [GOLDEN / "input.parquet", "-o", out, "--model", GOLDEN / "run", "--as-of", "2024-01-07"]
+    subprocess.run([str(venv / "bin" / "hubscore"), "score", *map(str, args), "-q"], check=True)
+    expected = pl.read_parquet(GOLDEN / "expected_scores.parquet").drop("native_probability")
+    assert pl.read_parquet(out).equals(expected)

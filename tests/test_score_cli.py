@@ -1,0 +1,253 @@
+"""`hubscore score` end to end: exit codes, stderr, atomic output, locks, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner, Result
+
+from hubscore.artifacts import MODEL_FILE
+from hubscore.atomic import TEMP_MARKER
+from hubscore.cli import app
+
+GOLDEN = Path(__file__).parent / "golden" / "basic"
+INPUT = GOLDEN / "input.parquet"
+RUN = GOLDEN / "run"
+runner = CliRunner()
+
+
+def score(*args: str | Path, model: Path = RUN) -> Result:
+    return runner.invoke(app, ["score", *map(str, args), "--model", str(model), "-q"])
+
+
+def temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if TEMP_MARKER in p.name)
+
+
+def big_input(tmp_path: Path, copies: int) -> Path:
+    """Repeat the golden rows with fresh ids, keeping the build metadata."""
+    table = pq.read_table(INPUT)
+    base = pl.from_arrow(table)
+    assert isinstance(base, pl.DataFrame)
+    rows = pl.concat(
+        [base.with_columns(pl.col("id") + i * 1_000_000) for i in range(copies)], rechunk=True
+    )
+    path = tmp_path / "big.parquet"
+    pq.write_table(rows.to_arrow().replace_schema_metadata(table.schema.metadata), path)
+    return path
+
+
+def test_scores_parquet_with_summary_and_json(tmp_path: Path) -> None:
+    out = tmp_path / "scores.parquet"
+    result = runner.invoke(
+        app, ["score", str(INPUT), "-o", str(out), "--model", str(RUN), "--json"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["rows_scored"] == summary["rows_written"] == 60
+    assert summary["model_version"] == "golden-basic-1"
+    assert "scored 60 rows with model golden-basic-1" in result.stderr
+    assert "drift (PSI, worst first):" in result.stderr
+    expected = pl.read_parquet(GOLDEN / "expected_scores.parquet").drop("native_probability")
+    got = pl.read_parquet(out)
+    assert got.drop("scored_at").equals(expected.drop("scored_at"))
+    assert temps(tmp_path) == []
+
+
+def test_as_of_makes_output_byte_identical(tmp_path: Path) -> None:
+    for ext in ("parquet", "csv"):
+        first, second = tmp_path / f"a.{ext}", tmp_path / f"b.{ext}"
+        assert score(INPUT, "-o", first, "--as-of", "2024-01-07").exit_code == 0
+        assert (
+            score(INPUT, "-o", second, "--as-of", "2024-01-07", "--batch-size", "7").exit_code == 0
+        )
+        assert first.read_bytes() == second.read_bytes()
+    assert "2024-01-07T00:00:00Z" in (tmp_path / "a.csv").read_text()
+
+
+def test_csv_input_scores_like_parquet(tmp_path: Path) -> None:
+    csv_in = tmp_path / "companies.csv"
+    pl.read_parquet(INPUT).write_csv(csv_in)
+    assert score(csv_in, "-o", tmp_path / "c.parquet", "--as-of", "2024-01-07").exit_code == 0
+    assert score(INPUT, "-o", tmp_path / "p.parquet", "--as-of", "2024-01-07").exit_code == 0
+    csv_scores = pl.read_parquet(tmp_path / "c.parquet")
+    assert csv_scores.equals(pl.read_parquet(tmp_path / "p.parquet"))
+
+
+def test_top_k_writes_only_the_call_list(tmp_path: Path) -> None:
+    out = tmp_path / "calls.csv"
+    assert score(INPUT, "-o", out, "--top-k", "5", "--threshold", "0.9").exit_code == 0
+    calls = pl.read_csv(out)
+    assert calls["rank"].to_list() == [1, 2, 3, 4, 5]
+    assert calls.columns[:2] == ["id", "conversion_probability"]
+
+
+def test_empty_input_writes_valid_empty_output(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.parquet"
+    pl.read_parquet(INPUT).head(0).write_parquet(empty)
+    out = tmp_path / "scores.parquet"
+    assert score(empty, "-o", out).exit_code == 0
+    assert pl.read_parquet(out).columns[:3] == ["id", "conversion_probability", "prediction"]
+    assert pl.read_parquet(out).height == 0
+
+
+def test_missing_columns_exit_4_with_one_message(tmp_path: Path) -> None:
+    partial = tmp_path / "partial.parquet"
+    pl.read_parquet(INPUT).drop("days_active", "tenure_days").write_parquet(partial)
+    result = score(partial, "-o", tmp_path / "s.parquet")
+    assert result.exit_code == 4
+    assert result.stderr == (
+        "error: model expects 47 feature columns and id, the input lacks 2; "
+        "missing: days_active, tenure_days\n"
+        "hint: build the input with hubscore build-features --as-of DATE from the same "
+        "hubscore version\n"
+    )
+
+
+def test_duplicate_ids_exit_3(tmp_path: Path) -> None:
+    doubled = tmp_path / "doubled.parquet"
+    rows = pl.read_parquet(INPUT)
+    pl.concat([rows, rows.tail(1)]).write_parquet(doubled)
+    result = score(doubled, "-o", tmp_path / "s.parquet", "--batch-size", "10")
+    assert result.exit_code == 3
+    assert "share their id key with another row; first: 100059" in result.stderr
+
+
+def test_other_feature_windows_exit_4(tmp_path: Path) -> None:
+    table = pq.read_table(INPUT)
+    other = tmp_path / "other.parquet"
+    metadata = {**table.schema.metadata, b"horizon_days": b"14"}
+    pq.write_table(table.replace_schema_metadata(metadata), other)
+    result = score(other, "-o", tmp_path / "s.parquet")
+    assert result.exit_code == 4
+    assert "horizon_days=14 (model: 30)" in result.stderr
+
+
+def test_tampered_model_exits_5(tmp_path: Path) -> None:
+    run = Path(shutil.copytree(RUN, tmp_path / "run"))
+    (run / MODEL_FILE).write_bytes((run / MODEL_FILE).read_bytes()[:-1])
+    result = score(INPUT, "-o", tmp_path / "s.parquet", model=run)
+    assert result.exit_code == 5
+    assert "model.onnx does not match its manifest" in result.stderr
+
+
+def test_default_model_is_models_latest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["score", str(INPUT), "-o", "s.parquet"])
+    assert result.exit_code == 5
+    assert "models/latest is not a hubscore run folder" in result.stderr
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "latest").symlink_to(RUN)
+    assert runner.invoke(app, ["score", str(INPUT), "-o", "s.parquet"]).exit_code == 0
+
+
+def test_bad_output_extension_exits_2(tmp_path: Path) -> None:
+    result = score(INPUT, "-o", tmp_path / "scores.xlsx")
+    assert result.exit_code == 2
+    assert "expected one of .parquet, .pq, .csv" in result.stderr
+
+
+def test_drift_past_limit_exits_7_and_keeps_previous_output(tmp_path: Path) -> None:
+    out = tmp_path / "scores.parquet"
+    out.write_bytes(b"previous")
+    result = score(INPUT, "-o", out, "--fail-on-drift", "0.05")
+    assert result.exit_code == 7
+    assert "features drifted past PSI 0.05" in result.stderr
+    assert out.read_bytes() == b"previous"
+    assert temps(tmp_path) == []
+    assert score(INPUT, "-o", out, "--fail-on-drift", "50").exit_code == 0
+
+
+def test_stale_temps_are_cleaned(tmp_path: Path) -> None:
+    out = tmp_path / "scores.parquet"
+    (tmp_path / f".scores.parquet{TEMP_MARKER}killed").write_bytes(b"litter")
+    assert score(INPUT, "-o", out).exit_code == 0
+    assert temps(tmp_path) == []
+
+
+def test_a_second_run_on_the_same_output_exits_6(tmp_path: Path) -> None:
+    out = tmp_path / "scores.parquet"
+    holder = subprocess.Popen(
+        [
+            sys.executable, "-c",
+            "import sys, time; from pathlib import Path\n"
+            "from hubscore.atomic import exclusive_lock\n"
+            "with exclusive_lock(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(60)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        result = score(INPUT, "-o", out)
+        assert result.exit_code == 6
+        assert "another hubscore run is writing" in result.stderr
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert score(INPUT, "-o", out).exit_code == 0  # the kernel released the lock
+
+
+def _start_scoring(source: Path, out: Path) -> subprocess.Popen[bytes]:
+    args = ["score", str(source), "-o", str(out), "--model", str(RUN), "--batch-size", "2000"]
+    proc = subprocess.Popen([sys.executable, "-m", "hubscore", *args], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    # Wait until the run is mid-flight: its scratch file exists beside the output.
+    while not any(p.name.endswith(".scores.parquet") for p in out.parent.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, "scoring ended too soon"
+        time.sleep(0.02)
+    return proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_keeps_previous_output(tmp_path: Path, sig: signal.Signals) -> None:
+    source = big_input(tmp_path, copies=2500)  # 150k rows: a few seconds of scoring
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "scores.parquet"
+    out.write_bytes(b"previous")
+    proc = _start_scoring(source, out)
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=30)
+    assert out.read_bytes() == b"previous"
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130
+        assert b"interrupted; the previous output is unchanged" in err
+        assert temps(out_dir) == []
+    else:
+        assert proc.returncode == -signal.SIGKILL
+        assert temps(out_dir) != []  # litter a SIGKILL cannot clean; the next run does
+    assert score(INPUT, "-o", out).exit_code == 0
+    assert temps(out_dir) == []
+    assert pl.read_parquet(out).height == 60
+
+
+def test_score_help_is_documented() -> None:
+    result = runner.invoke(app, ["score", "--help"])
+    assert result.exit_code == 0
+    for flag in ("--model", "--threshold", "--top-k", "--as-of", "--fail-on-drift", "--json"):
+        assert flag in result.stdout
+
+
+def test_log_format_json_writes_one_event_line(tmp_path: Path) -> None:
+    args = ["score", str(INPUT), "-o", str(tmp_path / "s.csv"), "--model", str(RUN)]
+    result = runner.invoke(app, [*args, "--log-format", "json"])
+    assert result.exit_code == 0
+    (line,) = result.stderr.splitlines()
+    event = json.loads(line)
+    assert event["event"] == "scored"
+    assert event["rows_scored"] == 60
+    quiet = runner.invoke(app, [*args, "--quiet"])
+    assert quiet.exit_code == 0
+    assert quiet.stderr == ""
