@@ -7,17 +7,23 @@ that `hubscore score` starts fast and never loads the training stack.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import json
+import signal
+import sys
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from hubscore import __version__
 from hubscore.config import Config, load_config
-from hubscore.errors import HubscoreError
+from hubscore.errors import INTERRUPTED_EXIT_CODE, HubscoreError
 
 app = typer.Typer(
     help="Score free-tier companies by their likelihood to convert into paying customers.",
@@ -25,7 +31,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # never wrap: logs and cron mail are greppable
 stdout = Console()
 
 ConfigOption = Annotated[
@@ -79,3 +85,295 @@ def main(
     ] = False,
 ) -> None:
     """Build point-in-time features, train and export models, and score companies."""
+
+
+class LogFormat(StrEnum):
+    """How `score` writes its log lines on stderr."""
+
+    text = "text"
+    json = "json"
+
+
+@app.command("sample-data")
+def sample_data(
+    out: Annotated[
+        Path, typer.Option(help="Folder to write the three CSV (or Parquet) files to.")
+    ] = Path("data"),
+    seed: Annotated[
+        int, typer.Option(help="Random seed: the same seed writes the same bytes.")
+    ] = 42,
+    companies: Annotated[int, typer.Option(min=10, help="Companies in total.")] = 5000,
+    weeks: Annotated[int, typer.Option(min=8, help="Weeks of usage history.")] = 78,
+    parquet: Annotated[bool, typer.Option("--parquet", help="Write Parquet, streamed.")] = False,
+    activity: Annotated[float, typer.Option(min=0.01, help="Usage rows multiplier.")] = 1.0,
+) -> None:
+    """Write a deterministic sample of customers, noncustomers and usage as messy as real files."""
+    from hubscore.sample import generate_sample
+
+    with handle_errors():
+        summary = generate_sample(
+            out,
+            seed=seed,
+            companies=companies,
+            weeks=weeks,
+            fmt="parquet" if parquet else "csv",
+            activity=activity,
+        )
+    stderr.print(
+        f"wrote {summary.customers:,} customers, {summary.noncustomers:,} noncustomers, "
+        f"{summary.usage_rows:,} usage rows"
+    )
+    for path in summary.paths:
+        stdout.print(str(path), highlight=False, soft_wrap=True)
+
+
+@app.command("build-features")
+def build_features(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Folder of the raw inputs [default: data/].")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder [default: data/build/].")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="converted_within (weekly snapshots) or is_customer.")
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Build the scoring input at this date (YYYY-MM-DD), unlabelled."),
+    ] = None,
+    horizon_days: Annotated[int | None, typer.Option(help="Label horizon in days [30].")] = None,
+    lookback_days: Annotated[int | None, typer.Option(help="Usage look-back window [91].")] = None,
+    max_reject_rate: Annotated[
+        float | None, typer.Option(help="Fail when a file has a larger share of bad rows [0.01].")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Validate, deduplicate and profile the inputs, then write point-in-time features."""
+    from hubscore.build import BuildRequest
+    from hubscore.build import build_features as run_build
+    from hubscore.quality import render_quality
+
+    with handle_errors():
+        cfg = resolve_config(
+            config,
+            **{
+                "data.dir": data_dir,
+                "data.build_dir": out,
+                "features.target": target,
+                "features.horizon_days": horizon_days,
+                "features.lookback_days": lookback_days,
+                "features.max_reject_rate": max_reject_rate,
+            },
+        )
+        request = BuildRequest(cfg.data.dir, cfg.data.build_dir, cfg.features, parse_date(as_of))
+        result = run_build(request)
+    render_quality(result.quality, stderr)
+    stdout.print(str(result.features_path), highlight=False, soft_wrap=True)
+
+
+@app.command()
+def score(
+    input_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT", help="Features from build-features (.parquet or .csv).", exists=True
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Scores (.parquet or .csv).")],
+    model: Annotated[
+        Path | None, typer.Option(help="Run folder (default: models/latest, from data.models_dir).")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Override the model's threshold.")
+    ] = None,
+    top_k: Annotated[
+        int | None, typer.Option(min=1, help="Write only the top K (per cutoff): the call list.")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="YYYY-MM-DD; scored_at derives from it (reproducible).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Rows per batch.")] = None,
+    threads: Annotated[int | None, typer.Option(min=0, help="onnxruntime threads.")] = None,
+    fail_on_drift: Annotated[
+        float | None, typer.Option(min=0.0, help="Exit 7 if any feature's PSI exceeds this.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Summary as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
+    log_format: Annotated[LogFormat, typer.Option(help="stderr log format.")] = LogFormat.text,
+    config: ConfigOption = None,
+) -> None:
+    """Score companies into a ranked list of likely converters (atomic, locked, streaming)."""
+    from hubscore.batch import score_file
+    from hubscore.score import load_scorer
+
+    day = parse_date(as_of)
+    with handle_errors(), handle_interrupts():
+        cfg = resolve_config(
+            config, **{"scoring.batch_size": batch_size, "scoring.threads": threads}
+        )
+        scorer = load_scorer(model or cfg.data.models_dir / "latest", threads=cfg.scoring.threads)
+        with progress_bar(enabled=not quiet and stderr.is_terminal) as on_progress:
+            summary = score_file(
+                input_path,
+                output,
+                scorer=scorer,
+                threshold=threshold,
+                top_k=top_k,
+                as_of=day,
+                batch_size=cfg.scoring.batch_size,
+                fail_on_drift=fail_on_drift,
+                on_progress=on_progress,
+            )
+    render_summary(summary.to_dict(), as_json=json_output, quiet=quiet, log_format=log_format)
+
+
+@contextlib.contextmanager
+def handle_interrupts() -> Iterator[None]:
+    """Exit 130 on Ctrl-C or SIGTERM after cleanup (finally blocks remove temp files)."""
+
+    def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        stderr.print("[bold red]error:[/] interrupted; the previous output is unchanged")
+        raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def progress_bar(*, enabled: bool) -> Iterator[Callable[[int, int | None], None] | None]:
+    """Yield a progress callback drawing a bar on stderr, or None (no bar garbage in cron mail)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=stderr, transient=True) as progress:
+        task = progress.add_task("scoring", total=None)
+
+        def update(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def render_summary(
+    summary: dict[str, Any], *, as_json: bool, quiet: bool, log_format: LogFormat
+) -> None:
+    """Print the run summary: JSON on stdout with --json, a log on stderr unless --quiet."""
+    if as_json:
+        print(json.dumps(summary, sort_keys=True))
+    if quiet:
+        return
+    if log_format is LogFormat.json:
+        print(json.dumps({"event": "scored", **summary}, sort_keys=True), file=sys.stderr)
+        return
+    for line in summary_lines(summary):
+        stderr.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """Return the human-readable summary, one fact per line."""
+    probs = summary["probability"]
+    conf = summary["confidence"]
+    lines = [
+        f"scored {summary['rows_scored']} rows with model {summary['model_version']} "
+        f"in {summary['duration_s']:.2f} s; wrote {summary['rows_written']} to {summary['output']}",
+        f"positives at threshold {summary['threshold']:g}: {summary['positives']} "
+        f"(confidence high {conf['high']}, medium {conf['medium']}, low {conf['low']})",
+    ]
+    if probs:
+        lines.append("probability " + ", ".join(f"{k} {v:.4f}" for k, v in probs.items()))
+    if summary["drift_worst"]:
+        worst = ", ".join(f"{d['feature']} {d['psi']:.3f}" for d in summary["drift_worst"])
+        lines.append(f"drift (PSI, worst first): {worst}")
+    lines += [f"warning: {w}" for w in summary["warnings"]]
+    return lines
+
+
+@app.command()
+def train(
+    features: Annotated[
+        Path, typer.Option(help="Feature Parquet written by build-features.")
+    ] = Path("data/build/features.parquet"),
+    model: Annotated[
+        str | None,
+        typer.Option(help="logreg, random_forest, xgboost, lightgbm or all [config: xgboost]."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for run folders [config data.models_dir: models].")
+    ] = None,
+    config: ConfigOption = None,
+    track: Annotated[
+        bool, typer.Option("--track", help="Log runs to MLflow (tracking.uri, else OUT/mlflow.db).")
+    ] = False,
+) -> None:
+    """Train, evaluate and export models; print each run folder on stdout, the best last."""
+    with handle_errors():
+        cfg = resolve_config(config, **{"training.model": model})
+        from hubscore.export import leaderboard, train_and_export  # heavy: after the config check
+
+        results = train_and_export(features, cfg, out_dir=out or cfg.data.models_dir, track=track)
+    ranked = leaderboard(results, cfg.training.leaderboard_metric)
+    stderr.print(leaderboard_table(ranked, cfg.training.leaderboard_metric, cfg.training.top_k))
+    for result in reversed(ranked):
+        print(result.run_dir)
+
+
+def leaderboard_table(results: list[Any], metric: str, top_k: tuple[int, ...]) -> Table:
+    """Return a Rich table of test metrics per run, best first, with the baseline last."""
+    columns = [metric, "roc_auc", "pr_auc", *(f"precision_at_{k}" for k in top_k), "brier"]
+    columns = list(dict.fromkeys(columns))
+    table = Table(title=f"leaderboard by {metric} (test weeks)")
+    for name in ["model", *columns, "max |Δp|"]:
+        table.add_column(name)
+    for r in results:
+        values = [_cell(r.metrics["test"].get(c)) for c in columns]
+        table.add_row(r.model, *values, f"{r.metrics['verification']['max_abs_delta']:.1e}")
+    baseline = results[0].metrics["baseline"]
+    table.add_row("baseline (actions_recent)", *(_cell(baseline.get(c)) for c in columns), "")
+    return table
+
+
+def _cell(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "—"
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        Path | None, typer.Option(help="Run folder (default: <models_dir>/latest).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; loopback unless you mean it.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    max_batch: Annotated[
+        int, typer.Option(min=1, help="Most companies per /predict call (413 above).")
+    ] = 10_000,
+    config: ConfigOption = None,
+) -> None:
+    """Serve predictions over HTTP; set HUBSCORE_API_TOKEN to require a bearer token."""
+    from hubscore.errors import ConfigError
+
+    with handle_errors():
+        cfg = resolve_config(config)
+        try:  # the serve extra (fastapi, uvicorn) is optional: say how to get it
+            from hubscore.serve import serve as run_server
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"hubscore serve needs {exc.name}, which is not installed",
+                hint="install the serve extra: pip install 'hubscore[serve]'",
+            ) from None
+        run_server(
+            model or cfg.data.models_dir / "latest",
+            host=host,
+            port=port,
+            workers=workers,
+            max_batch=max_batch,
+            threads=cfg.scoring.threads,
+        )
