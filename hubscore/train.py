@@ -11,7 +11,6 @@ Every model is fitted on exactly the float32 matrix `encoders.encode` gives the 
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from hubscore import __version__, encoders
+from hubscore.artifacts import sha256_file
 from hubscore.config import ClassWeight, Config, ModelName
 from hubscore.errors import ConfigError, SchemaError, ValidationError
 from hubscore.features import KEY_COLUMNS, LABEL, METADATA_KEYS, RAW_FEATURES
@@ -150,7 +150,7 @@ def read_features(path: Path) -> FeatureFile:
     missing = [c for c in (*KEY_COLUMNS, LABEL, *RAW_FEATURES) if c not in frame.columns]
     if missing:
         raise SchemaError(f"{path} lacks columns: {', '.join(missing)}", hint=BUILD_HINT)
-    return FeatureFile(_ordered(frame), metadata, _fingerprint(path), path)
+    return FeatureFile(_ordered(frame), metadata, sha256_file(path), path)
 
 
 def _ordered(frame: pl.DataFrame) -> pl.DataFrame:
@@ -164,14 +164,6 @@ def _ordered(frame: pl.DataFrame) -> pl.DataFrame:
         z ^= z >> np.uint64(31)
     keyed = frame.with_columns(pl.Series(ORDER, z.astype(np.int64) >> 1))
     return keyed.sort(CUTOFF, ORDER)
-
-
-def _fingerprint(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def labels(frame: pl.DataFrame) -> npt.NDArray[np.int64]:

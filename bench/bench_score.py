@@ -1,0 +1,247 @@
+"""Benchmark `hubscore score` against baselines measured in the same run.
+
+    uv run python bench/bench_score.py               # 10M companies (several minutes)
+    uv run python bench/bench_score.py --rows 500000 # a quick run
+
+For XGBoost and LightGBM (200 trees) and logistic regression it reports, at 1 and 2 threads:
+end-to-end `hubscore score` (read Parquet, encode, score, rank, write Parquet; a separate
+process, peak RSS from the kernel) vs the bare `InferenceSession.run` over the same rows
+already in memory as float32, and vs the native model's `predict_proba`. Then cold start
+(a one-row file, whole process) vs `python -c "import sklearn, xgboost, lightgbm"`.
+Figures go to stdout and bench/out/bench_score.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+from lightgbm import LGBMClassifier
+from sklearn.linear_model import LogisticRegression
+from xgboost import XGBClassifier
+
+from hubscore import __version__
+from hubscore.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, sha256_file, write_manifest
+from hubscore.config import EncodingConfig
+from hubscore.drift import profile_features
+from hubscore.encoders import EncoderSpec, encode, fit_encoders
+from hubscore.export import INPUT, OUTPUT, to_onnx
+from hubscore.features import EMPLOYEE_RANGES, NUMERIC_FEATURES, RAW_FEATURES
+from hubscore.score import open_session
+
+OUT = Path(__file__).parent / "out"
+TARGET = {"target": "converted_within", "horizon_days": 30, "lookback_days": 91, "recent_days": 28}
+INDUSTRIES = ["COMPUTER_SOFTWARE", "Technology - Software", "real estate", "HIGHER_EDUCATION"]
+CHUNK = 1_000_000
+BATCH = 65536
+TRAIN_ROWS = 50_000
+
+
+def features(n: int, rng: np.random.Generator, first_id: int) -> pl.DataFrame:
+    """Return `n` synthetic build-features rows: heavy-tailed counts, nulls, sentinels."""
+    cols: dict[str, Any] = {"id": np.arange(first_id, first_id + n, dtype=np.int64)}
+    employee = np.array([*EMPLOYEE_RANGES, ""], dtype=object)[rng.integers(0, 10, n)]
+    industry = np.array([*INDUSTRIES, "", "", ""], dtype=object)[rng.integers(0, 7, n)]
+    cols["EMPLOYEE_RANGE"] = pl.Series(employee, dtype=pl.String).replace("", None)
+    cols["INDUSTRY"] = pl.Series(industry, dtype=pl.String).replace("", None)
+    rank = rng.integers(1, 2_000_000, n)
+    no_rank = rng.random(n) < 0.6
+    cols["ALEXA_RANK"] = np.where(no_rank, 16_000_001, rank)
+    cols["alexa_no_rank"] = no_rank.astype(np.int32)
+    for name in NUMERIC_FEATURES[2:]:
+        cols[name] = (rng.pareto(1.5, n) * 5 * (rng.random(n) < 0.6)).astype(np.float64)
+    return pl.DataFrame(cols).select("id", *RAW_FEATURES)
+
+
+def write_input(path: Path, rows: int) -> None:
+    """Write `rows` feature rows in chunks, with the build-features metadata."""
+    rng = np.random.default_rng(1)
+    metadata = {"hubscore_version": __version__, **{k: str(v) for k, v in TARGET.items()}}
+    writer: pq.ParquetWriter | None = None
+    for start in range(0, rows, CHUNK):
+        table = features(min(CHUNK, rows - start), rng, start + 1).to_arrow()
+        table = table.replace_schema_metadata(metadata)
+        writer = writer or pq.ParquetWriter(path, table.schema, compression="zstd")
+        writer.write_table(table, row_group_size=BATCH * 4)
+    assert writer is not None
+    writer.close()
+
+
+def train_models(run_root: Path) -> dict[str, tuple[Any, EncoderSpec, Path]]:
+    """Fit the three families on synthetic rows and export each as a run folder."""
+    rng = np.random.default_rng(0)
+    train = features(TRAIN_ROWS, rng, 1)
+    models: dict[str, tuple[Any, EncoderSpec, Path]] = {}
+    estimators = {
+        "xgboost": (XGBClassifier(n_estimators=200, max_depth=4, n_jobs=1, random_state=0), False),
+        "lightgbm": (
+            LGBMClassifier(n_estimators=200, num_leaves=15, n_jobs=1, verbose=-1, random_state=0),
+            False,
+        ),
+        "logreg": (LogisticRegression(C=0.5, max_iter=2000), True),
+    }
+    for kind, (estimator, scale) in estimators.items():
+        spec = fit_encoders(train, EncodingConfig(), scale=scale)
+        x = encode(train, spec)
+        logit = 0.3 * np.nan_to_num(x[:, 0]) + 0.2 * x[:, -1] - 0.1 * x[:, -3] - 3
+        y = (rng.random(len(x)) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+        estimator.fit(x, y)
+        run_dir = run_root / kind
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / MODEL_FILE).write_bytes(to_onnx(estimator, x.shape[1]))
+        (run_dir / ENCODERS_FILE).write_text(spec.to_json(), encoding="utf-8")
+        write_manifest(run_dir, manifest(kind, train, spec, run_dir))
+        models[kind] = (estimator, spec, run_dir)
+    return models
+
+
+def manifest(kind: str, train: pl.DataFrame, spec: EncoderSpec, run_dir: Path) -> Manifest:
+    """Return a manifest like export writes, for a bench run folder."""
+    return Manifest(
+        model_version=f"bench-{kind}",
+        model_kind=kind,
+        created_at="2024-01-07T00:00:00+00:00",
+        hubscore_version=__version__,
+        features=[{"name": n, "dtype": str(train.schema[n])} for n in spec.input_names],
+        onnx_input=INPUT,
+        onnx_output=OUTPUT,
+        files={f: sha256_file(run_dir / f) for f in (MODEL_FILE, ENCODERS_FILE)},
+        target=TARGET,
+        decision_threshold=0.5,
+        confidence_bands={"high": 0.5, "medium": 0.2},
+        feature_distributions=profile_features(train, spec.input_names),
+    )
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Return the wall seconds of one call."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+LAUNCHER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:])
+_, status, usage = os.wait4(proc.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
+def run_cli(args: list[str]) -> tuple[float, float]:
+    """Run a command; return (wall seconds, its peak RSS in MiB).
+
+    A small launcher process starts it: a child forked from this (large) process would
+    report this process's memory as its own peak.
+    """
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, *args], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    code, maxrss = done.stdout.split()[-2:]
+    if int(code) != 0:
+        raise SystemExit(f"failed: {' '.join(args)}\n{done.stderr}")
+    return wall, int(maxrss) / 1024
+
+
+def bare_kernel(run_dir: Path, matrix: np.ndarray, threads: int) -> float:
+    """Time InferenceSession.run over the in-memory float32 matrix, batch by batch."""
+    session = open_session(run_dir / MODEL_FILE, threads=threads)
+
+    def go() -> None:
+        for start in range(0, len(matrix), BATCH):
+            session.run([OUTPUT], {INPUT: matrix[start : start + BATCH]})
+
+    return timed(go)
+
+
+def bench_model(
+    kind: str, estimator: Any, spec: EncoderSpec, run_dir: Path, src: Path
+) -> dict[str, Any]:
+    """Measure one model family: end to end, bare kernel, native, at 1 and 2 threads."""
+    matrix = encode(pl.read_parquet(src), spec)
+    rows = len(matrix)
+    result: dict[str, Any] = {"rows": rows}
+    for threads in (1, 2):
+        kernel = bare_kernel(run_dir, matrix, threads)
+        out = OUT / f"scores-{kind}.parquet"
+        cmd = [sys.executable, "-m", "hubscore", "score", str(src), "-o", str(out)]
+        cmd += ["--model", str(run_dir), "--threads", str(threads), "-q", "--as-of", "2024-01-07"]
+        wall, rss = run_cli(cmd)
+        result[f"threads_{threads}"] = {
+            "kernel_s": round(kernel, 3),
+            "end_to_end_s": round(wall, 3),
+            "ratio_vs_kernel": round(wall / kernel, 3),
+            "companies_per_s": round(rows / wall),
+            "peak_rss_mib": round(rss),
+        }
+    estimator.set_params(n_jobs=1)
+    native = timed(lambda: estimator.predict_proba(matrix))
+    e2e = result["threads_1"]["end_to_end_s"]
+    result["native_predict_proba_s"] = round(native, 3)
+    result["end_to_end_vs_native"] = round(e2e / native, 3)
+    result["kernel_vs_native"] = round(result["threads_1"]["kernel_s"] / native, 3)
+    return result
+
+
+def cold_start(run_dir: Path, src: Path, repeats: int = 5) -> dict[str, float]:
+    """Median wall time: score a one-row file (whole process) vs importing the training stack."""
+    one = OUT / "one.parquet"
+    table = pq.read_table(src).slice(0, 1)
+    pq.write_table(table, one)
+    score = [
+        sys.executable,
+        "-m",
+        "hubscore",
+        "score",
+        str(one),
+        "-o",
+        str(OUT / "one-out.parquet"),
+    ]
+    score += ["--model", str(run_dir), "-q"]
+    stack = [sys.executable, "-c", "import sklearn, xgboost, lightgbm"]
+    medians = {}
+    for name, cmd in (("hubscore_score_one_row_s", score), ("import_training_stack_s", stack)):
+        run_cli(cmd)  # warm the page cache and bytecode cache like a second cron night
+        medians[name] = round(statistics.median(run_cli(cmd)[0] for _ in range(repeats)), 3)
+    medians["ratio"] = round(
+        medians["hubscore_score_one_row_s"] / medians["import_training_stack_s"], 3
+    )
+    return medians
+
+
+def main() -> None:
+    """Generate the input, train the models, measure, and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000, help="companies to score")
+    parser.add_argument("--models", default="xgboost,lightgbm,logreg")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    src = OUT / f"companies-{args.rows}.parquet"
+    if not src.exists():
+        print(f"generating {args.rows} rows -> {src}", file=sys.stderr)
+        write_input(src, args.rows)
+    models = train_models(OUT / "runs")
+    figures: dict[str, Any] = {"rows": args.rows, "cpus": os.cpu_count(), "models": {}}
+    for kind in args.models.split(","):
+        print(f"benchmarking {kind}", file=sys.stderr)
+        figures["models"][kind] = bench_model(kind, *models[kind], src)
+    figures["cold_start"] = cold_start(models["logreg"][2], src)
+    figures["bench_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    (OUT / "bench_score.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

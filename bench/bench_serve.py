@@ -1,0 +1,230 @@
+"""Benchmark `hubscore serve` from a second process on loopback, against the bare core.
+
+    uv run python bench/bench_serve.py                  # golden model, 90 s at most
+    uv run python bench/bench_serve.py --model models/latest --single 5000
+
+Starts `hubscore serve` on a free 127.0.0.1 port, then, from this process over keep-alive
+HTTP, one request at a time: `--single` calls to /predict/single (throughput, p50/p99
+latency) and `--batches` calls to /predict with `--batch-size` companies (companies/s).
+The baseline is `Scorer.score_batch` in this process on the same companies already in an Arrow
+batch: what the API costs on top of the core is the ratio. Every phase stops at its request
+count or at the shared `--time-limit`, whichever comes first; the server is stopped with
+SIGTERM. Figures go to stdout and bench/out/bench_serve.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+
+from hubscore.score import load_scorer, now
+
+ROOT = Path(__file__).parent.parent
+GOLDEN = ROOT / "tests" / "golden" / "basic"
+OUT = Path(__file__).parent / "out"
+HOST = "127.0.0.1"  # loopback only: this never loads anything but this machine
+
+
+def main() -> None:
+    args = parse_args()
+    model = args.model or next(
+        p for p in (ROOT / "models" / "latest", GOLDEN / "run") if (p / "manifest.json").is_file()
+    )
+    companies = sample_companies(model, args.batch_size)
+    deadline = time.monotonic() + args.time_limit
+    port = free_port()
+    log = OUT / "bench_serve_server.log"
+    OUT.mkdir(exist_ok=True)
+    with log.open("w") as server_log:
+        command = [sys.executable, "-m", "hubscore", "serve", "--model", str(model)]
+        server = subprocess.Popen(
+            [*command, "--host", HOST, "--port", str(port)], stderr=server_log
+        )
+        try:
+            results = run_load(f"http://{HOST}:{port}", companies, args, deadline)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+    results |= core_baseline(model, companies, args)
+    results["model"] = str(model)
+    results["server_exit_code"] = server.returncode
+    api = results["predict_companies_per_s"]
+    results["api_vs_core_batch"] = api / results["core_companies_per_s"]
+    results["api_vs_core_records"] = api / results["core_records_companies_per_s"]
+    report(results)
+    (OUT / "bench_serve.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="run folder [models/latest, else golden]")
+    parser.add_argument("--single", type=int, default=1000, help="/predict/single calls")
+    parser.add_argument("--batches", type=int, default=40, help="/predict calls")
+    parser.add_argument("--batch-size", type=int, default=1000, help="companies per /predict")
+    parser.add_argument("--time-limit", type=float, default=90.0, help="seconds for everything")
+    return parser.parse_args()
+
+
+def sample_companies(model: Path, n: int) -> list[dict[str, Any]]:
+    """Return `n` golden-like companies with fresh ids and only the model's features."""
+    names = ["id", *load_scorer(model).manifest.feature_names]
+    rows = pl.read_parquet(GOLDEN / "input.parquet").to_dicts()
+    valid = [
+        {k: clean(k, v) for k, v in row.items() if k in names}
+        for row in rows
+        if all(not negative(k, v) for k, v in row.items())
+    ]
+    return [valid[i % len(valid)] | {"id": i} for i in range(n)]
+
+
+def negative(name: str, value: Any) -> bool:
+    """Return whether the API refuses a value as a negative count."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and name not in ("id",) and not name.startswith("trend_") and value < 0
+
+
+def clean(name: str, value: Any) -> Any:
+    """Return a value as JSON can carry it: NaN/inf mean missing, as in the encoder."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def run_load(
+    base: str, companies: list[dict[str, Any]], args: argparse.Namespace, deadline: float
+) -> dict[str, Any]:
+    """Call the server one request at a time; return throughput and latency figures."""
+    with httpx.Client(base_url=base, timeout=30) as client:
+        wait_for_health(client, deadline)
+        singles = [json.dumps(c).encode() for c in companies[:100]]
+        batch = json.dumps({"companies": companies}).encode()
+        headers = {"content-type": "application/json"}
+        for body in singles[:20]:  # warm the connection and the server's code paths
+            client.post("/predict/single", content=body, headers=headers).raise_for_status()
+
+        def single(i: int) -> None:
+            post = client.post("/predict/single", content=singles[i % 100], headers=headers)
+            post.raise_for_status()
+
+        def many(i: int) -> None:
+            client.post("/predict", content=batch, headers=headers).raise_for_status()
+
+        # Each phase gets at most half of what is left, so a slow first phase cannot starve
+        # the second.
+        single_times = timed(single, args.single, half_of(deadline))
+        batch_times = timed(many, args.batches, deadline)
+    return {
+        "single_requests": len(single_times),
+        "single_per_s": len(single_times) / sum(single_times),
+        "single_p50_ms": percentile(single_times, 50) * 1000,
+        "single_p99_ms": percentile(single_times, 99) * 1000,
+        "predict_requests": len(batch_times),
+        "predict_batch_size": len(companies),
+        "predict_p50_ms": percentile(batch_times, 50) * 1000,
+        "predict_companies_per_s": len(companies) * len(batch_times) / sum(batch_times),
+        "batch_body_bytes": len(batch),
+    }
+
+
+def wait_for_health(client: httpx.Client, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            if client.get("/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    sys.exit("the server did not answer /health before the time limit")
+
+
+def half_of(deadline: float) -> float:
+    """Return the time halfway between now and `deadline`."""
+    return (time.monotonic() + deadline) / 2
+
+
+def timed(call: Callable[[int], None], count: int, deadline: float) -> list[float]:
+    """Run `call` up to `count` times, stopping at the deadline; return each call's seconds."""
+    times: list[float] = []
+    for i in range(count):
+        if time.monotonic() > deadline:
+            break
+        start = time.perf_counter()
+        call(i)
+        times.append(time.perf_counter() - start)
+    if not times:
+        sys.exit(f"the time limit passed before {call.__name__} could start; raise --time-limit")
+    return times
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def core_baseline(
+    model: Path, companies: list[dict[str, Any]], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Score the same companies with `Scorer.score_batch` in process (no HTTP, no JSON).
+
+    Bounded by the request counts alone: each call takes milliseconds.
+    """
+    scorer = load_scorer(model)
+    dtypes = {"id": pl.Int64(), **scorer.feature_dtypes}
+    frame = pl.DataFrame(
+        [pl.Series(n, [c.get(n) for c in companies], dtype=t) for n, t in dtypes.items()]
+    )
+    batch = frame.to_arrow().combine_chunks().to_batches()[0]
+    one = batch.slice(0, 1)
+    scorer.score_batch(batch, scored_at=now())  # warm up
+    batch_times = timed(
+        lambda i: scorer.score_batch(batch, scored_at=now()), args.batches, math.inf
+    )
+    one_times = timed(lambda i: scorer.score_batch(one, scored_at=now()), args.single, math.inf)
+    # The core's own entry for records, `Predictor.score(list of dicts)`: what a Python caller
+    # holding the same JSON-like rows would run instead of the API.
+    records = timed(lambda i: scorer.score(companies), args.batches, math.inf)
+    return {
+        "core_records_companies_per_s": len(companies) * len(records) / sum(records),
+        "core_companies_per_s": len(companies) * len(batch_times) / sum(batch_times),
+        "core_single_p50_ms": percentile(one_times, 50) * 1000,
+    }
+
+
+def report(r: dict[str, Any]) -> None:
+    print(f"model {r['model']}; server exit code {r['server_exit_code']}")
+    print(
+        f"/predict/single  {r['single_requests']} calls: {r['single_per_s']:.0f} req/s, "
+        f"p50 {r['single_p50_ms']:.2f} ms, p99 {r['single_p99_ms']:.2f} ms "
+        f"(core in process, one row: p50 {r['core_single_p50_ms']:.2f} ms)"
+    )
+    print(
+        f"/predict x{r['predict_batch_size']}  {r['predict_requests']} calls: "
+        f"{r['predict_companies_per_s']:,.0f} companies/s, p50 {r['predict_p50_ms']:.1f} ms; "
+        f"core in process {r['core_companies_per_s']:,.0f} companies/s; "
+        f"ratio {r['api_vs_core_batch']:.2f}x"
+    )
+    print(
+        f"  vs Predictor.score(list of dicts) in process "
+        f"{r['core_records_companies_per_s']:,.0f} companies/s: "
+        f"ratio {r['api_vs_core_records']:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
