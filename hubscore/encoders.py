@@ -60,6 +60,7 @@ _LOG1P = {
     *(f for f in HISTORY_FEATURES if f.startswith(("actions_", "trend_"))),
 }
 _LOG = {"ALEXA_RANK"}
+_BLOCK_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -157,29 +158,57 @@ def fit_encoders(
 def encode(df: pl.DataFrame, spec: EncoderSpec) -> npt.NDArray[np.float32]:
     """Return the model matrix: float32, C-contiguous, one column per `spec.output_names`."""
     _check_columns(df, spec.input_names)
-    # Text is folded once per column in Polars; the numbers are transformed in NumPy, whose
-    # per-call cost stays small for the one-row requests of the HTTP API.
-    numeric = [spec.employee, *spec.numeric]
-    columns = df.select(
-        employee_ordinal(pl.col(EMPLOYEE), spec.employee_ranges).alias(spec.employee.name),
-        *(pl.col(n.name).cast(pl.Float64, strict=False) for n in spec.numeric),
-        _industry_level(pl.col(INDUSTRY), spec).alias(INDUSTRY),
+    # Text is folded once per distinct value (a few hundred, however many rows), numbers are
+    # transformed in NumPy, and every block is written straight into one column-major matrix.
+    out = np.empty((df.height, len(spec.output_names)), dtype=np.float32, order="F")
+    ordinal = _on_distinct(
+        df.get_column(EMPLOYEE), employee_ordinal(pl.col("v"), spec.employee_ranges)
     )
-    values = columns.select(n.name for n in numeric).to_numpy().astype(np.float64, copy=False)
-    blocks = [_encode_numeric(values[:, i], spec) for i, spec in enumerate(numeric)]
-    onehot = np.zeros((df.height, len(spec.industry_levels)), dtype=np.float32)
-    onehot[np.arange(df.height), columns.get_column(INDUSTRY).to_numpy()] = 1.0
-    matrix = np.concatenate([*blocks[:1], onehot, *blocks[1:]], axis=1)
-    return np.ascontiguousarray(matrix, dtype=np.float32).reshape(df.height, len(spec.output_names))
+    at = _write_numeric(out, 0, ordinal.cast(pl.Float64).to_numpy(), spec.employee)
+    codes = _on_distinct(df.get_column(INDUSTRY), _industry_level(pl.col("v"), spec)).to_numpy()
+    levels = len(spec.industry_levels)
+    out[:, at : at + levels] = 0.0
+    out[np.arange(df.height), at + codes] = 1.0
+    at += levels
+    numbers = df.select(pl.col(n.name).cast(pl.Float64, strict=False) for n in spec.numeric)
+    values = numbers.to_numpy().astype(np.float64, copy=False)
+    for i, numeric in enumerate(spec.numeric):
+        at = _write_numeric(out, at, values[:, i], numeric)
+    return _row_major(out)
 
 
-def _encode_numeric(column: npt.NDArray[np.float64], spec: NumericSpec) -> npt.NDArray[np.float32]:
-    """Transform, impute, scale and flag one numeric column: (n, 1) or (n, 2) float32."""
+def _row_major(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Copy a column-major matrix to row-major in cache-sized row blocks (a one-shot
+    transpose of a large matrix is several times slower)."""
+    rows = np.empty(matrix.shape, dtype=matrix.dtype, order="C")
+    for start in range(0, matrix.shape[0], _BLOCK_ROWS):
+        rows[start : start + _BLOCK_ROWS] = matrix[start : start + _BLOCK_ROWS]
+    return rows
+
+
+def _on_distinct(column: pl.Series, fold: pl.Expr) -> pl.Series:
+    """Apply `fold` (over column "v") to each distinct value once, then map every row."""
+    text = column.cast(pl.String, strict=False).rename("v")
+    if text.len() <= _BLOCK_ROWS:  # a join costs more than it saves on a few rows
+        return text.to_frame().select(fold.alias("folded")).get_column("folded")
+    distinct = text.unique().to_frame().with_columns(fold.alias("folded"))
+    rows = text.to_frame().join(
+        distinct, on="v", how="left", nulls_equal=True, maintain_order="left"
+    )
+    return rows.get_column("folded")
+
+
+def _write_numeric(
+    out: npt.NDArray[np.float32], at: int, column: npt.NDArray[np.float64], spec: NumericSpec
+) -> int:
+    """Transform, impute, scale and flag one numeric column into `out`; return the next index."""
     value = _transform_values(np.where(np.isfinite(column), column, np.nan), spec.transform)
     missing = np.isnan(value)
-    filled = (np.where(missing, spec.fill, value) - spec.center) / spec.scale
-    out = [filled, missing.astype(np.float64)] if spec.flag else [filled]
-    return np.stack(out, axis=1).astype(np.float32)
+    out[:, at] = (np.where(missing, spec.fill, value) - spec.center) / spec.scale
+    if spec.flag:
+        out[:, at + 1] = missing
+        return at + 2
+    return at + 1
 
 
 def _transform_values(
@@ -187,7 +216,8 @@ def _transform_values(
 ) -> npt.NDArray[np.float64]:
     if transform == "log1p":
         # Signed, so a negative trend keeps its sign; counts are >= 0 and unaffected.
-        return np.sign(value) * np.log1p(np.abs(value))
+        magnitude = np.log1p(np.abs(value))
+        return np.copysign(magnitude, value, out=magnitude)
     if transform == "log":
         return np.log(np.clip(value, 1.0, None))
     return value
