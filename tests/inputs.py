@@ -6,20 +6,11 @@ from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
+from hubscore import features
+
 CUSTOMER_COLUMNS = ("CLOSEDATE", "MRR", "ALEXA_RANK", "EMPLOYEE_RANGE", "INDUSTRY", "id")
 NONCUSTOMER_COLUMNS = ("ALEXA_RANK", "EMPLOYEE_RANGE", "INDUSTRY", "id")
-USAGE_COLUMNS = (
-    "id",
-    "WHEN_TIMESTAMP",
-    "ACTIONS_CRM_CONTACTS",
-    "ACTIONS_CRM_COMPANIES",
-    "ACTIONS_CRM_DEALS",
-    "ACTIONS_EMAIL",
-    "USERS_CRM_CONTACTS",
-    "USERS_CRM_COMPANIES",
-    "USERS_CRM_DEALS",
-    "USERS_EMAIL",
-)
+USAGE_COLUMNS = ("id", "WHEN_TIMESTAMP", *features.USAGE_COLUMNS)
 FIRST_MONDAY = date(2025, 1, 6)
 TEXT_COLUMNS = {"EMPLOYEE_RANGE", "INDUSTRY"}
 
