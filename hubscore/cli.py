@@ -31,7 +31,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-stderr = Console(stderr=True, soft_wrap=True)  # never wrap: logs and cron mail are greppable
+# Never wrap: logs and cron mail are greppable. Off a terminal Rich assumes 80 columns, which
+# truncates the leaderboard and quality tables, so logs get a wider page.
+stderr = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 140)
 stdout = Console()
 
 ConfigOption = Annotated[
