@@ -145,13 +145,18 @@ def test_gate_rejects_disagreement(trained_artifact, features_file: Path) -> Non
         )
 
 
-def test_same_data_config_and_seed_give_the_same_bytes(features_file: Path, tmp_path) -> None:
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["logreg", "random_forest", "xgboost", "lightgbm"])
+def test_same_data_config_and_seed_give_the_same_bytes(
+    features_file: Path, tmp_path: Path, model: str
+) -> None:
     runs = [
-        export.train_and_export(features_file, small_config(m), out_dir=tmp_path / str(i))[0]
-        for i, m in enumerate(["lightgbm", "lightgbm"])
+        export.train_and_export(features_file, small_config(model), out_dir=tmp_path / str(i))[0]
+        for i in range(2)
     ]
     a, b = (r.run_dir for r in runs)
-    for name in ("model.onnx", "encoders.json", "model.lgb.txt", "feature_importance.csv"):
+    native = sorted(p.name for p in a.glob("model.*") if p.name != "model.onnx")
+    for name in ("model.onnx", "encoders.json", "feature_importance.csv", *native):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     assert runs[0].metrics["test"] == runs[1].metrics["test"]
     assert runs[0].metrics["cv"] == runs[1].metrics["cv"]
