@@ -29,6 +29,7 @@ Vector = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 BASELINE_FEATURE = "actions_recent"
 RANKING_KEYS = ("roc_auc", "pr_auc", "base_rate")
+INTERVAL_RESAMPLES = 100
 
 
 def weekly_top_k(y: Ints, p: Vector, weeks: Ints, k: int) -> tuple[float, float | None]:
@@ -199,6 +200,40 @@ def evaluate_predictions(
     }
 
 
+def company_intervals(
+    companies: Ints,
+    y: Ints,
+    p: Vector,
+    weeks: Ints,
+    *,
+    top_k: Sequence[int],
+    resamples: int = INTERVAL_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """Return 90% intervals of ROC-AUC and precision@k from resampling companies.
+
+    A company is a row at every weekly cutoff and a positive at several in a row, so rows are
+    not independent: each resample draws companies with replacement and keeps all their rows.
+    """
+    rng = np.random.default_rng(seed)
+    _, company = np.unique(companies, return_inverse=True)
+    n = int(company.max()) + 1 if company.size else 0
+    drawn: dict[str, list[float]] = {"roc_auc": [], **{f"precision_at_{k}": [] for k in top_k}}
+    for _ in range(resamples if n else 0):
+        copies = np.bincount(rng.integers(0, n, n), minlength=n)
+        rows = np.repeat(np.arange(y.size), copies[company])
+        ys, ps, ws = y[rows], p[rows], weeks[rows]
+        if np.unique(ys).size == 2:
+            drawn["roc_auc"].append(float(roc_auc_score(ys, ps)))
+        for k in top_k:
+            drawn[f"precision_at_{k}"].append(weekly_top_k(ys, ps, ws, k)[0])
+    return {
+        name: [float(np.percentile(v, 5)), float(np.percentile(v, 95))]
+        for name, v in drawn.items()
+        if v
+    }
+
+
 def ablation_summary(
     full: Mapping[str, Any], without: Mapping[str, Any], top_k: Sequence[int]
 ) -> dict[str, Any]:
@@ -330,6 +365,15 @@ def write_report(path: Path, metrics: Mapping[str, Any], *, plots: Sequence[Path
         "weekly metrics rank each cutoff's companies and average over test weeks.</p>",
         "<h2>Test metrics vs baseline (rank by recent activity)</h2>",
         _html_compare(metrics["test"], metrics["baseline"]),
+        "<h2>90% intervals, resampling companies</h2>",
+        "<p>A company appears at many weekly cutoffs, so intervals resample companies, not "
+        "rows.</p>",
+        _html_table(
+            [
+                {"metric": k, "low": lo, "high": hi}
+                for k, (lo, hi) in metrics.get("test_intervals", {}).items()
+            ]
+        ),
         "<h2>Cross-validation (mean ± std)</h2>",
         _html_table(
             [{"metric": k, "mean": v["mean"], "std": v["std"]} for k, v in metrics["cv"].items()]

@@ -336,6 +336,9 @@ def evaluate_trained(
         "target": ff.metadata["target"],
         "split": trained.split.report,
         "test": test,
+        "test_intervals": evaluate.company_intervals(
+            trained.test.get_column("id").to_numpy(), y, p, weeks, top_k=t.top_k, seed=t.random_seed
+        ),
         "baseline": evaluate.ranking_metrics(y, baseline_p, weeks, t.top_k),
         "cv": evaluate.summarise_folds(folds),
         "thresholds": {**thresholds, "chosen_on": "out-of-fold cross-validation predictions"},

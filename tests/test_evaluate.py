@@ -103,3 +103,18 @@ def test_report_is_self_contained(tmp_path: Path) -> None:
     assert not re.search(r"(src|href)=['\"](?!data:)", html)  # nothing outside the file
     for needle in ("precision_at_10", "baseline", "rows_rejected", "gap 30 days", "sign-up date"):
         assert needle in html
+
+
+def test_company_intervals_resample_companies_and_bracket_the_estimate() -> None:
+    rng = np.random.default_rng(0)
+    companies = np.repeat(np.arange(60), 8)  # 60 companies, each at 8 weekly cutoffs
+    weeks = np.tile(np.arange(8), 60)
+    y = (rng.random(companies.size) < 0.2).astype(np.int64)
+    p = np.clip(y * 0.3 + rng.random(companies.size) * 0.7, 0, 1)
+    intervals = evaluate.company_intervals(companies, y, p, weeks, top_k=[5], resamples=50)
+    low, high = intervals["roc_auc"]
+    estimate = evaluate.ranking_metrics(y, p, weeks, [5])["roc_auc"]
+    assert 0.5 < low <= estimate <= high <= 1.0
+    assert intervals["precision_at_5"][0] <= intervals["precision_at_5"][1]
+    again = evaluate.company_intervals(companies, y, p, weeks, top_k=[5], resamples=50)
+    assert again == intervals, "seeded: the same intervals every run"

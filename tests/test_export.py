@@ -123,6 +123,9 @@ def test_run_folder_holds_a_verified_artifact(trained_artifact) -> None:
     assert (run.parent / "latest").resolve() == run.resolve()
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"test", "baseline", "cv", "threshold_table", "ablation", "split"} <= set(metrics)
+    low, high = metrics["test_intervals"]["roc_auc"]
+    assert low <= metrics["test"]["roc_auc"] <= high
+    assert "resampling companies" in (run / "report.html").read_text()
 
 
 def test_scorer_reads_the_run_folder(trained_artifact, features_file: Path) -> None:
