@@ -60,7 +60,9 @@ _LOG1P = {
     *(f for f in HISTORY_FEATURES if f.startswith(("actions_", "trend_"))),
 }
 _LOG = {"ALEXA_RANK"}
-_BLOCK_ROWS = 4096
+_JOIN_MIN_ROWS = 4096
+ENCODE_BLOCK_ROWS = 65536
+"""Rows encoded at a time: bounds encoding's temporaries (the scorer's batch size)."""
 
 
 @dataclass(frozen=True)
@@ -158,9 +160,20 @@ def fit_encoders(
 def encode(df: pl.DataFrame, spec: EncoderSpec) -> npt.NDArray[np.float32]:
     """Return the model matrix: float32, C-contiguous, one column per `spec.output_names`."""
     _check_columns(df, spec.input_names)
-    # Text is folded once per distinct value (a few hundred, however many rows), numbers are
-    # transformed in NumPy, and every block is written straight into one column-major matrix.
-    out = np.empty((df.height, len(spec.output_names)), dtype=np.float32, order="F")
+    # Row blocks bound the temporaries to one block, whatever the frame's size: the matrix is
+    # the only allocation that grows with the rows (encoding a 6M-row training side at once
+    # peaked at three matrices' worth).
+    out = np.empty((df.height, len(spec.output_names)), dtype=np.float32)
+    for start in range(0, df.height, ENCODE_BLOCK_ROWS):
+        block = df.slice(start, ENCODE_BLOCK_ROWS)
+        _encode_block(block, spec, out[start : start + block.height])
+    return out
+
+
+def _encode_block(df: pl.DataFrame, spec: EncoderSpec, out: npt.NDArray[np.float32]) -> None:
+    # Text is folded once per distinct value, numbers are transformed in NumPy, and each
+    # column is written straight into its place in `out` (no transposed copy of the block:
+    # measured slower, and far noisier, than these strided writes).
     ordinal = _on_distinct(
         df.get_column(EMPLOYEE), employee_ordinal(pl.col("v"), spec.employee_ranges)
     )
@@ -170,26 +183,15 @@ def encode(df: pl.DataFrame, spec: EncoderSpec) -> npt.NDArray[np.float32]:
     out[:, at : at + levels] = 0.0
     out[np.arange(df.height), at + codes] = 1.0
     at += levels
-    numbers = df.select(pl.col(n.name).cast(pl.Float64, strict=False) for n in spec.numeric)
-    values = numbers.to_numpy().astype(np.float64, copy=False)
-    for i, numeric in enumerate(spec.numeric):
-        at = _write_numeric(out, at, values[:, i], numeric)
-    return _row_major(out)
-
-
-def _row_major(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Copy a column-major matrix to row-major in cache-sized row blocks (a one-shot
-    transpose of a large matrix is several times slower)."""
-    rows = np.empty(matrix.shape, dtype=matrix.dtype, order="C")
-    for start in range(0, matrix.shape[0], _BLOCK_ROWS):
-        rows[start : start + _BLOCK_ROWS] = matrix[start : start + _BLOCK_ROWS]
-    return rows
+    for numeric in spec.numeric:
+        column = df.get_column(numeric.name).cast(pl.Float64, strict=False).to_numpy()
+        at = _write_numeric(out, at, column, numeric)
 
 
 def _on_distinct(column: pl.Series, fold: pl.Expr) -> pl.Series:
     """Apply `fold` (over column "v") to each distinct value once, then map every row."""
     text = column.cast(pl.String, strict=False).rename("v")
-    if text.len() <= _BLOCK_ROWS:  # a join costs more than it saves on a few rows
+    if text.len() <= _JOIN_MIN_ROWS:  # a join costs more than it saves on a few rows
         return text.to_frame().select(fold.alias("folded")).get_column("folded")
     distinct = text.unique().to_frame().with_columns(fold.alias("folded"))
     rows = text.to_frame().join(
@@ -313,7 +315,10 @@ def _fill_value(seen: npt.NDArray[np.float64], config: EncodingConfig) -> float:
         return 0.0
     if strategy == "auto":
         # Two-valued columns (0/1 indicators) are filled with the mode, others with the median.
-        strategy = "mode" if np.unique(seen).size <= 2 else "median"
+        low, high = float(seen.min()), float(seen.max())
+        if np.all((seen == low) | (seen == high)):  # O(n): np.unique sorts every column
+            return low if 2 * int((seen == low).sum()) >= seen.size else high  # ties: smallest
+        return float(np.median(seen))
     if strategy == "mean":
         return float(np.mean(seen))
     if strategy == "mode":

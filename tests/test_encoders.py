@@ -46,6 +46,13 @@ def test_matrix_is_float32_c_contiguous_in_output_order(frame, spec) -> None:
     assert np.isfinite(matrix).all()
 
 
+def test_rows_encode_independently_across_blocks(frame, spec, monkeypatch) -> None:
+    whole = encoders.encode(frame, spec)
+    monkeypatch.setattr(encoders, "ENCODE_BLOCK_ROWS", 7)  # blocks end mid-company
+    assert encoders.encode(frame, spec).tobytes() == whole.tobytes()
+    assert encoders.encode(frame.head(0), spec).shape == (0, len(spec.output_names))
+
+
 @pytest.mark.parametrize(
     ("raw", "ordinal"),
     [("1", 1), ("2 to 5", 2), (" 2  TO 5 ", 2), ("10,001 or more", 9), ("10001 OR MORE", 9)],
