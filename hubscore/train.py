@@ -154,16 +154,33 @@ def read_features(path: Path) -> FeatureFile:
 
 
 def _ordered(frame: pl.DataFrame) -> pl.DataFrame:
-    """Sort by cutoff, then a splitmix64 hash of (id, cutoff): stable and label-blind."""
+    """Sort by cutoff, then a splitmix64 hash of (id, cutoff): stable and label-blind.
+
+    Consumes `frame`: columns are reordered one at a time, so the peak is the frame plus one
+    column rather than two frames.
+    """
     ids = frame.get_column(ID).cast(pl.Int64).to_numpy().astype(np.uint64)
-    days = frame.get_column(CUTOFF).cast(pl.Date).cast(pl.Int64).to_numpy().astype(np.uint64)
+    days = week_codes(frame).astype(np.uint64)
     with np.errstate(over="ignore"):
         z = ids * np.uint64(0x9E3779B97F4A7C15) + (days << np.uint64(32))
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z ^= z >> np.uint64(31)
-    keyed = frame.with_columns(pl.Series(ORDER, z.astype(np.int64) >> 1))
-    return keyed.sort(CUTOFF, ORDER)
+    order = z.astype(np.int64) >> 1
+    positions = pl.Series(np.lexsort((order, days)))
+    columns = [frame.drop_in_place(name).gather(positions) for name in list(frame.columns)]
+    return pl.DataFrame([*columns, pl.Series(ORDER, order).gather(positions)])
+
+
+def take(frame: pl.DataFrame, rows: npt.NDArray[np.int64]) -> pl.DataFrame:
+    """Return the rows at ascending positions `rows`; a zero-copy slice when they are one run.
+
+    Time splits and folds are runs (rows are sorted by cutoff), so training at scale does not
+    copy the frame once per fold.
+    """
+    if rows.size and int(rows[-1]) - int(rows[0]) + 1 == rows.size:
+        return frame.slice(int(rows[0]), rows.size)
+    return frame[rows]
 
 
 def labels(frame: pl.DataFrame) -> npt.NDArray[np.int64]:
@@ -394,14 +411,14 @@ def train_family(name: ModelName, ff: FeatureFile, split: Split, config: Config)
     folds = []
     days = week_codes(ff.frame)
     for fit_rows, val_rows in cv_folds(ff, split, config):
-        model, spec = fit_family(name, ff.frame[fit_rows], config)
-        val = ff.frame[val_rows]
+        model, spec = fit_family(name, take(ff.frame, fit_rows), config)
+        val = take(ff.frame, val_rows)
         p = model.predict_proba(encoders.encode(val, spec))
         folds.append((labels(val), p, days[val_rows]))
-    train_frame = ff.frame[split.train]
+    train_frame = take(ff.frame, split.train)
     model, spec = fit_family(name, train_frame, config)
     round_thresholds_down(model)
-    test = ff.frame[split.test]
+    test = take(ff.frame, split.test)
     x_test = encoders.encode(test, spec)
     y_test = test.get_column(LABEL).cast(pl.Int64).to_numpy()
     return Trained(

@@ -70,6 +70,24 @@ def test_time_folds_expand_with_the_same_gap(features_file: Path) -> None:
         assert set(val) <= set(split.train)
 
 
+def test_time_sides_and_folds_are_zero_copy_slices(features_file: Path) -> None:
+    ff = train.read_features(features_file)
+    config = small_config(**{"training.cv_folds": 3})
+    split = train.split_rows(ff, config)
+    runs = [
+        split.train,
+        split.test,
+        *(rows for fold in train.cv_folds(ff, split, config) for rows in fold),
+    ]
+    for rows in runs:
+        taken = train.take(ff.frame, rows)
+        assert taken.equals(ff.frame[rows])
+        taken_ids = taken.get_column("id").to_numpy(allow_copy=False)
+        assert np.shares_memory(taken_ids, ff.frame.get_column("id").to_numpy(allow_copy=False))
+    scattered = np.array([0, 2, 3])
+    assert train.take(ff.frame, scattered).equals(ff.frame[scattered])
+
+
 def test_company_split_keeps_each_company_on_one_side(tmp_path: Path) -> None:
     frame = make_features(300, 1, target="is_customer")
     path = write_features(frame, tmp_path / "f.parquet", target="is_customer")
