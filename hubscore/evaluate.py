@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -34,16 +35,54 @@ INTERVAL_RESAMPLES = 100
 
 def weekly_top_k(y: Ints, p: Vector, weeks: Ints, k: int) -> tuple[float, float | None]:
     """Return precision@k and recall@k averaged over weeks (recall: weeks with positives)."""
-    precisions, recalls = [], []
-    for week in np.unique(weeks):
-        rows = np.flatnonzero(weeks == week)
-        top = rows[np.argsort(-p[rows], kind="stable")[:k]]
-        hits = int(y[top].sum())
-        precisions.append(hits / top.size)
-        positives = int(y[rows].sum())
-        if positives:
-            recalls.append(hits / positives)
-    return float(np.mean(precisions)), float(np.mean(recalls)) if recalls else None
+    return WeeklyRanking.of(p, weeks).top_k(y, [k])[0]
+
+
+@dataclass(frozen=True)
+class WeeklyRanking:
+    """Every week's rows ranked best first (ties keep row order), sorted once for any k.
+
+    Rows may carry integer weights: a row of weight w counts as w adjacent copies of itself,
+    which is how a company resample repeats rows without materialising them.
+    """
+
+    order: Ints
+    """Row positions, week by week, best first."""
+    week: Ints
+    """The week index (0 .. weeks - 1) of each entry of `order`."""
+    weeks: int
+
+    @classmethod
+    def of(cls, p: Vector, weeks: Ints) -> WeeklyRanking:
+        order = np.lexsort((-p, weeks))  # stable: ties keep row order
+        _, week = np.unique(weeks[order], return_inverse=True)
+        return cls(order, week.astype(np.int64), int(week.max()) + 1 if week.size else 0)
+
+    def top_k(
+        self, y: Ints, sizes: Sequence[int], weights: Ints | None = None
+    ) -> list[tuple[float, float | None]]:
+        """Return (mean precision@k, mean recall@k) over the weeks that have rows, per k."""
+        w = np.ones(self.order.size) if weights is None else weights[self.order].astype(float)
+        if not w.size:
+            return [(float("nan"), None) for _ in sizes]
+        ranked_y = y[self.order]
+        before = np.cumsum(w) - w  # copies ranked above each row, from the first week on
+        first = np.r_[0, np.flatnonzero(np.diff(self.week)) + 1]  # each week's first entry
+        above = before - before[first][self.week]  # copies ranked above it in its week
+        positives = np.bincount(self.week, weights=w * ranked_y, minlength=self.weeks)
+        with_positives = positives > 0
+        out = []
+        for k in sizes:
+            on_list = np.flatnonzero(above < k)
+            taken = np.minimum(k - above[on_list], w[on_list])  # copies on the top-k list
+            week = self.week[on_list]
+            hits = np.bincount(week, weights=taken * ranked_y[on_list], minlength=self.weeks)
+            listed = np.bincount(week, weights=taken, minlength=self.weeks)
+            present = listed > 0
+            precision = float(np.mean(hits[present] / listed[present]))
+            recall = hits[with_positives] / positives[with_positives]
+            out.append((precision, float(np.mean(recall)) if recall.size else None))
+        return out
 
 
 def ranking_metrics(y: Ints, p: Vector, weeks: Ints, top_k: Sequence[int]) -> dict[str, Any]:
@@ -58,8 +97,8 @@ def ranking_metrics(y: Ints, p: Vector, weeks: Ints, top_k: Sequence[int]) -> di
         "positives": int(y.sum()),
         "weeks": int(np.unique(weeks).size),
     }
-    for k in top_k:
-        precision, recall = weekly_top_k(y, p, weeks, k)
+    at_k = WeeklyRanking.of(p, weeks).top_k(y, top_k)
+    for k, (precision, recall) in zip(top_k, at_k, strict=True):
         out[f"precision_at_{k}"] = precision
         out[f"recall_at_{k}"] = recall
         out[f"lift_at_{k}"] = precision / base if base else None
@@ -213,20 +252,25 @@ def company_intervals(
     """Return 90% intervals of ROC-AUC and precision@k from resampling companies.
 
     A company is a row at every weekly cutoff and a positive at several in a row, so rows are
-    not independent: each resample draws companies with replacement and keeps all their rows.
+    not independent: each resample draws companies with replacement and keeps all their rows
+    (as row weights: sorting once serves every resample).
     """
     rng = np.random.default_rng(seed)
     _, company = np.unique(companies, return_inverse=True)
     n = int(company.max()) + 1 if company.size else 0
+    ranking = WeeklyRanking.of(p, weeks)
+    by_score = np.argsort(p, kind="stable")  # roc_auc_score sorts sorted input faster
+    y_sorted, p_sorted = y[by_score], p[by_score]
     drawn: dict[str, list[float]] = {"roc_auc": [], **{f"precision_at_{k}": [] for k in top_k}}
     for _ in range(resamples if n else 0):
-        copies = np.bincount(rng.integers(0, n, n), minlength=n)
-        rows = np.repeat(np.arange(y.size), copies[company])
-        ys, ps, ws = y[rows], p[rows], weeks[rows]
-        if np.unique(ys).size == 2:
-            drawn["roc_auc"].append(float(roc_auc_score(ys, ps)))
-        for k in top_k:
-            drawn[f"precision_at_{k}"].append(weekly_top_k(ys, ps, ws, k)[0])
+        copies = np.bincount(rng.integers(0, n, n), minlength=n)[company]  # per row
+        if 0 < (y * copies).sum() < copies.sum():  # both classes drawn
+            w = copies[by_score]
+            kept = w > 0
+            auc = roc_auc_score(y_sorted[kept], p_sorted[kept], sample_weight=w[kept])
+            drawn["roc_auc"].append(float(auc))
+        for k, (precision, _) in zip(top_k, ranking.top_k(y, top_k, copies), strict=True):
+            drawn[f"precision_at_{k}"].append(precision)
     return {
         name: [float(np.percentile(v, 5)), float(np.percentile(v, 95))]
         for name, v in drawn.items()
@@ -325,7 +369,7 @@ def _plot_list_size(ax: Any, y: Ints, p: Vector, weeks: Ints) -> None:
             5, max(10, np.bincount(np.unique(weeks, return_inverse=True)[1]).max()), 25
         ).astype(int)
     )
-    pairs = [weekly_top_k(y, p, weeks, int(k)) for k in sizes]
+    pairs = WeeklyRanking.of(p, weeks).top_k(y, [int(k) for k in sizes])
     ax.plot(sizes, [pr[0] for pr in pairs], label="precision@k")
     ax.plot(sizes, [pr[1] or 0.0 for pr in pairs], label="recall@k")
     ax.set_xscale("log")

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hubscore import evaluate
 
@@ -22,6 +24,32 @@ def test_precision_and_recall_at_k_average_over_weeks() -> None:
     assert recall == pytest.approx((1 / 2 + 0) / 2)
     precision, recall = evaluate.weekly_top_k(Y, P, WEEKS, 2)
     assert (precision, recall) == (pytest.approx(0.5), pytest.approx((0.5 + 1) / 2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 1),
+            st.sampled_from([0.1, 0.5, 0.9]),
+            st.integers(0, 2),
+            st.integers(0, 3),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.integers(1, 6),
+)
+def test_a_row_of_weight_w_ranks_like_w_adjacent_copies(rows, k) -> None:
+    y, p, weeks, copies = (np.array(column) for column in zip(*rows, strict=True))
+    if not copies.any():
+        copies[0] = 1
+    repeated = np.repeat(np.arange(y.size), copies)
+    expected = evaluate.weekly_top_k(y[repeated], p[repeated], weeks[repeated], k)
+    weighted = evaluate.WeeklyRanking.of(p, weeks).top_k(y, [k], copies)[0]
+    assert weighted[0] == pytest.approx(expected[0])
+    assert (weighted[1] is None) == (expected[1] is None)
+    assert weighted[1] is None or weighted[1] == pytest.approx(expected[1])
 
 
 def test_ranking_metrics_report_lift_over_base_rate() -> None:
