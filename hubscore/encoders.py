@@ -22,6 +22,7 @@ Rules, fitted on training rows only:
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -171,28 +172,53 @@ def encode(df: pl.DataFrame, spec: EncoderSpec) -> npt.NDArray[np.float32]:
 
 
 def _encode_block(df: pl.DataFrame, spec: EncoderSpec, out: npt.NDArray[np.float32]) -> None:
-    # Text is folded once per distinct value, numbers are transformed in NumPy, and each
-    # column is written straight into its place in `out` (no transposed copy of the block:
-    # measured slower, and far noisier, than these strided writes).
-    ordinal = _on_distinct(
-        df.get_column(EMPLOYEE), employee_ordinal(pl.col("v"), spec.employee_ranges)
-    )
-    at = _write_numeric(out, 0, ordinal.cast(pl.Float64).to_numpy(), spec.employee)
-    codes = _on_distinct(df.get_column(INDUSTRY), _industry_level(pl.col("v"), spec)).to_numpy()
+    # A handful of calls per block, whatever its size: text is folded once per distinct
+    # value, every number is transformed in one 2-D NumPy pass, and each result is written
+    # straight into its columns of `out` (no transposed copy: measured slower, and noisier).
+    # The API encodes one row per request, so per-call overhead is latency there.
+    ordinal, codes = _text_codes(df, spec)
+    numbers = [n.name for n in spec.numeric]
+    raw = np.empty((df.height, len(numbers) + 1), dtype=np.float64)
+    raw[:, 0] = ordinal
+    raw[:, 1:] = df.select(pl.col(numbers).cast(pl.Float64, strict=False)).to_numpy()
+    values, flags = _numeric_layout(spec)
+    _write_numeric(out, raw, [spec.employee, *spec.numeric], values, flags)
     levels = len(spec.industry_levels)
-    out[:, at : at + levels] = 0.0
-    out[np.arange(df.height), at + codes] = 1.0
-    at += levels
-    for numeric in spec.numeric:
-        column = df.get_column(numeric.name).cast(pl.Float64, strict=False).to_numpy()
-        at = _write_numeric(out, at, column, numeric)
+    first = 2 if spec.employee.flag else 1
+    out[:, first : first + levels] = 0.0
+    out[np.arange(df.height), first + codes] = 1.0
+
+
+def _text_codes(
+    df: pl.DataFrame, spec: EncoderSpec
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]]:
+    """Return each row's employee ordinal (NaN: missing or unseen) and industry level."""
+    ranges, levels = tuple(spec.employee_ranges), tuple(spec.industry_levels)
+    if df.height <= _JOIN_MIN_ROWS:  # a join per column costs more than it saves on a few rows
+        folded = df.select(*_text_expressions(EMPLOYEE, INDUSTRY, ranges, levels))
+        ordinal, codes = folded.get_column(EMPLOYEE), folded.get_column(INDUSTRY)
+    else:
+        employee, industry = _text_expressions("v", "v", ranges, levels)
+        ordinal = _on_distinct(df.get_column(EMPLOYEE), employee)
+        codes = _on_distinct(df.get_column(INDUSTRY), industry)
+    return ordinal.cast(pl.Float64).to_numpy(), codes.to_numpy()
+
+
+@functools.lru_cache(maxsize=16)
+def _text_expressions(
+    employee: str, industry: str, ranges: tuple[str, ...], levels: tuple[str, ...]
+) -> tuple[pl.Expr, pl.Expr]:
+    """Build the fold expressions once per spec (they are immutable; building one costs
+    about as much as running it on a row)."""
+    return (
+        employee_ordinal(pl.col(employee), list(ranges)).alias(EMPLOYEE),
+        _industry_level(pl.col(industry), list(levels)).alias(INDUSTRY),
+    )
 
 
 def _on_distinct(column: pl.Series, fold: pl.Expr) -> pl.Series:
     """Apply `fold` (over column "v") to each distinct value once, then map every row."""
     text = column.cast(pl.String, strict=False).rename("v")
-    if text.len() <= _JOIN_MIN_ROWS:  # a join costs more than it saves on a few rows
-        return text.to_frame().select(fold.alias("folded")).get_column("folded")
     distinct = text.unique().to_frame().with_columns(fold.alias("folded"))
     rows = text.to_frame().join(
         distinct, on="v", how="left", nulls_equal=True, maintain_order="left"
@@ -200,17 +226,39 @@ def _on_distinct(column: pl.Series, fold: pl.Expr) -> pl.Series:
     return rows.get_column("folded")
 
 
+def _numeric_layout(spec: EncoderSpec) -> tuple[list[int], list[int]]:
+    """Return the output column of each numeric input (employee first) and of each flag."""
+    values, flags = [], []
+    at = 0
+    for numeric in (spec.employee, *spec.numeric):
+        values.append(at)
+        if numeric.flag:
+            flags.append(at + 1)
+        at += 1 + numeric.flag
+        if numeric is spec.employee:
+            at += len(spec.industry_levels)
+    return values, flags
+
+
 def _write_numeric(
-    out: npt.NDArray[np.float32], at: int, column: npt.NDArray[np.float64], spec: NumericSpec
-) -> int:
-    """Transform, impute, scale and flag one numeric column into `out`; return the next index."""
-    value = _transform_values(np.where(np.isfinite(column), column, np.nan), spec.transform)
+    out: npt.NDArray[np.float32],
+    raw: npt.NDArray[np.float64],
+    specs: list[NumericSpec],
+    values: list[int],
+    flags: list[int],
+) -> None:
+    """Transform, impute, scale and flag numeric columns (one per spec) into `out`."""
+    value = np.where(np.isfinite(raw), raw, np.nan)
+    for transform in ("log1p", "log"):
+        columns = [i for i, s in enumerate(specs) if s.transform == transform]
+        if columns:
+            value[:, columns] = _transform_values(value[:, columns], transform)
     missing = np.isnan(value)
-    out[:, at] = (np.where(missing, spec.fill, value) - spec.center) / spec.scale
-    if spec.flag:
-        out[:, at + 1] = missing
-        return at + 2
-    return at + 1
+    fill = np.array([s.fill for s in specs])
+    center = np.array([s.center for s in specs])
+    scale = np.array([s.scale for s in specs])
+    out[:, values] = (np.where(missing, fill, value) - center) / scale
+    out[:, flags] = missing[:, [s.flag for s in specs]]
 
 
 def _transform_values(
@@ -282,9 +330,8 @@ def _fit_industry(df: pl.DataFrame, min_frequency: int, missing_flags: bool) -> 
     return [*levels, OTHER, MISSING] if missing_flags else [*levels, OTHER]
 
 
-def _industry_level(column: pl.Expr, spec: EncoderSpec) -> pl.Expr:
+def _industry_level(column: pl.Expr, levels: list[str]) -> pl.Expr:
     """Return each row's index into `industry_levels`; unseen -> other, null -> missing."""
-    levels = spec.industry_levels
     mapping = {v: i for i, v in enumerate(levels)}
     null_level = mapping.get(MISSING, mapping[OTHER])
     normal = normalise_industry(column).fill_null(pl.lit(MISSING))
