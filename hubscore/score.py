@@ -51,6 +51,8 @@ OUTPUT_DTYPES: dict[str, pl.DataType] = {
     SCORED_AT: pl.Datetime("us", "UTC"),
 }
 
+_BAND_NAMES = pl.Series(CONFIDENCE, ["low", "medium", "high"], dtype=pl.String)
+
 _DTYPE_CLASSES: tuple[type[pl.DataType], ...] = (
     pl.Float64,
     pl.Float32,
@@ -130,8 +132,10 @@ class Scorer:
         check_unique_keys(df)
         if on_features is not None:
             on_features(df)
-        keys = key_columns(df)
-        return df.select(keys), self.encode(df.drop(keys))
+        # Eager column picks, not select/drop: each Polars query has a fixed cost that a
+        # one-row API request feels. `encode` reads its inputs by name and ignores the keys.
+        keys = pl.DataFrame([df.get_column(key) for key in key_columns(df)])
+        return keys, self.encode(df)
 
     def probabilities(
         self,
@@ -150,27 +154,38 @@ class Scorer:
 
         Pure: the same batch, model, `scored_at` and `threshold` always give the same output.
         """
-        scored = with_probabilities(*self.probabilities(batch))
-        out = self.label(scored, scored_at=scored_at, threshold=threshold).to_arrow()
-        return out.combine_chunks().to_batches()[0] if out.num_rows else empty_batch(out.schema)
+        out = self.score_frame(to_frame(batch), scored_at=scored_at, threshold=threshold)
+        table = out.to_arrow()
+        return table.combine_chunks().to_batches()[0] if out.height else empty_batch(table.schema)
+
+    def score_frame(
+        self, frame: pl.DataFrame, *, scored_at: datetime, threshold: float | None = None
+    ) -> pl.DataFrame:
+        """`score_batch` on a Polars frame (the API's requests already are one)."""
+        scored = with_probabilities(*self.probabilities(frame))
+        return self.label(scored, scored_at=scored_at, threshold=threshold)
 
     def label(
         self, scored: pl.DataFrame, *, scored_at: datetime, threshold: float | None = None
     ) -> pl.DataFrame:
-        """Add prediction, confidence, model version and time to keys plus probability."""
+        """Add prediction, confidence, model version and time to keys plus probability.
+
+        Comparisons are in float32, the probability's own precision. Built in NumPy rather
+        than as a Polars query: a one-row API request pays a query's fixed cost otherwise.
+        """
         cut = self.manifest.decision_threshold if threshold is None else threshold
         bands = self.manifest.confidence_bands
-        p = pl.col(PROBABILITY)
-        return scored.with_columns(
-            (p >= cut).cast(pl.Int8).alias(PREDICTION),
-            pl.when(p >= bands["high"])
-            .then(pl.lit("high"))
-            .when(p >= bands["medium"])
-            .then(pl.lit("medium"))
-            .otherwise(pl.lit("low"))
-            .alias(CONFIDENCE),
-            pl.lit(self.manifest.model_version, dtype=pl.String).alias(MODEL_VERSION),
-            pl.lit(scored_at, dtype=OUTPUT_DTYPES[SCORED_AT]).alias(SCORED_AT),
+        p = scored.get_column(PROBABILITY).to_numpy()
+        band = (p >= np.float32(bands["medium"])).astype(np.int8)
+        band += p >= np.float32(bands["high"])  # bands: high >= medium
+        n = scored.height
+        return scored.hstack(
+            [
+                pl.Series(PREDICTION, p >= np.float32(cut)).cast(pl.Int8),
+                _BAND_NAMES.gather(band).alias(CONFIDENCE),
+                _repeat(MODEL_VERSION, self.manifest.model_version, n),
+                _repeat(SCORED_AT, scored_at, n),
+            ]
         )
 
     def score(
@@ -260,14 +275,13 @@ def conform(df: pl.DataFrame, features: Mapping[str, pl.DataType]) -> pl.DataFra
             hint=BUILD_HINT,
         )
     cutoff = _find_column(CUTOFF, df.columns, by_lower)
-    keys = [pl.col(found[ID]).alias(ID)] + ([pl.col(cutoff).alias(CUTOFF)] if cutoff else [])
-    selected = df.select(*keys, *(pl.col(found[n]).alias(n) for n in features))
     problems: list[str] = []
-    columns = [_cast_key(selected.get_column(ID), problems)]
+    columns = [_cast_key(df.get_column(found[ID]).alias(ID), problems)]
     if cutoff:
-        columns.append(selected.get_column(CUTOFF))
+        columns.append(df.get_column(cutoff).alias(CUTOFF))
     columns += [
-        _cast_lossless(selected.get_column(n), dtype, problems) for n, dtype in features.items()
+        _cast_lossless(df.get_column(found[n]).alias(n), dtype, problems)
+        for n, dtype in features.items()
     ]
     if problems:
         raise SchemaError(
@@ -328,6 +342,8 @@ def key_columns(df: pl.DataFrame) -> list[str]:
 
 def check_unique_keys(df: pl.DataFrame) -> None:
     """Refuse input where two rows share a key: a company scored twice would skew the list."""
+    if df.height < 2:
+        return
     keys = key_columns(df)
     # Sort and compare neighbours: on 10M rows a hash of every key costs ~3x the memory.
     ordered = df.select(keys).sort(keys)
@@ -388,9 +404,15 @@ def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+def _repeat(name: str, value: object, n: int) -> pl.Series:
+    """Return an output column holding `value` n times (eager: no query for a constant)."""
+    one = pl.Series(name, [value], dtype=OUTPUT_DTYPES[name])
+    return one.new_from_index(0, n) if n else one.clear()
+
+
 def with_probabilities(keys: pl.DataFrame, probs: np.ndarray) -> pl.DataFrame:
     """Append the probability column to a batch's key columns."""
-    return keys.with_columns(pl.Series(PROBABILITY, probs, dtype=pl.Float32))
+    return keys.hstack([pl.Series(PROBABILITY, probs, dtype=pl.Float32)])
 
 
 def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
