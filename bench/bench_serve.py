@@ -79,12 +79,17 @@ def parse_args() -> argparse.Namespace:
 
 
 def sample_companies(model: Path, n: int) -> list[dict[str, Any]]:
-    """Return `n` golden-like companies with fresh ids and only the model's features."""
-    names = ["id", *load_scorer(model).manifest.feature_names]
-    rows = pl.read_parquet(GOLDEN / "input.parquet").to_dicts()
+    """Return `n` golden-like companies with fresh ids, typed as `model` types its features."""
+    dtypes = {"id": pl.Int64(), **load_scorer(model).feature_dtypes}
+    golden = pl.read_parquet(GOLDEN / "input.parquet")
+    # A real model may type a feature Int64 where the golden input has Float64: the API
+    # refuses 1200.0 for an integer (strict validation), so cast as the model reads them.
+    typed = golden.select(
+        pl.col(name).cast(dtype, strict=False) for name, dtype in dtypes.items() if name in golden
+    )
     valid = [
-        {k: clean(k, v) for k, v in row.items() if k in names}
-        for row in rows
+        {k: clean(k, v) for k, v in row.items()}
+        for row in typed.to_dicts()
         if all(not negative(k, v) for k, v in row.items())
     ]
     return [valid[i % len(valid)] | {"id": i} for i in range(n)]
