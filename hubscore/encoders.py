@@ -184,7 +184,7 @@ def _encode_block(df: pl.DataFrame, spec: EncoderSpec, out: npt.NDArray[np.float
     values, flags = _numeric_layout(spec)
     _write_numeric(out, raw, [spec.employee, *spec.numeric], values, flags)
     levels = len(spec.industry_levels)
-    first = 2 if spec.employee.flag else 1
+    first = spec.output_names.index(f"{INDUSTRY}={spec.industry_levels[0]}")
     out[:, first : first + levels] = 0.0
     out[np.arange(df.height), first + codes] = 1.0
 
@@ -227,16 +227,12 @@ def _on_distinct(column: pl.Series, fold: pl.Expr) -> pl.Series:
 
 
 def _numeric_layout(spec: EncoderSpec) -> tuple[list[int], list[int]]:
-    """Return the output column of each numeric input (employee first) and of each flag."""
-    values, flags = [], []
-    at = 0
-    for numeric in (spec.employee, *spec.numeric):
-        values.append(at)
-        if numeric.flag:
-            flags.append(at + 1)
-        at += 1 + numeric.flag
-        if numeric is spec.employee:
-            at += len(spec.industry_levels)
+    """Return the output column of each numeric input (employee first) and of each flag,
+    looked up by name in `output_names`, the one statement of the matrix layout."""
+    position = {name: i for i, name in enumerate(spec.output_names)}
+    numeric = [spec.employee, *spec.numeric]
+    values = [position[n.name] for n in numeric]
+    flags = [position[f"{n.name}_missing"] for n in numeric if n.flag]
     return values, flags
 
 
