@@ -348,11 +348,14 @@ def create_app(
         return await scored(request, batch=False)
 
     async def scored(request: Request, *, batch: bool) -> Response:
-        body = await request.body()
-        # Off the event loop: validation and scoring are CPU work (onnxruntime drops the GIL).
-        out = await run_in_threadpool(
-            service.predict, body, batch=batch, state=request.scope["state"]
-        )
+        body, state = await request.body(), request.scope["state"]
+        if batch:
+            # Off the event loop, so probes are answered while a large batch scores.
+            out = await run_in_threadpool(service.predict, body, batch=True, state=state)
+        else:
+            # One company is a few milliseconds of CPU under the GIL either way; a thread hop
+            # added 1-3 ms to each call on a busy 2-core host (bench/bench_serve.py).
+            out = service.predict(body, batch=False, state=state)
         return Response(out, media_type="application/json")
 
     return app
