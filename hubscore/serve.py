@@ -27,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import numpy as np
 import polars as pl
 import uvicorn
 from fastapi import FastAPI, Request
@@ -38,8 +39,7 @@ from pydantic import ValidationError as PydanticError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hubscore import __version__
-from hubscore.encoders import EMPLOYEE, INDUSTRY, employee_ordinal, normalise_industry
+from hubscore import __version__, encoders
 from hubscore.errors import ConfigError
 from hubscore.errors import ValidationError as HubscoreValidationError
 from hubscore.score import CONFIDENCE, ID, PREDICTION, PROBABILITY, Scorer, load_scorer, now
@@ -78,7 +78,6 @@ class Service:
         self.company = company_model(scorer.feature_dtypes)
         self.request = request_model(self.company, max_batch=max_batch)
         self.dtypes = {ID: pl.Int64(), **scorer.feature_dtypes}
-        self.imputed = self.imputation()  # expressions are immutable: build them once
         # Score once now: the first call pays for lazy setup (~100 ms), not the first client.
         self.predict(b'{"id": 0}', batch=False, state={})
         self.started = time.monotonic()
@@ -107,25 +106,20 @@ class Service:
         scored = self.scorer.score_frame(frame, scored_at=scored_at)
         response = [scored.get_column(ID).alias("company_id")]
         response += [scored.get_column(name) for name in (PREDICTION, PROBABILITY, CONFIDENCE)]
-        return pl.DataFrame(response).hstack(frame.select(self.imputed))
+        return pl.DataFrame(response).hstack(self.imputed(frame))
 
-    def imputation(self) -> list[pl.Expr]:
+    def imputed(self, frame: pl.DataFrame) -> list[pl.Series]:
         """Return `features_imputed` and `employee_range_unseen`, by the encoder's own rules."""
-        inputs = set(self.scorer.spec.input_names)
-        ordinal = employee_ordinal(pl.col(EMPLOYEE), self.scorer.spec.employee_ranges)
-        missing = [
-            ordinal.is_null()
-            if name == EMPLOYEE
-            else normalise_industry(pl.col(name)).is_null()
-            if name == INDUSTRY
-            else pl.col(name).is_null()
-            for name in self.scorer.feature_dtypes
-            if name in inputs
-        ]
-        given = pl.col(EMPLOYEE).str.strip_chars().str.len_chars() > 0
+        spec = self.scorer.spec
+        text = encoders.text_codes(frame, spec)
+        count = np.isnan(text.ordinal).astype(np.int64) + text.industry_missing
+        for name in (n.name for n in spec.numeric):
+            column = frame.get_column(name)
+            if column.null_count():
+                count += column.is_null().to_numpy()
         return [
-            pl.sum_horizontal(missing).cast(pl.Int64).alias("features_imputed"),
-            (given & ordinal.is_null()).fill_null(False).alias("employee_range_unseen"),
+            pl.Series("features_imputed", count, dtype=pl.Int64),
+            pl.Series("employee_range_unseen", text.employee_unseen, dtype=pl.Boolean),
         ]
 
     def predict(self, body: bytes, *, batch: bool, state: MutableMapping[str, Any]) -> bytes:

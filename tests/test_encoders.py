@@ -53,6 +53,18 @@ def test_rows_encode_independently_across_blocks(frame, spec, monkeypatch) -> No
     assert encoders.encode(frame.head(0), spec).shape == (0, len(spec.output_names))
 
 
+def test_one_row_at_a_time_encodes_like_the_whole_frame(frame, spec) -> None:
+    # Small frames (API requests) fold text through a memo, large ones through a join.
+    messy = frame.head(8).with_columns(
+        pl.Series(encoders.EMPLOYEE, ["2 to 5", " 2  TO 5 ", "", None, "huge", "1", "1", "?"]),
+        pl.Series(encoders.INDUSTRY, ["Retail", "retail!", "  ", None, "new one", "", "x", "X"]),
+    )
+    df = pl.concat([frame, messy])
+    assert df.height > encoders._MEMO_MAX_ROWS
+    rows = [encoders.encode(df.slice(i, 1), spec) for i in range(df.height)]
+    assert np.vstack(rows).tobytes() == encoders.encode(df, spec).tobytes()
+
+
 @pytest.mark.parametrize(
     ("raw", "ordinal"),
     [("1", 1), ("2 to 5", 2), (" 2  TO 5 ", 2), ("10,001 or more", 9), ("10001 OR MORE", 9)],
