@@ -115,7 +115,10 @@ class Service:
         count = np.isnan(text.ordinal).astype(np.int64) + text.industry_missing
         for name in (n.name for n in spec.numeric):
             column = frame.get_column(name)
-            if column.null_count():
+            nulls = column.null_count()
+            if nulls == column.len():  # every row (one company: no per-row query)
+                count += 1
+            elif nulls:
                 count += column.is_null().to_numpy()
         return [
             pl.Series("features_imputed", count, dtype=pl.Int64),
