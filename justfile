@@ -63,7 +63,7 @@ score *args:
     uv run --frozen hubscore score {{args}}
 
 # every benchmark, printing ratios against baselines measured in the same run
-bench: bench-build bench-score bench-serve
+bench: bench-build bench-score bench-serve bench-train
 
 # build-features --as-of on 1M companies / ~20M usage rows vs pandas and a bare DuckDB scan
 bench-build *args:
@@ -76,6 +76,10 @@ bench-score *args:
 # the HTTP API under a bounded loopback load vs the scoring core in-process
 bench-serve *args:
     uv run --frozen python bench/bench_serve.py {{args}}
+
+# training time and peak memory per family vs one bare fit (100k companies: about an hour)
+bench-train *args:
+    uv run --frozen python bench/bench_train.py {{args}}
 
 # serve the HTTP API on loopback (e.g. `just serve --port 8080`)
 serve *args:
