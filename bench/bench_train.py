@@ -26,7 +26,7 @@ import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench_build import Run, run_measured
 
@@ -109,12 +109,13 @@ def ensure_features(root: Path, companies: int) -> Path:
 def bare_fit(name: str, features: Path) -> None:
     """The baseline, run in the measured child: read, split, encode once, fit once."""
     from hubscore import train
-    from hubscore.config import load_config
+    from hubscore.config import ModelName, load_config
 
     config = load_config(overrides={"training.model": name})
     ff = train.read_features(features)
     split = train.split_rows(ff, config)
-    train.fit_family(name, train.take(ff.frame, split.train), config)
+    family = cast("ModelName", name)  # checked against FAMILIES by parse_args
+    train.fit_family(family, train.take(ff.frame, split.train), config)
 
 
 def summarise(name: str, train: Run, bare: Run, run_dir: Path) -> dict[str, Any]:

@@ -64,7 +64,7 @@ _LOG = {"ALEXA_RANK"}
 _MEMO_MAX_ROWS = 64
 _MEMO_MAX_VALUES = 10_000
 ENCODE_BLOCK_ROWS = 65536
-"""Rows encoded at a time: bounds encoding's temporaries (the scorer's batch size)."""
+"""Rows encoded at a time: bounds encoding's temporaries to one block's worth."""
 
 
 @dataclass(frozen=True)

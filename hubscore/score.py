@@ -112,7 +112,15 @@ class Scorer:
         # A two-column output is [P(0), P(1)]; exporters that already keep P(1) give (n,) or (n, 1).
         if probs.ndim == 2 and probs.shape[1] == 2:
             probs = probs[:, 1]
-        return np.ascontiguousarray(probs.reshape(-1))
+        probs = np.ascontiguousarray(probs.reshape(-1))
+        unscored = int(np.isnan(probs).sum())
+        if unscored:  # not a probability: it would sort and label arbitrarily
+            raise ValidationError(
+                f"{unscored} rows have no probability: feature values beyond float32's range "
+                "(about 3.4e38) overflowed the model",
+                hint="fix those rows' numeric features; real counts are far smaller",
+            )
+        return probs
 
     def conform(self, df: pl.DataFrame) -> pl.DataFrame:
         """Select the key and feature columns by name and cast them to the manifest's dtypes."""

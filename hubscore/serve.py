@@ -350,8 +350,9 @@ def create_app(
             # Off the event loop, so probes are answered while a large batch scores.
             out = await run_in_threadpool(service.predict, body, batch=True, state=state)
         else:
-            # One company is a few milliseconds of CPU under the GIL either way; a thread hop
-            # added 1-3 ms to each call on a busy 2-core host (bench/bench_serve.py).
+            # One company is about 3 ms of CPU, nearly all Python under the GIL, so a thread
+            # buys no parallelism; the hop added 1-3 ms per call on a busy 2-core host
+            # (bench/bench_serve.py). Probes wait at most that long.
             out = service.predict(body, batch=False, state=state)
         return Response(out, media_type="application/json")
 

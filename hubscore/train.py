@@ -160,15 +160,16 @@ def _ordered(frame: pl.DataFrame) -> pl.DataFrame:
     column rather than two frames.
     """
     ids = frame.get_column(ID).cast(pl.Int64).to_numpy().astype(np.uint64)
-    days = week_codes(frame).astype(np.uint64)
+    days = week_codes(frame)
     with np.errstate(over="ignore"):
-        z = ids * np.uint64(0x9E3779B97F4A7C15) + (days << np.uint64(32))
+        z = ids * np.uint64(0x9E3779B97F4A7C15) + (days.astype(np.uint64) << np.uint64(32))
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z ^= z >> np.uint64(31)
     order = z.astype(np.int64) >> 1
     positions = pl.Series(np.lexsort((order, days)))
-    columns = [frame.drop_in_place(name).gather(positions) for name in list(frame.columns)]
+    names = [name for name in frame.columns if name != ORDER]
+    columns = [frame.drop_in_place(name).gather(positions) for name in names]
     return pl.DataFrame([*columns, pl.Series(ORDER, order).gather(positions)])
 
 
@@ -178,7 +179,7 @@ def take(frame: pl.DataFrame, rows: npt.NDArray[np.int64]) -> pl.DataFrame:
     Time splits and folds are runs (rows are sorted by cutoff), so training at scale does not
     copy the frame once per fold.
     """
-    if rows.size and int(rows[-1]) - int(rows[0]) + 1 == rows.size:
+    if rows.size and np.all(np.diff(rows) == 1):
         return frame.slice(int(rows[0]), rows.size)
     return frame[rows]
 

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
+from conftest_train import small_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -268,6 +269,20 @@ def test_any_values_score_in_unit_range_and_batch_independently(
     )
     assert np.all(np.isfinite(together) & (together >= 0) & (together <= 1))
     np.testing.assert_array_equal(together, alone)
+
+
+def test_rows_the_model_cannot_score_are_refused_not_labelled(
+    features_file: Path, tmp_path: Path
+) -> None:
+    from hubscore.export import train_and_export
+
+    (run,) = train_and_export(features_file, small_config("logreg"), out_dir=tmp_path)
+    logreg = load_scorer(run.run_dir)
+    # Values past float32's range reach a linear model as +-inf; mixed-sign weights make NaN.
+    overflowed = np.full((2, len(logreg.spec.output_names)), np.inf, dtype=np.float32)
+    overflowed[1] = 0.0
+    with pytest.raises(ValidationError, match="1 rows have no probability"):
+        logreg.run_model(overflowed)
 
 
 def test_record_batch_input_needs_no_copy_of_extra_columns(scorer: Scorer) -> None:
