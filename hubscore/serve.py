@@ -113,13 +113,16 @@ class Service:
         spec = self.scorer.spec
         text = encoders.text_codes(frame, spec)
         count = np.isnan(text.ordinal).astype(np.int64) + text.industry_missing
+        partly_null = []
         for name in (n.name for n in spec.numeric):
-            column = frame.get_column(name)
-            nulls = column.null_count()
-            if nulls == column.len():  # every row (one company: no per-row query)
+            nulls = frame.get_column(name).null_count()  # metadata: no query
+            if nulls == frame.height:  # every row (always so for one company)
                 count += 1
             elif nulls:
-                count += column.is_null().to_numpy()
+                partly_null.append(name)
+        if partly_null:  # one query for all of them
+            nulls_per_row = pl.sum_horizontal(pl.col(partly_null).is_null())
+            count += frame.select(nulls_per_row).to_series().to_numpy()
         return [
             pl.Series("features_imputed", count, dtype=pl.Int64),
             pl.Series("employee_range_unseen", text.employee_unseen, dtype=pl.Boolean),

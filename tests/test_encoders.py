@@ -53,8 +53,9 @@ def test_rows_encode_independently_across_blocks(frame, spec, monkeypatch) -> No
     assert encoders.encode(frame.head(0), spec).shape == (0, len(spec.output_names))
 
 
-def test_one_row_at_a_time_encodes_like_the_whole_frame(frame, spec) -> None:
+def test_one_row_at_a_time_encodes_like_the_whole_frame(frame, spec, monkeypatch) -> None:
     # Small frames (API requests) fold text through a memo, large ones through a join.
+    monkeypatch.setattr(encoders, "_MEMO_MAX_ROWS", 16)
     messy = frame.head(8).with_columns(
         pl.Series(encoders.EMPLOYEE, ["2 to 5", " 2  TO 5 ", "", None, "huge", "1", "1", "?"]),
         pl.Series(encoders.INDUSTRY, ["Retail", "retail!", "  ", None, "new one", "", "x", "X"]),
