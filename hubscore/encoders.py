@@ -179,7 +179,8 @@ def _encode_block(df: pl.DataFrame, spec: EncoderSpec, out: npt.NDArray[np.float
     # The API encodes one row per request, so per-call overhead is latency there.
     text = text_codes(df, spec)
     numbers = [n.name for n in spec.numeric]
-    raw = np.empty((df.height, len(numbers) + 1), dtype=np.float64)
+    # Column-major, so each column's transforms run over contiguous memory.
+    raw = np.empty((df.height, len(numbers) + 1), dtype=np.float64, order="F")
     raw[:, 0] = text.ordinal
     raw[:, 1:] = df.select(pl.col(numbers).cast(pl.Float64, strict=False)).to_numpy()
     values, flags = _numeric_layout(spec)
@@ -283,17 +284,20 @@ def _write_numeric(
     values: list[int],
     flags: list[int],
 ) -> None:
-    """Transform, impute, scale and flag numeric columns (one per spec) into `out`."""
-    value = np.where(np.isfinite(raw), raw, np.nan)
+    """Transform, impute, scale and flag numeric columns (one per spec) into `out`.
+
+    Works in place on `raw` (a block's worth of float64 scratch), so a block costs one copy.
+    """
+    raw[~np.isfinite(raw)] = np.nan
     for transform in ("log1p", "log"):
         columns = [i for i, s in enumerate(specs) if s.transform == transform]
         if columns:
-            value[:, columns] = _transform_values(value[:, columns], transform)
-    missing = np.isnan(value)
-    fill = np.array([s.fill for s in specs])
-    center = np.array([s.center for s in specs])
-    scale = np.array([s.scale for s in specs])
-    out[:, values] = (np.where(missing, fill, value) - center) / scale
+            raw[:, columns] = _transform_values(raw[:, columns], transform)
+    missing = np.isnan(raw)
+    np.copyto(raw, np.array([s.fill for s in specs]), where=missing)
+    raw -= np.array([s.center for s in specs])
+    raw /= np.array([s.scale for s in specs])
+    out[:, values] = raw
     out[:, flags] = missing[:, [s.flag for s in specs]]
 
 
