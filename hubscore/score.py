@@ -270,6 +270,9 @@ def parse_dtype(name: str) -> pl.DataType:
 
 def conform(df: pl.DataFrame, features: Mapping[str, pl.DataType]) -> pl.DataFrame:
     """Return key columns then features in model order, cast losslessly; extras are dropped."""
+    if dict(df.schema) == {ID: pl.Int64(), **features}:  # already conformed (API requests)
+        _cast_key(df.get_column(ID), [])  # still refuse null ids
+        return df
     by_lower: dict[str, list[str]] = {}
     for column in df.columns:
         by_lower.setdefault(column.lower(), []).append(column)

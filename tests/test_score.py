@@ -154,8 +154,14 @@ def test_duplicate_ids_are_refused(scorer: Scorer, companies: pl.DataFrame) -> N
 
 
 def test_null_ids_are_refused(scorer: Scorer, companies: pl.DataFrame) -> None:
+    one_null = companies.with_columns(pl.when(pl.col("id") != 100_003).then(pl.col("id")))
     with pytest.raises(ValidationError, match="1 input rows have no id"):
-        scorer.score(companies.with_columns(pl.when(pl.col("id") != 100_003).then(pl.col("id"))))
+        scorer.score(one_null)
+    conformed = scorer.conform(companies).with_columns(  # the schema fast path checks too
+        pl.when(pl.col("id") != 100_003).then(pl.col("id")).alias("id")
+    )
+    with pytest.raises(ValidationError, match="1 input rows have no id"):
+        scorer.conform(conformed)
 
 
 def test_cutoff_keys_rows_and_ranks_per_cutoff(scorer: Scorer, companies: pl.DataFrame) -> None:
