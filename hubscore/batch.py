@@ -28,12 +28,14 @@ from hubscore.atomic import atomic_file, exclusive_lock
 from hubscore.drift import DriftCounter, worst_features
 from hubscore.errors import ConfigError, DriftError, ValidationError
 from hubscore.score import (
+    CONFIDENCE_LEVELS,
     CUTOFF,
     ID,
     PROBABILITY,
     Scorer,
     check_unique_keys,
     check_windows,
+    confidence_levels,
     empty_batch,
     output_columns,
     rank_scores,
@@ -335,6 +337,6 @@ def _distribution(probs: pl.Series) -> dict[str, float]:
 
 
 def _confidence_counts(probs: pl.Series, bands: Mapping[str, float]) -> dict[str, int]:
-    high = int((probs >= bands["high"]).sum())
-    medium = int((probs >= bands["medium"]).sum()) - high
-    return {"high": high, "medium": medium, "low": probs.len() - high - medium}
+    levels = confidence_levels(probs.to_numpy(), bands)
+    counts = dict(zip(CONFIDENCE_LEVELS, np.bincount(levels, minlength=3).tolist(), strict=True))
+    return {level: counts[level] for level in reversed(CONFIDENCE_LEVELS)}  # high first

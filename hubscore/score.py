@@ -52,7 +52,8 @@ OUTPUT_DTYPES: dict[str, pl.DataType] = {
     SCORED_AT: pl.Datetime("us", "UTC"),
 }
 
-_BAND_NAMES = pl.Series(CONFIDENCE, ["low", "medium", "high"], dtype=pl.String)
+CONFIDENCE_LEVELS = ("low", "medium", "high")
+_BAND_NAMES = pl.Series(CONFIDENCE, CONFIDENCE_LEVELS, dtype=pl.String)
 
 _DTYPE_CLASSES: tuple[type[pl.DataType], ...] = (
     pl.Float64,
@@ -185,13 +186,11 @@ class Scorer:
         cut = self.manifest.decision_threshold if threshold is None else threshold
         bands = self.manifest.confidence_bands
         p = scored.get_column(PROBABILITY).to_numpy()
-        band = (p >= np.float32(bands["medium"])).astype(np.int8)
-        band += p >= np.float32(bands["high"])  # bands: high >= medium
         n = scored.height
         return scored.hstack(
             [
                 pl.Series(PREDICTION, (p >= np.float32(cut)).astype(np.int8)),
-                _BAND_NAMES.gather(band).alias(CONFIDENCE),
+                _BAND_NAMES.gather(confidence_levels(p, bands)).alias(CONFIDENCE),
                 _repeat(MODEL_VERSION, self.manifest.model_version, n),
                 _repeat(SCORED_AT, scored_at, n),
             ]
@@ -414,6 +413,13 @@ def scored_at_for(as_of: date | None) -> datetime:
 def now() -> datetime:
     """Return the current UTC time to the second (sub-second digits only add noise)."""
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def confidence_levels(p: np.ndarray, bands: Mapping[str, float]) -> np.ndarray:
+    """Return each probability's index into `CONFIDENCE_LEVELS`, compared in float32."""
+    level = (p >= np.float32(bands["medium"])).astype(np.int8)
+    level += p >= np.float32(bands["high"])  # bands: high >= medium
+    return level
 
 
 def _repeat(name: str, value: Hashable, n: int) -> pl.Series:
