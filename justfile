@@ -11,11 +11,12 @@ default: lint test
 sync:
     uv sync --all-extras --frozen
 
-# lint and type-check
+# lint, type-check, and check the layers (import-linter contracts in pyproject.toml)
 lint:
     uv run --frozen ruff check .
     uv run --frozen ruff format --check .
     uv run --frozen mypy
+    uv run --frozen lint-imports
 
 # format the code and apply safe fixes
 fmt:

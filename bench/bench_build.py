@@ -128,7 +128,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--as-of", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.activity is None and not args.child:
-        from hubscore.sample import BENCHMARK_ACTIVITY
+        from hubscore.dev.sample import BENCHMARK_ACTIVITY
 
         args.activity = BENCHMARK_ACTIVITY
     if args.repeat < 1:
@@ -148,14 +148,16 @@ def ensure_data(data: Path, *, companies: int, activity: float) -> int:
         "activity": activity,
         "seed": SEED,
         "weeks": WEEKS,
-        "generator_sha256": hashlib.sha256((ROOT / "hubscore/sample.py").read_bytes()).hexdigest(),
+        "generator_sha256": hashlib.sha256(
+            (ROOT / "hubscore/dev/sample.py").read_bytes()
+        ).hexdigest(),
     }
     stamp_path = data / STAMP
     usage = data / "usage_actions.parquet"
     if not (
         stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp and usage.is_file()
     ):
-        from hubscore.sample import generate_sample
+        from hubscore.dev.sample import generate_sample
 
         print(f"generating {companies:,} companies (activity {activity}) in {data} ...", flush=True)
         stamp_path.unlink(missing_ok=True)

@@ -33,13 +33,13 @@ from sklearn.linear_model import LogisticRegression
 from xgboost import XGBClassifier
 
 from hubscore import __version__
-from hubscore.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, sha256_file, write_manifest
-from hubscore.config import EncodingConfig
-from hubscore.drift import profile_features
-from hubscore.encoders import EncoderSpec, encode, fit_encoders
-from hubscore.export import INPUT, OUTPUT, to_onnx
-from hubscore.features import EMPLOYEE_RANGES, NUMERIC_FEATURES, RAW_FEATURES
-from hubscore.score import open_session
+from hubscore.core.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, sha256_file, write_manifest
+from hubscore.core.config import EncodingConfig
+from hubscore.core.contract import EMPLOYEE_RANGES, NUMERIC_FEATURES, RAW_FEATURES
+from hubscore.core.drift import profile_features
+from hubscore.core.encoding import EncoderSpec, encode, fit_encoders
+from hubscore.core.scorer import open_session
+from hubscore.training.export import INPUT, OUTPUT, to_onnx
 
 OUT = Path(__file__).parent / "out"
 TARGET = {"target": "converted_within", "horizon_days": 30, "lookback_days": 91, "recent_days": 28}

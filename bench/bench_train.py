@@ -108,14 +108,14 @@ def ensure_features(root: Path, companies: int) -> Path:
 
 def bare_fit(name: str, features: Path) -> None:
     """The baseline, run in the measured child: read, split, encode once, fit once."""
-    from hubscore import train
-    from hubscore.config import ModelName, load_config
+    from hubscore.core.config import ModelName, load_config
+    from hubscore.training import dataset, models
 
     config = load_config(overrides={"training.model": name})
-    ff = train.read_features(features)
-    split = train.split_rows(ff, config)
+    ff = dataset.read_features(features)
+    split = dataset.split_rows(ff, config)
     family = cast("ModelName", name)  # checked against FAMILIES by parse_args
-    train.fit_family(family, train.take(ff.frame, split.train), config)
+    models.fit_family(family, dataset.take(ff.frame, split.train), config)
 
 
 def summarise(name: str, train: Run, bare: Run, run_dir: Path) -> dict[str, Any]:

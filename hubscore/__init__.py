@@ -1,1 +1,26 @@
+"""hubscore: rank free-tier companies by their chance to convert within the horizon.
+
+The public Python API is the scorer (loaded lazily, so `import hubscore` stays instant):
+
+    >>> from hubscore import Predictor
+    >>> predictor = Predictor.load(Path("models/latest"))
+    >>> scores = predictor.score(companies)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+__all__ = ["Predictor", "__version__", "load_scorer"]
+
+if TYPE_CHECKING:
+    from hubscore.core.scorer import Predictor, load_scorer
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Predictor", "load_scorer"):
+        from hubscore.core import scorer
+
+        return getattr(scorer, name)
+    raise AttributeError(f"module 'hubscore' has no attribute {name!r}")

@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from hubscore import __version__
-from hubscore.config import Config, load_config
-from hubscore.errors import INTERRUPTED_EXIT_CODE, HubscoreError
+from hubscore.core.config import Config, load_config
+from hubscore.core.errors import INTERRUPTED_EXIT_CODE, HubscoreError
 
 app = typer.Typer(
     help="Score free-tier companies by their likelihood to convert into paying customers.",
@@ -110,7 +110,7 @@ def sample_data(
     activity: Annotated[float, typer.Option(min=0.01, help="Usage rows multiplier.")] = 1.0,
 ) -> None:
     """Write a deterministic sample of customers, noncustomers and usage as messy as real files."""
-    from hubscore.sample import generate_sample
+    from hubscore.dev.sample import generate_sample
 
     with handle_errors():
         summary = generate_sample(
@@ -150,9 +150,9 @@ def build_features(
     config: ConfigOption = None,
 ) -> None:
     """Validate, deduplicate and profile the inputs, then write point-in-time features."""
-    from hubscore.build import BuildRequest
-    from hubscore.build import build_features as run_build
-    from hubscore.quality import render_quality
+    from hubscore.features.build import BuildRequest
+    from hubscore.features.build import build_features as run_build
+    from hubscore.features.quality import render_quality
 
     with handle_errors():
         cfg = resolve_config(
@@ -204,8 +204,8 @@ def score(
     config: ConfigOption = None,
 ) -> None:
     """Score companies into a ranked list of likely converters (atomic, locked, streaming)."""
-    from hubscore.batch import score_file
-    from hubscore.score import load_scorer
+    from hubscore.core.scorer import load_scorer
+    from hubscore.serving.batch import score_file
 
     day = parse_date(as_of)
     with handle_errors(), handle_interrupts():
@@ -316,7 +316,10 @@ def train(
     """Train, evaluate and export models; print each run folder on stdout, the best last."""
     with handle_errors():
         cfg = resolve_config(config, **{"training.model": model})
-        from hubscore.export import leaderboard, train_and_export  # heavy: after the config check
+        from hubscore.training.runs import (  # heavy: after the config check
+            leaderboard,
+            train_and_export,
+        )
 
         results = train_and_export(features, cfg, out_dir=out or cfg.data.models_dir, track=track)
     ranked = leaderboard(results, cfg.training.leaderboard_metric)
@@ -360,12 +363,12 @@ def serve(
     config: ConfigOption = None,
 ) -> None:
     """Serve predictions over HTTP; set HUBSCORE_API_TOKEN to require a bearer token."""
-    from hubscore.errors import ConfigError
+    from hubscore.core.errors import ConfigError
 
     with handle_errors():
         cfg = resolve_config(config)
         try:  # the serve extra (fastapi, uvicorn) is optional: say how to get it
-            from hubscore.serve import serve as run_server
+            from hubscore.serving.api import serve as run_server
         except ModuleNotFoundError as exc:
             raise ConfigError(
                 f"hubscore serve needs {exc.name}, which is not installed",

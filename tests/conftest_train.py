@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from hubscore import __version__
-from hubscore.config import Config, load_config
-from hubscore.features import (
+from hubscore.core.config import Config, load_config
+from hubscore.core.contract import (
     EMPLOYEE_RANGES,
     NUMERIC_FEATURES,
     RAW_FEATURES,
@@ -127,7 +127,7 @@ def features_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_artifact(features_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Train and export one xgboost run once per session; return its RunResult."""
-    from hubscore.export import train_and_export
+    from hubscore.training.runs import train_and_export
 
     out = tmp_path_factory.mktemp("models")
     (result,) = train_and_export(features_file, small_config("xgboost"), out_dir=out)

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
-from hubscore import features
+from hubscore.core import contract as features
 
 CUSTOMER_COLUMNS = ("CLOSEDATE", "MRR", "ALEXA_RANK", "EMPLOYEE_RANGE", "INDUSTRY", "id")
 NONCUSTOMER_COLUMNS = ("ALEXA_RANK", "EMPLOYEE_RANGE", "INDUSTRY", "id")

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import polars as pl
 
-from hubscore.features import USAGE_COLUMNS
+from hubscore.core.contract import USAGE_COLUMNS
 
 ACTIONS = [c for c in USAGE_COLUMNS if c.startswith("ACTIONS")]
 USERS = [c for c in USAGE_COLUMNS if c.startswith("USERS")]

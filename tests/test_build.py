@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 from inputs import FIRST_MONDAY, week, weekly, write_inputs
 
-from hubscore.build import BuildRequest, BuildResult, build_features, weekly_cutoffs
-from hubscore.config import FeaturesConfig
-from hubscore.errors import SchemaError, ValidationError
-from hubscore.features import RAW_FEATURES
+from hubscore.core.config import FeaturesConfig
+from hubscore.core.contract import RAW_FEATURES
+from hubscore.core.errors import SchemaError, ValidationError
+from hubscore.features.build import BuildRequest, BuildResult, build_features, weekly_cutoffs
 
 CLOSE = FIRST_MONDAY + timedelta(weeks=20, days=2)  # a Wednesday
 AS_OF = FIRST_MONDAY + timedelta(weeks=25, days=6)  # a Sunday

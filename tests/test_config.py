@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hubscore.config import load_config
-from hubscore.errors import ConfigError
+from hubscore.core.config import load_config
+from hubscore.core.errors import ConfigError
 
 
 def test_the_packaged_default_loads() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hubscore.drift import DriftCounter, population_stability, profile_features, worst_features
+from hubscore.core.drift import DriftCounter, population_stability, profile_features, worst_features
 
 N_ROWS = 2000
 

@@ -11,10 +11,11 @@ from conftest_train import make_features
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hubscore import encoders
-from hubscore.config import EncodingConfig
-from hubscore.errors import ArtifactError, SchemaError
-from hubscore.features import EMPLOYEE_RANGES, NUMERIC_FEATURES, RAW_FEATURES
+from hubscore.core import encoding
+from hubscore.core.config import EncodingConfig
+from hubscore.core.contract import EMPLOYEE_RANGES, NUMERIC_FEATURES, RAW_FEATURES
+from hubscore.core.errors import ArtifactError, SchemaError
+from hubscore.training import encoders
 
 CONFIG = EncodingConfig(industry_min_frequency=3)
 
@@ -25,11 +26,11 @@ def frame() -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def spec(frame: pl.DataFrame) -> encoders.EncoderSpec:
+def spec(frame: pl.DataFrame) -> encoding.EncoderSpec:
     return encoders.fit_encoders(frame, CONFIG, scale=True)
 
 
-def column(spec: encoders.EncoderSpec, matrix: np.ndarray, name: str) -> np.ndarray:
+def column(spec: encoding.EncoderSpec, matrix: np.ndarray, name: str) -> np.ndarray:
     return matrix[:, spec.output_names.index(name)]
 
 
@@ -39,7 +40,7 @@ def one_row(frame: pl.DataFrame, **values: object) -> pl.DataFrame:
 
 
 def test_matrix_is_float32_c_contiguous_in_output_order(frame, spec) -> None:
-    matrix = encoders.encode(frame, spec)
+    matrix = encoding.encode(frame, spec)
     assert matrix.dtype == np.float32
     assert matrix.flags["C_CONTIGUOUS"]
     assert matrix.shape == (frame.height, len(spec.output_names))
@@ -47,23 +48,23 @@ def test_matrix_is_float32_c_contiguous_in_output_order(frame, spec) -> None:
 
 
 def test_rows_encode_independently_across_blocks(frame, spec, monkeypatch) -> None:
-    whole = encoders.encode(frame, spec)
-    monkeypatch.setattr(encoders, "ENCODE_BLOCK_ROWS", 7)  # blocks end mid-company
-    assert encoders.encode(frame, spec).tobytes() == whole.tobytes()
-    assert encoders.encode(frame.head(0), spec).shape == (0, len(spec.output_names))
+    whole = encoding.encode(frame, spec)
+    monkeypatch.setattr(encoding, "ENCODE_BLOCK_ROWS", 7)  # blocks end mid-company
+    assert encoding.encode(frame, spec).tobytes() == whole.tobytes()
+    assert encoding.encode(frame.head(0), spec).shape == (0, len(spec.output_names))
 
 
 def test_one_row_at_a_time_encodes_like_the_whole_frame(frame, spec, monkeypatch) -> None:
     # Small frames (API requests) fold text through a memo, large ones through a join.
-    monkeypatch.setattr(encoders, "_MEMO_MAX_ROWS", 16)
+    monkeypatch.setattr(encoding, "_MEMO_MAX_ROWS", 16)
     messy = frame.head(8).with_columns(
-        pl.Series(encoders.EMPLOYEE, ["2 to 5", " 2  TO 5 ", "", None, "huge", "1", "1", "?"]),
-        pl.Series(encoders.INDUSTRY, ["Retail", "retail!", "  ", None, "new one", "", "x", "X"]),
+        pl.Series(encoding.EMPLOYEE, ["2 to 5", " 2  TO 5 ", "", None, "huge", "1", "1", "?"]),
+        pl.Series(encoding.INDUSTRY, ["Retail", "retail!", "  ", None, "new one", "", "x", "X"]),
     )
     df = pl.concat([frame, messy])
-    assert df.height > encoders._MEMO_MAX_ROWS
-    rows = [encoders.encode(df.slice(i, 1), spec) for i in range(df.height)]
-    assert np.vstack(rows).tobytes() == encoders.encode(df, spec).tobytes()
+    assert df.height > encoding._MEMO_MAX_ROWS
+    rows = [encoding.encode(df.slice(i, 1), spec) for i in range(df.height)]
+    assert np.vstack(rows).tobytes() == encoding.encode(df, spec).tobytes()
 
 
 @pytest.mark.parametrize(
@@ -72,7 +73,7 @@ def test_one_row_at_a_time_encodes_like_the_whole_frame(frame, spec, monkeypatch
 )
 def test_employee_range_is_ordinal_after_folding(frame, raw, ordinal) -> None:
     spec = encoders.fit_encoders(frame, CONFIG, scale=False)
-    matrix = encoders.encode(one_row(frame, EMPLOYEE_RANGE=raw), spec)
+    matrix = encoding.encode(one_row(frame, EMPLOYEE_RANGE=raw), spec)
     assert column(spec, matrix, "EMPLOYEE_RANGE")[0] == ordinal
     assert column(spec, matrix, "EMPLOYEE_RANGE_missing")[0] == 0
 
@@ -80,7 +81,7 @@ def test_employee_range_is_ordinal_after_folding(frame, raw, ordinal) -> None:
 @pytest.mark.parametrize("raw", [None, "", "   ", "5 to 9 people"])
 def test_missing_or_unseen_employee_range_is_imputed_and_flagged(frame, raw) -> None:
     spec = encoders.fit_encoders(frame, CONFIG, scale=False)
-    matrix = encoders.encode(one_row(frame, EMPLOYEE_RANGE=raw), spec)
+    matrix = encoding.encode(one_row(frame, EMPLOYEE_RANGE=raw), spec)
     assert column(spec, matrix, "EMPLOYEE_RANGE")[0] == pytest.approx(spec.employee.fill)
     assert column(spec, matrix, "EMPLOYEE_RANGE_missing")[0] == 1
     assert 1 <= spec.employee.fill <= len(EMPLOYEE_RANGES)
@@ -88,17 +89,17 @@ def test_missing_or_unseen_employee_range_is_imputed_and_flagged(frame, raw) -> 
 
 def test_industry_near_duplicates_meet_and_rare_unseen_go_to_other(frame, spec) -> None:
     assert "computer software" in spec.industry_levels
-    assert spec.industry_levels[-2:] == [encoders.OTHER, encoders.MISSING]
+    assert spec.industry_levels[-2:] == [encoding.OTHER, encoding.MISSING]
     assert spec.industry_levels[:-2] == sorted(spec.industry_levels[:-2])
     cases = {
         "Computer-Software!": "computer software",
-        "never seen before": encoders.OTHER,
-        "Other": encoders.OTHER,
-        None: encoders.MISSING,
-        "  ": encoders.MISSING,
+        "never seen before": encoding.OTHER,
+        "Other": encoding.OTHER,
+        None: encoding.MISSING,
+        "  ": encoding.MISSING,
     }
     for raw, level in cases.items():
-        matrix = encoders.encode(one_row(frame, INDUSTRY=raw), spec)
+        matrix = encoding.encode(one_row(frame, INDUSTRY=raw), spec)
         assert column(spec, matrix, f"INDUSTRY={level}")[0] == 1, raw
         onehot = [n for n in spec.output_names if n.startswith("INDUSTRY=")]
         assert sum(column(spec, matrix, n)[0] for n in onehot) == 1
@@ -107,21 +108,21 @@ def test_industry_near_duplicates_meet_and_rare_unseen_go_to_other(frame, spec) 
 def test_rare_industries_below_min_frequency_are_not_levels() -> None:
     frame = make_features(60, 4)
     spec = encoders.fit_encoders(frame, EncodingConfig(industry_min_frequency=10**6), scale=False)
-    assert spec.industry_levels == [encoders.OTHER, encoders.MISSING]
+    assert spec.industry_levels == [encoding.OTHER, encoding.MISSING]
 
 
 def test_categorical_input_encodes_like_strings(frame, spec) -> None:
     # Physical category codes differ with the order values are first seen; output must not.
     shuffled = frame.reverse().with_columns(pl.col("INDUSTRY").cast(pl.Categorical))
-    expected = encoders.encode(frame.reverse(), spec)
-    np.testing.assert_array_equal(encoders.encode(shuffled, spec), expected)
+    expected = encoding.encode(frame.reverse(), spec)
+    np.testing.assert_array_equal(encoding.encode(shuffled, spec), expected)
 
 
 @pytest.mark.parametrize("bad", [None, math.nan, math.inf, -math.inf])
 def test_nan_inf_and_null_are_missing(frame, spec, bad) -> None:
     name = "total_actions"
     row = frame.head(1).with_columns(pl.lit(bad, dtype=pl.Float64).alias(name))
-    matrix = encoders.encode(row, spec)
+    matrix = encoding.encode(row, spec)
     numeric = next(n for n in spec.numeric if n.name == name)
     assert numeric.flag
     assert column(spec, matrix, f"{name}_missing")[0] == 1
@@ -136,7 +137,7 @@ def test_heavy_tails_are_compressed(frame) -> None:
     assert kinds["ACTIONS_CRM_CONTACTS_sum"] == "log1p"
     assert kinds["days_active"] == "none"
     row = one_row(frame, ACTIONS_CRM_CONTACTS_sum=1e12, ALEXA_RANK=10**12)
-    matrix = encoders.encode(row, spec)
+    matrix = encoding.encode(row, spec)
     assert column(spec, matrix, "ACTIONS_CRM_CONTACTS_sum")[0] == pytest.approx(math.log1p(1e12))
     assert column(spec, matrix, "ALEXA_RANK")[0] == pytest.approx(math.log(1e12), rel=1e-6)
 
@@ -159,7 +160,7 @@ def test_auto_uses_mode_for_indicators_and_scaling_standardises(frame) -> None:
     )
     spec = encoders.fit_encoders(indicator, CONFIG, scale=True)
     assert next(n for n in spec.numeric if n.name == "alexa_no_rank").fill == 1.0
-    matrix = encoders.encode(frame, encoders.fit_encoders(frame, CONFIG, scale=True))
+    matrix = encoding.encode(frame, encoders.fit_encoders(frame, CONFIG, scale=True))
     spec2 = encoders.fit_encoders(frame, CONFIG, scale=True)
     assert column(spec2, matrix, "days_active").mean() == pytest.approx(0, abs=1e-5)
     assert column(spec2, matrix, "days_active").std() == pytest.approx(1, rel=1e-4)
@@ -170,7 +171,7 @@ def test_auto_uses_mode_for_indicators_and_scaling_standardises(frame) -> None:
 def test_every_scaling_gives_finite_values(frame, scaling) -> None:
     spec = encoders.fit_encoders(frame, EncodingConfig(scaling=scaling), scale=True)
     assert spec.scaling == scaling
-    assert np.isfinite(encoders.encode(frame, spec)).all()
+    assert np.isfinite(encoding.encode(frame, spec)).all()
 
 
 def test_encoder_never_sees_id_label_or_outcomes(frame, spec) -> None:
@@ -181,30 +182,30 @@ def test_encoder_never_sees_id_label_or_outcomes(frame, spec) -> None:
     assert refit == spec
     assert set(spec.input_names) <= set(RAW_FEATURES)
     assert not {"id", "cutoff", "label", "MRR", "CLOSEDATE"} & set(spec.input_names)
-    np.testing.assert_array_equal(encoders.encode(leaky, spec), encoders.encode(frame, spec))
+    np.testing.assert_array_equal(encoding.encode(leaky, spec), encoding.encode(frame, spec))
 
 
 def test_without_missing_flags_drops_every_missingness_signal(frame) -> None:
     spec = encoders.fit_encoders(frame, CONFIG, scale=False, missing_flags=False)
     assert not [n for n in spec.output_names if n.endswith("_missing")]
     assert "alexa_no_rank" not in spec.output_names
-    assert encoders.MISSING not in spec.industry_levels
-    matrix = encoders.encode(one_row(frame, INDUSTRY=None), spec)
-    assert column(spec, matrix, f"INDUSTRY={encoders.OTHER}")[0] == 1
+    assert encoding.MISSING not in spec.industry_levels
+    matrix = encoding.encode(one_row(frame, INDUSTRY=None), spec)
+    assert column(spec, matrix, f"INDUSTRY={encoding.OTHER}")[0] == 1
 
 
 def test_missing_column_is_a_schema_error(frame, spec) -> None:
     with pytest.raises(SchemaError, match="lacks 1: INDUSTRY"):
-        encoders.encode(frame.drop("INDUSTRY"), spec)
+        encoding.encode(frame.drop("INDUSTRY"), spec)
 
 
 def test_foreign_or_future_json_is_an_artifact_error(spec, tmp_path) -> None:
     with pytest.raises(ArtifactError, match="version 99"):
-        encoders.EncoderSpec.from_json(spec.to_json().replace('"version": 1', '"version": 99'))
+        encoding.EncoderSpec.from_json(spec.to_json().replace('"version": 1', '"version": 99'))
     with pytest.raises(ArtifactError, match="not a hubscore encoder spec"):
-        encoders.EncoderSpec.from_json("[1, 2]")
+        encoding.EncoderSpec.from_json("[1, 2]")
     with pytest.raises(ArtifactError, match="missing"):
-        encoders.read_encoders(tmp_path / "nope.json")
+        encoding.read_encoders(tmp_path / "nope.json")
 
 
 def test_json_is_human_readable_and_stable(spec, tmp_path) -> None:
@@ -212,7 +213,7 @@ def test_json_is_human_readable_and_stable(spec, tmp_path) -> None:
     path.write_text(spec.to_json())
     text = path.read_text()
     assert '"industry_levels"' in text and "\n  " in text
-    assert encoders.read_encoders(path).to_json() == text
+    assert encoding.read_encoders(path).to_json() == text
 
 
 words = st.one_of(st.none(), st.sampled_from(["", " ", "COMPUTER_SOFTWARE", "Other"]), st.text())
@@ -235,9 +236,9 @@ def test_fit_json_load_encode_is_unchanged(employee, industry, value) -> None:
         total_actions=pl.Series(value, dtype=pl.Float64),
     )
     spec = encoders.fit_encoders(frame, EncodingConfig(industry_min_frequency=1), scale=True)
-    loaded = encoders.EncoderSpec.from_json(spec.to_json())
+    loaded = encoding.EncoderSpec.from_json(spec.to_json())
     assert loaded == spec
-    matrix = encoders.encode(frame, loaded)
-    np.testing.assert_array_equal(matrix, encoders.encode(frame, spec))
+    matrix = encoding.encode(frame, loaded)
+    np.testing.assert_array_equal(matrix, encoding.encode(frame, spec))
     assert np.isfinite(matrix).all()
     assert len(NUMERIC_FEATURES) <= matrix.shape[1]

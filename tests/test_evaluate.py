@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hubscore import evaluate
+from hubscore.training import evaluate, report
 
 Y = np.array([1, 0, 0, 1, 0, 1, 0, 0])
 P = np.array([0.9, 0.8, 0.1, 0.2, 0.7, 0.6, 0.3, 0.05])
@@ -121,7 +121,7 @@ def test_report_is_self_contained(tmp_path: Path) -> None:
     p = np.clip(y * 0.3 + rng.random(400) * 0.7, 0, 1)
     weeks = np.repeat(np.arange(4) * 7, 100)
     importance = pl.DataFrame({"feature": ["a", "b"], "importance": [2.0, 1.0]})
-    plots = evaluate.write_plots(tmp_path, y, p, weeks, threshold=0.5, importance=importance)
+    plots = report.write_plots(tmp_path, y, p, weeks, threshold=0.5, importance=importance)
     assert len(plots) == 6 and all(path.read_bytes()[:4] == b"\x89PNG" for path in plots)
     test = evaluate.evaluate_predictions(y, p, weeks, top_k=[10], threshold=0.5)
     metrics = {
@@ -138,7 +138,7 @@ def test_report_is_self_contained(tmp_path: Path) -> None:
         "verification": {"max_abs_delta": 1e-7},
         "quality": {"rows_rejected": 3},
     }
-    evaluate.write_report(tmp_path / "report.html", metrics, plots=plots)
+    report.write_report(tmp_path / "report.html", metrics, plots=plots)
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 6
     assert not re.search(r"(src|href)=['\"](?!data:)", html)  # nothing outside the file

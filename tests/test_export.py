@@ -17,23 +17,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from hubscore import artifacts, encoders, export, train
 from hubscore.cli import app
-from hubscore.config import MODEL_NAMES
-from hubscore.errors import ArtifactError
-from hubscore.features import RAW_FEATURES
-from hubscore.score import load_scorer
+from hubscore.core import artifacts, encoding
+from hubscore.core.config import MODEL_NAMES
+from hubscore.core.contract import RAW_FEATURES
+from hubscore.core.errors import ArtifactError
+from hubscore.core.scorer import load_scorer
+from hubscore.training import dataset, export, models, runs
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def fitted(features_file: Path) -> dict[str, Any]:
-    frame = train.read_features(features_file).frame
+    frame = dataset.read_features(features_file).frame
     out = {}
     for name in MODEL_NAMES:
-        model, spec = train.fit_family(name, frame, small_config(name))
-        train.round_thresholds_down(model)
+        model, spec = models.fit_family(name, frame, small_config(name))
+        models.round_thresholds_down(model)
         session = ort.InferenceSession(export.to_onnx(model.estimator, len(spec.output_names)))
         out[name] = (model, spec, session)
     return out
@@ -59,9 +60,9 @@ def onnx_proba(session: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_onnx_matches_native_including_messy_rows(fitted, features_file: Path, name) -> None:
     model, spec, session = fitted[name]
-    frame = train.read_features(features_file).frame
+    frame = dataset.read_features(features_file).frame
     data = pl.concat([frame, edge_rows(frame)])
-    x = encoders.encode(data, spec)
+    x = encoding.encode(data, spec)
     p = onnx_proba(session, x)
     assert p.dtype == np.float32 and p.shape == (data.height,)
     assert [o.name for o in session.get_outputs()] == [export.OUTPUT]
@@ -82,7 +83,7 @@ def test_parity_holds_for_any_values(fitted, name, values, words) -> None:
         INDUSTRY=pl.Series(words[:8], dtype=pl.String),
         EMPLOYEE_RANGE=pl.Series(words[:8][::-1], dtype=pl.String),
     )
-    x = encoders.encode(frame, spec)
+    x = encoding.encode(frame, spec)
     np.testing.assert_allclose(onnx_proba(session, x), model.predict_proba(x), rtol=1e-5, atol=1e-6)
 
 
@@ -90,8 +91,8 @@ def test_lightgbm_export_is_exact_on_large_magnitudes() -> None:
     rng = np.random.default_rng(1)
     x = (1e6 + rng.integers(0, 5000, (4000, 3)) * 0.37).astype(np.float32)
     y = (x[:, 0] + rng.normal(0, 300, 4000) > x[:, 1]).astype(np.int64)
-    model = train.make_model("lightgbm", small_config("lightgbm")).fit(x, y)
-    train.round_thresholds_down(model)
+    model = models.make_model("lightgbm", small_config("lightgbm")).fit(x, y)
+    models.round_thresholds_down(model)
     session = ort.InferenceSession(export.to_onnx(model.estimator, 3))
     delta = np.abs(onnx_proba(session, x) - model.predict_proba(x)).max()
     assert delta <= 1e-6
@@ -129,14 +130,14 @@ def test_run_folder_holds_a_verified_artifact(trained_artifact) -> None:
 
 
 def test_scorer_reads_the_run_folder(trained_artifact, features_file: Path) -> None:
-    frame = train.read_features(features_file).frame
+    frame = dataset.read_features(features_file).frame
     scorer = load_scorer(trained_artifact.run_dir)
     p = scorer.predict_proba(frame.select(RAW_FEATURES))
     assert p.dtype == np.float32 and p.shape == (frame.height,)
 
 
 def test_gate_rejects_disagreement(trained_artifact, features_file: Path) -> None:
-    frame = train.read_features(features_file).frame.head(50)
+    frame = dataset.read_features(features_file).frame.head(50)
     native = load_scorer(trained_artifact.run_dir).predict_proba(frame).astype(np.float64)
     ok = export.verify_export(
         trained_artifact.run_dir, frame, native, threshold=0.5, names=RAW_FEATURES
@@ -153,16 +154,16 @@ def test_gate_rejects_disagreement(trained_artifact, features_file: Path) -> Non
 def test_same_data_config_and_seed_give_the_same_bytes(
     features_file: Path, tmp_path: Path, model: str
 ) -> None:
-    runs = [
-        export.train_and_export(features_file, small_config(model), out_dir=tmp_path / str(i))[0]
+    twice = [
+        runs.train_and_export(features_file, small_config(model), out_dir=tmp_path / str(i))[0]
         for i in range(2)
     ]
-    a, b = (r.run_dir for r in runs)
+    a, b = (r.run_dir for r in twice)
     native = sorted(p.name for p in a.glob("model.*") if p.name != "model.onnx")
     for name in ("model.onnx", "encoders.json", "feature_importance.csv", *native):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
-    assert runs[0].metrics["test"] == runs[1].metrics["test"]
-    assert runs[0].metrics["cv"] == runs[1].metrics["cv"]
+    assert twice[0].metrics["test"] == twice[1].metrics["test"]
+    assert twice[0].metrics["cv"] == twice[1].metrics["cv"]
 
 
 def run_cli(args: list[str]) -> Any:
@@ -239,5 +240,5 @@ def test_bad_input_fails_cleanly(features_file: Path, tmp_path, trained_artifact
 def test_failed_gate_writes_nothing(features_file: Path, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(export, "MAX_DELTA", -1.0)  # any difference at all now fails
     with pytest.raises(ArtifactError, match="no model was written"):
-        export.train_and_export(features_file, small_config("logreg"), out_dir=tmp_path)
+        runs.train_and_export(features_file, small_config("logreg"), out_dir=tmp_path)
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == []

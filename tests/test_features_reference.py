@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from reference import read_usage_csv, reference_features
 
-from hubscore.build import BuildRequest, build_features
-from hubscore.config import FeaturesConfig
+from hubscore.core.config import FeaturesConfig
+from hubscore.features.build import BuildRequest, build_features
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SAMPLED_ROWS = 150

@@ -12,8 +12,8 @@ import polars as pl
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 
-from hubscore.errors import ConfigError
-from hubscore.sample import (
+from hubscore.core.errors import ConfigError
+from hubscore.dev.sample import (
     CUSTOMER_COLUMNS,
     EMPLOYEE_RANGES,
     NO_RANK,

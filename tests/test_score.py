@@ -15,9 +15,9 @@ from conftest_train import small_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hubscore.artifacts import FORMAT_VERSION, MANIFEST, MODEL_FILE
-from hubscore.errors import ArtifactError, SchemaError, ValidationError
-from hubscore.score import (
+from hubscore.core.artifacts import FORMAT_VERSION, MANIFEST, MODEL_FILE
+from hubscore.core.errors import ArtifactError, SchemaError, ValidationError
+from hubscore.core.scorer import (
     Predictor,
     Scorer,
     check_windows,
@@ -280,7 +280,7 @@ def test_any_values_score_in_unit_range_and_batch_independently(
 def test_rows_the_model_cannot_score_are_refused_not_labelled(
     features_file: Path, tmp_path: Path
 ) -> None:
-    from hubscore.export import train_and_export
+    from hubscore.training.runs import train_and_export
 
     (run,) = train_and_export(features_file, small_config("logreg"), out_dir=tmp_path)
     logreg = load_scorer(run.run_dir)

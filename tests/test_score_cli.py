@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner, Result
 
-from hubscore.artifacts import MODEL_FILE
-from hubscore.atomic import TEMP_MARKER
 from hubscore.cli import app
+from hubscore.core.artifacts import MODEL_FILE
+from hubscore.core.atomic import TEMP_MARKER
 
 GOLDEN = Path(__file__).parent / "golden" / "basic"
 INPUT = GOLDEN / "input.parquet"
@@ -182,7 +182,7 @@ def test_a_second_run_on_the_same_output_exits_6(tmp_path: Path) -> None:
         [
             sys.executable, "-c",
             "import sys, time; from pathlib import Path\n"
-            "from hubscore.atomic import exclusive_lock\n"
+            "from hubscore.core.atomic import exclusive_lock\n"
             "with exclusive_lock(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(60)",
             str(out),
         ],

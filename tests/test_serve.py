@@ -25,10 +25,10 @@ from fastapi import FastAPI
 from starlette.exceptions import StarletteDeprecationWarning
 from typer.testing import CliRunner
 
-from hubscore.artifacts import MODEL_FILE
 from hubscore.cli import app as cli_app
-from hubscore.score import load_scorer
-from hubscore.serve import create_app
+from hubscore.core.artifacts import MODEL_FILE
+from hubscore.core.scorer import load_scorer
+from hubscore.serving.api import create_app
 
 with warnings.catch_warnings():
     # Starlette asks for the httpx2 fork; the dev group has httpx, which still works.

@@ -8,8 +8,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from hubscore import sql
-from hubscore.errors import HubscoreError
+from hubscore.core.errors import HubscoreError
+from hubscore.features import sql
 
 
 def test_every_packaged_block_loads_with_a_doc_and_one_statement() -> None:

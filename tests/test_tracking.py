@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hubscore import tracking
+from hubscore.training import tracking
 
 pytestmark = pytest.mark.slow
 

@@ -9,33 +9,34 @@ import polars as pl
 import pytest
 from conftest_train import make_features, small_config, write_features
 
-from hubscore import encoders, train
-from hubscore.config import MODEL_NAMES
-from hubscore.errors import ConfigError, SchemaError, ValidationError
+from hubscore.core import encoding
+from hubscore.core.config import MODEL_NAMES
+from hubscore.core.errors import ConfigError, SchemaError, ValidationError
+from hubscore.training import dataset, models
 
 
 def test_missing_foreign_and_other_version_files_are_schema_errors(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match="does not exist"):
-        train.read_features(tmp_path / "nope.parquet")
+        dataset.read_features(tmp_path / "nope.parquet")
     (tmp_path / "junk.parquet").write_text("id,label\n1,0\n")
     with pytest.raises(SchemaError, match="not a Parquet file"):
-        train.read_features(tmp_path / "junk.parquet")
+        dataset.read_features(tmp_path / "junk.parquet")
     foreign = tmp_path / "foreign.parquet"
     make_features(10, 2).write_parquet(foreign)
     with pytest.raises(SchemaError, match="not a hubscore feature file"):
-        train.read_features(foreign)
+        dataset.read_features(foreign)
     old = write_features(make_features(10, 2), tmp_path / "old.parquet", hubscore_version="0.0.1")
     with pytest.raises(SchemaError, match=r"built by hubscore 0\.0\.1"):
-        train.read_features(old)
+        dataset.read_features(old)
     lacking = write_features(make_features(10, 2).drop("INDUSTRY"), tmp_path / "lack.parquet")
     with pytest.raises(SchemaError, match="lacks columns: INDUSTRY"):
-        train.read_features(lacking)
+        dataset.read_features(lacking)
 
 
 def test_row_order_ignores_file_order_and_id_order(features_file: Path, tmp_path: Path) -> None:
-    ff = train.read_features(features_file)
-    shuffled = ff.frame.drop(train.ORDER).sample(fraction=1.0, shuffle=True, seed=3)
-    again = train.read_features(write_features(shuffled, tmp_path / "f.parquet"))
+    ff = dataset.read_features(features_file)
+    shuffled = ff.frame.drop(dataset.ORDER).sample(fraction=1.0, shuffle=True, seed=3)
+    again = dataset.read_features(write_features(shuffled, tmp_path / "f.parquet"))
     assert again.frame.equals(ff.frame)
     first_week = ff.frame.filter(pl.col("cutoff") == pl.col("cutoff").min())
     ids = first_week.get_column("id").to_numpy()
@@ -43,9 +44,9 @@ def test_row_order_ignores_file_order_and_id_order(features_file: Path, tmp_path
 
 
 def test_time_split_leaves_a_horizon_gap(features_file: Path) -> None:
-    ff = train.read_features(features_file)
-    split = train.split_rows(ff, small_config())
-    days = train.week_codes(ff.frame)
+    ff = dataset.read_features(features_file)
+    split = dataset.split_rows(ff, small_config())
+    days = dataset.week_codes(ff.frame)
     horizon = int(ff.metadata["horizon_days"])
     assert days[split.train].max() + horizon <= days[split.test].min()
     assert not set(split.train) & set(split.test)
@@ -57,11 +58,11 @@ def test_time_split_leaves_a_horizon_gap(features_file: Path) -> None:
 
 
 def test_time_folds_expand_with_the_same_gap(features_file: Path) -> None:
-    ff = train.read_features(features_file)
+    ff = dataset.read_features(features_file)
     config = small_config(**{"training.cv_folds": 3})
-    split = train.split_rows(ff, config)
-    folds = train.cv_folds(ff, split, config)
-    days, horizon = train.week_codes(ff.frame), int(ff.metadata["horizon_days"])
+    split = dataset.split_rows(ff, config)
+    folds = dataset.cv_folds(ff, split, config)
+    days, horizon = dataset.week_codes(ff.frame), int(ff.metadata["horizon_days"])
     assert len(folds) == 3
     sizes = [fit.size for fit, _ in folds]
     assert sizes == sorted(sizes)
@@ -71,34 +72,34 @@ def test_time_folds_expand_with_the_same_gap(features_file: Path) -> None:
 
 
 def test_time_sides_and_folds_are_zero_copy_slices(features_file: Path) -> None:
-    ff = train.read_features(features_file)
+    ff = dataset.read_features(features_file)
     config = small_config(**{"training.cv_folds": 3})
-    split = train.split_rows(ff, config)
+    split = dataset.split_rows(ff, config)
     runs = [
         split.train,
         split.test,
-        *(rows for fold in train.cv_folds(ff, split, config) for rows in fold),
+        *(rows for fold in dataset.cv_folds(ff, split, config) for rows in fold),
     ]
     for rows in runs:
-        taken = train.take(ff.frame, rows)
+        taken = dataset.take(ff.frame, rows)
         assert taken.equals(ff.frame[rows])
         taken_ids = taken.get_column("id").to_numpy(allow_copy=False)
         assert np.shares_memory(taken_ids, ff.frame.get_column("id").to_numpy(allow_copy=False))
     for scattered in ([0, 2, 3], [0, 2, 1, 3]):  # the second spans 4 positions, out of order
         rows = np.array(scattered)
-        assert train.take(ff.frame, rows).equals(ff.frame[rows])
+        assert dataset.take(ff.frame, rows).equals(ff.frame[rows])
 
 
 def test_company_split_keeps_each_company_on_one_side(tmp_path: Path) -> None:
     frame = make_features(300, 1, target="is_customer")
     path = write_features(frame, tmp_path / "f.parquet", target="is_customer")
-    ff = train.read_features(path)
+    ff = dataset.read_features(path)
     config = small_config()
-    split = train.split_rows(ff, config)
+    split = dataset.split_rows(ff, config)
     ids = ff.frame.get_column("id").to_numpy()
     assert not set(ids[split.train]) & set(ids[split.test])
     assert split.report["kind"] == "company"
-    for fit, val in train.cv_folds(ff, split, config):
+    for fit, val in dataset.cv_folds(ff, split, config):
         assert not set(ids[fit]) & set(ids[val])
 
 
@@ -106,20 +107,20 @@ def test_single_class_and_too_few_positives_are_validation_errors(tmp_path: Path
     frame = make_features(30, 8)
     single = write_features(frame.with_columns(label=pl.lit(0, pl.Int64)), tmp_path / "a.parquet")
     with pytest.raises(ValidationError, match="single class"):
-        train.split_rows(train.read_features(single), small_config())
+        dataset.split_rows(dataset.read_features(single), small_config())
     few = frame.with_columns(label=(pl.int_range(pl.len()) % 40 == 0).cast(pl.Int64))
-    ff = train.read_features(write_features(few, tmp_path / "b.parquet"))
+    ff = dataset.read_features(write_features(few, tmp_path / "b.parquet"))
     config = small_config(**{"training.cv_folds": 5})
     with pytest.raises(ValidationError, match=r"fewer than training.cv_folds=5|no positive"):
-        train.cv_folds(ff, train.split_rows(ff, config), config)
+        dataset.cv_folds(ff, dataset.split_rows(ff, config), config)
 
 
 def test_unknown_fixed_and_bad_hyperparameters_name_the_key() -> None:
     with pytest.raises(ConfigError, match=r"models\.xgboost\.max_dept"):
-        train.make_model("xgboost", small_config(**{"models.xgboost": {"max_dept": 3}}))
+        models.make_model("xgboost", small_config(**{"models.xgboost": {"max_dept": 3}}))
     with pytest.raises(ConfigError, match=r"models\.lightgbm\.n_jobs.*fixed"):
-        train.make_model("lightgbm", small_config(**{"models.lightgbm": {"n_jobs": 8}}))
-    model = train.make_model("logreg", small_config(**{"models.logreg": {"C": -1.0}}))
+        models.make_model("lightgbm", small_config(**{"models.lightgbm": {"n_jobs": 8}}))
+    model = models.make_model("logreg", small_config(**{"models.logreg": {"C": -1.0}}))
     x = np.random.default_rng(0).random((20, 3)).astype(np.float32)
     with pytest.raises(ConfigError, match=r"models\.logreg.*'C'"):
         model.fit(x, np.arange(20) % 2)
@@ -128,15 +129,15 @@ def test_unknown_fixed_and_bad_hyperparameters_name_the_key() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_family_fits_predicts_and_explains(features_file: Path, name: str) -> None:
-    ff = train.read_features(features_file)
+    ff = dataset.read_features(features_file)
     frame = ff.frame
-    model, spec = train.fit_family(name, frame, small_config(name))
-    x = encoders.encode(frame, spec)
+    model, spec = models.fit_family(name, frame, small_config(name))
+    x = encoding.encode(frame, spec)
     p = model.predict_proba(x)
     assert p.shape == (frame.height,) and ((p >= 0) & (p <= 1)).all()
     importance = model.feature_importance()
     assert importance.shape == (len(spec.output_names),) and (importance >= 0).all()
-    again, _ = train.fit_family(name, frame, small_config(name))
+    again, _ = models.fit_family(name, frame, small_config(name))
     np.testing.assert_array_equal(again.predict_proba(x), p)  # every seed is fixed
 
 
@@ -147,7 +148,7 @@ def test_rounding_thresholds_down_keeps_native_predictions_on_float32() -> None:
     x = (1e6 + rng.integers(0, 5000, (3000, 4)) * 0.37).astype(np.float32)
     y = (x[:, 0] + rng.normal(0, 300, 3000) > x[:, 1]).astype(np.int64)
     for name in ("lightgbm", "random_forest"):
-        model = train.make_model(name, small_config(name)).fit(x, y)
+        model = models.make_model(name, small_config(name)).fit(x, y)
         before = model.predict_proba(x)
-        train.round_thresholds_down(model)
+        models.round_thresholds_down(model)
         np.testing.assert_array_equal(model.predict_proba(x), before)

@@ -17,19 +17,19 @@ import pyarrow.parquet as pq
 from xgboost import XGBClassifier
 
 from hubscore import __version__
-from hubscore.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, sha256_file, write_manifest
-from hubscore.config import EncodingConfig
-from hubscore.drift import profile_features
-from hubscore.encoders import EncoderSpec, encode, fit_encoders
-from hubscore.export import INPUT, OUTPUT, to_onnx
-from hubscore.features import (
+from hubscore.core.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, sha256_file, write_manifest
+from hubscore.core.config import EncodingConfig
+from hubscore.core.contract import (
     ACTIVITY_FEATURES,
     EMPLOYEE_RANGES,
     HISTORY_FEATURES,
     RAW_FEATURES,
     USAGE_STAT_FEATURES,
 )
-from hubscore.score import load_scorer, scored_at_for
+from hubscore.core.drift import profile_features
+from hubscore.core.encoding import EncoderSpec, encode, fit_encoders
+from hubscore.core.scorer import load_scorer, scored_at_for
+from hubscore.training.export import INPUT, OUTPUT, to_onnx
 
 HERE = Path(__file__).parent
 TARGET = {"target": "converted_within", "horizon_days": 30, "lookback_days": 91, "recent_days": 28}

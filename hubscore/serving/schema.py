@@ -17,8 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from hubscore.errors import ValidationError
-from hubscore.score import ID
+from hubscore.core.errors import ValidationError
+from hubscore.core.scorer import ID
 
 MAX_TEXT = 200
 """Longest accepted EMPLOYEE_RANGE / INDUSTRY value: real labels are under 60 characters."""

@@ -11,36 +11,28 @@ Every model is fitted on exactly the float32 matrix `encoders.encode` gives the 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
-import xgboost as xgb
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from hubscore import __version__, encoders
-from hubscore.artifacts import sha256_file
-from hubscore.config import ClassWeight, Config, ModelName
-from hubscore.errors import ConfigError, SchemaError, ValidationError
-from hubscore.features import KEY_COLUMNS, LABEL, METADATA_KEYS, RAW_FEATURES
+from hubscore import __version__
+from hubscore.core.artifacts import sha256_file
+from hubscore.core.config import Config
+from hubscore.core.contract import KEY_COLUMNS, LABEL, METADATA_KEYS, RAW_FEATURES
+from hubscore.core.errors import SchemaError, ValidationError
 
 ID, CUTOFF = KEY_COLUMNS
 ORDER = "_order"
 BUILD_HINT = "build it with hubscore build-features from this hubscore version"
 Matrix = npt.NDArray[np.float32]
 Vector = npt.NDArray[np.float64]
-# Extra LightGBM keywords accepted beside its constructor's (it passes **kwargs to the core).
-_LGBM_EXTRA = {"scale_pos_weight", "is_unbalance", "max_bin", "extra_trees", "path_smooth"}
-_FIXED = {"n_jobs", "random_state", "seed", "deterministic", "verbose", "verbosity"}
 
 
 @dataclass(frozen=True)
@@ -60,70 +52,6 @@ class Split:
     train: npt.NDArray[np.int64]
     test: npt.NDArray[np.int64]
     report: dict[str, Any]
-
-
-@dataclass
-class Model:
-    """One model family behind fit / predict_proba / feature_importance."""
-
-    name: ModelName
-    estimator: Any
-    params: dict[str, Any] = field(default_factory=dict)
-    class_weight: ClassWeight = "none"
-
-    def fit(self, x: Matrix, y: npt.NDArray[np.int64]) -> Model:
-        """Fit on the encoded matrix; bad hyperparameters raise ConfigError."""
-        self._weigh_classes(y)
-        try:
-            self.estimator.fit(x, y)
-        except (ValueError, TypeError, xgb.core.XGBoostError, lgb.basic.LightGBMError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(
-                f"models.{self.name}: training rejected the hyperparameters: {first}",
-                hint=f"fix models.{self.name} in your --config file",
-            ) from None
-        if self.name == "random_forest":
-            # Parallel predict sums tree votes in thread order: last-bit noise between runs.
-            self.estimator.set_params(n_jobs=1)
-        return self
-
-    def _weigh_classes(self, y: npt.NDArray[np.int64]) -> None:
-        """Weight positives per `training.class_weight`, unless the hyperparameters do."""
-        positives = max(int(y.sum()), 1)
-        ratio = (len(y) - positives) / positives
-        weight = {"none": 1.0, "sqrt": math.sqrt(ratio), "balanced": ratio}[self.class_weight]
-        if self.name in ("xgboost", "lightgbm"):
-            if "scale_pos_weight" not in self.params:
-                self.estimator.set_params(scale_pos_weight=weight)
-        elif "class_weight" not in self.params:
-            self.estimator.set_params(class_weight=None if weight == 1.0 else {0: 1.0, 1: weight})
-
-    def predict_proba(self, x: Matrix) -> Vector:
-        """Return the positive-class probability of each row (float64)."""
-        return np.asarray(self.estimator.predict_proba(x)[:, 1], dtype=np.float64)
-
-    def feature_importance(self) -> Vector:
-        """Return one non-negative importance per encoded column (|coef| for logreg)."""
-        if self.name == "logreg":
-            return np.abs(np.asarray(self.estimator.coef_[0], dtype=np.float64))
-        return np.asarray(self.estimator.feature_importances_, dtype=np.float64)
-
-
-@dataclass
-class Trained:
-    """A family fitted on the training side, with everything evaluation and export need."""
-
-    name: ModelName
-    model: Model
-    spec: encoders.EncoderSpec
-    split: Split
-    folds: list[tuple[npt.NDArray[np.int64], Vector, npt.NDArray[np.int64]]]
-    """Per CV fold: validation labels, predictions, week codes."""
-    test: pl.DataFrame
-    x_test: Matrix
-    y_test: npt.NDArray[np.int64]
-    p_test: Vector
-    train_frame: pl.DataFrame
 
 
 def read_features(path: Path) -> FeatureFile:
@@ -344,127 +272,3 @@ def _company_folds(
         in_val = row_ids.is_in(pl.Series(ids[val_idx])).to_numpy()
         folds.append((rows[~in_val], rows[in_val]))
     return folds
-
-
-def make_model(name: ModelName, config: Config) -> Model:
-    """Build an unfitted model from `config.models[name]`, seeds and threads fixed."""
-    params = dict(config.models.get(name, {}))
-    seed = config.training.random_seed
-    fixed_set = sorted(set(params) & _FIXED)
-    if fixed_set:
-        raise ConfigError(
-            f"config key models.{name}.{fixed_set[0]} is fixed by hubscore for reproducibility",
-            hint="set training.random_seed or training.threads instead",
-        )
-    base, extra = _defaults(name, seed, threads=config.training.threads)
-    unknown = sorted(set(params) - set(base.get_params()) - extra)
-    if unknown:
-        raise ConfigError(
-            f"unknown hyperparameter models.{name}.{unknown[0]}",
-            hint=f"known: {', '.join(sorted(set(base.get_params()) - _FIXED))}",
-        )
-    try:
-        base.set_params(**params)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"models.{name}: {exc}", hint=f"fix models.{name}") from None
-    return Model(name, base, params, config.training.class_weight)
-
-
-def _defaults(name: ModelName, seed: int, *, threads: int) -> tuple[Any, set[str]]:
-    """Return the estimator with hubscore's defaults and the extra keys it accepts.
-
-    Threads are fixed per run (`training.threads`): a fixed count gives identical models.
-    """
-    if name == "logreg":
-        return LogisticRegression(random_state=seed), set()
-    if name == "random_forest":
-        forest = RandomForestClassifier(random_state=seed, n_jobs=threads)
-        return forest, set()
-    if name == "xgboost":
-        booster = xgb.XGBClassifier(
-            tree_method="hist", random_state=seed, n_jobs=threads, eval_metric="logloss"
-        )
-        return booster, set()
-    lightgbm = lgb.LGBMClassifier(
-        random_state=seed,
-        n_jobs=threads,
-        deterministic=True,
-        force_row_wise=True,
-        verbose=-1,
-        importance_type="gain",
-    )
-    return lightgbm, _LGBM_EXTRA
-
-
-def fit_family(
-    name: ModelName, frame: pl.DataFrame, config: Config, *, missing_flags: bool = True
-) -> tuple[Model, encoders.EncoderSpec]:
-    """Fit encoders and a model on `frame` (training rows only)."""
-    spec = encoders.fit_encoders(
-        frame, config.encoding, scale=name == "logreg", missing_flags=missing_flags
-    )
-    model = make_model(name, config).fit(encoders.encode(frame, spec), labels(frame))
-    return model, spec
-
-
-def train_family(name: ModelName, ff: FeatureFile, split: Split, config: Config) -> Trained:
-    """Cross-validate on the training side, then fit on all of it and predict the test side."""
-    folds = []
-    days = week_codes(ff.frame)
-    for fit_rows, val_rows in cv_folds(ff, split, config):
-        model, spec = fit_family(name, take(ff.frame, fit_rows), config)
-        val = take(ff.frame, val_rows)
-        p = model.predict_proba(encoders.encode(val, spec))
-        folds.append((labels(val), p, days[val_rows]))
-    train_frame = take(ff.frame, split.train)
-    model, spec = fit_family(name, train_frame, config)
-    round_thresholds_down(model)
-    test = take(ff.frame, split.test)
-    x_test = encoders.encode(test, spec)
-    y_test = test.get_column(LABEL).cast(pl.Int64).to_numpy()
-    return Trained(
-        name,
-        model,
-        spec,
-        split,
-        folds,
-        test,
-        x_test,
-        y_test,
-        model.predict_proba(x_test),
-        train_frame,
-    )
-
-
-def round_thresholds_down(model: Model) -> None:
-    """Round every split threshold down to a float32, so float32 ONNX trees match exactly.
-
-    For a float32 x, `x <= t` holds exactly when `x <= t'` with t' = t rounded down to the
-    nearest float32, so no native prediction on float32 inputs changes.
-    """
-    if model.name == "random_forest":
-        for tree in model.estimator.estimators_:
-            tree.tree_.threshold[:] = _down_to_float32(tree.tree_.threshold)
-    elif model.name == "lightgbm":
-        text = model.estimator.booster_.model_to_string()
-        model.estimator._Booster = lgb.Booster(model_str=_round_lightgbm_text(text))
-
-
-def _down_to_float32(values: Vector) -> Vector:
-    f32 = values.astype(np.float32)
-    over = f32.astype(np.float64) > values
-    f32[over] = np.nextafter(f32[over], np.float32(-np.inf))
-    return f32.astype(np.float64)
-
-
-def _round_lightgbm_text(text: str) -> str:
-    """Rewrite `threshold=` lines; drop `tree_sizes=`, whose byte counts would be stale."""
-    lines = []
-    for line in text.split("\n"):
-        if line.startswith("tree_sizes="):
-            continue
-        if line.startswith("threshold="):
-            values = np.array(line.removeprefix("threshold=").split(), dtype=np.float64)
-            line = "threshold=" + " ".join(repr(float(v)) for v in _down_to_float32(values))
-        lines.append(line)
-    return "\n".join(lines)

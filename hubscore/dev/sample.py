@@ -26,8 +26,8 @@ import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-from hubscore.atomic import atomic_file
-from hubscore.errors import ConfigError
+from hubscore.core.atomic import atomic_file
+from hubscore.core.errors import ConfigError
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -510,7 +510,7 @@ def _check_args(
     if any(problems):
         raise ConfigError(
             "bad sample arguments: " + "; ".join(p for p in problems if p),
-            hint="see `hubscore.sample.generate_sample` for the accepted values",
+            hint="see `hubscore.dev.sample.generate_sample` for the accepted values",
         )
 
 

@@ -24,10 +24,10 @@ import onnxruntime as ort
 import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
 
-from hubscore import encoders
-from hubscore.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, read_manifest
-from hubscore.errors import ArtifactError, SchemaError, ValidationError
-from hubscore.features import KEY_COLUMNS, METADATA_KEYS
+from hubscore.core import encoding
+from hubscore.core.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, read_manifest
+from hubscore.core.contract import KEY_COLUMNS, METADATA_KEYS
+from hubscore.core.errors import ArtifactError, SchemaError, ValidationError
 
 ID, CUTOFF = KEY_COLUMNS
 PROBABILITY = "conversion_probability"
@@ -82,7 +82,7 @@ class Scorer:
     """A loaded run folder: validate inputs against its manifest and score them."""
 
     def __init__(
-        self, manifest: Manifest, spec: encoders.EncoderSpec, session: ort.InferenceSession
+        self, manifest: Manifest, spec: encoding.EncoderSpec, session: ort.InferenceSession
     ) -> None:
         self.manifest = manifest
         self.spec = spec
@@ -102,7 +102,7 @@ class Scorer:
         """Return the float32 model matrix of conformed feature columns."""
         if df.height == 0:
             return np.empty((0, len(self.spec.output_names)), dtype=np.float32)
-        return encoders.encode(df, self.spec)
+        return encoding.encode(df, self.spec)
 
     def run_model(self, matrix: np.ndarray) -> np.ndarray:
         """Run the ONNX model on an encoded matrix (releases the GIL: safe in a worker thread)."""
@@ -222,7 +222,7 @@ def load_scorer(run_dir: Path, *, threads: int = 1) -> Scorer:
         threads: onnxruntime intra-op threads; 0 lets onnxruntime pick.
     """
     manifest = read_manifest(run_dir)
-    spec = encoders.read_encoders(run_dir / ENCODERS_FILE)
+    spec = encoding.read_encoders(run_dir / ENCODERS_FILE)
     session = open_session(run_dir / MODEL_FILE, threads=threads)
     for role, wanted, nodes in (
         ("input", manifest.onnx_input, session.get_inputs()),

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubscore.errors import ArtifactError
+from hubscore.core.errors import ArtifactError
 
 FORMAT_VERSION = 1
 """Version of the run-folder layout and of `manifest.json`.

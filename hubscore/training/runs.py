@@ -1,51 +1,38 @@
-"""Convert a trained model to ONNX, verify it through the scorer, and write the run folder.
+"""Run orchestration: train the configured families, evaluate them, and write each run folder.
 
 The run folder is staged beside its final name and renamed only after the verification gate
-passes: the held-out rows are scored by `score.load_scorer` on the staged folder (JSON
-encoders + onnxruntime, the scorer's own code path) and compared with the native model.
-`models/latest` moves only after that.
+(`export.verify_export`) passes. `models/latest` moves only after that.
 """
 
 from __future__ import annotations
 
 import json
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import onnx
 import polars as pl
 import yaml
-from lightgbm import LGBMClassifier
-from onnx import helper
-from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
-from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
-from skl2onnx import convert_sklearn, update_registered_converter
-from skl2onnx.common.data_types import FloatTensorType
-from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
-from xgboost import XGBClassifier
 
-from hubscore import __version__, artifacts, atomic, encoders
-from hubscore.config import MODEL_NAMES, Config, ModelName
-from hubscore.errors import ArtifactError, ConfigError
-from hubscore.features import RAW_FEATURES
-
-if TYPE_CHECKING:
-    from hubscore import train
-
-INPUT = "input"
-OUTPUT = "probability"
-MAX_DELTA = 1e-5
-OPSET = {"": 17, "ai.onnx.ml": 3}  # fixed, so a converter upgrade cannot change the bytes
-LIBRARIES: tuple[str, ...] = ("polars", "numpy", "scikit-learn", "xgboost", "lightgbm", "onnx")
-LIBRARIES += ("skl2onnx", "onnxmltools", "onnxruntime", "matplotlib", "pyarrow")
-_CONVERTERS_READY = False
+from hubscore import __version__
+from hubscore.core import artifacts, atomic, encoding
+from hubscore.core.config import MODEL_NAMES, Config, ModelName
+from hubscore.core.contract import RAW_FEATURES
+from hubscore.core.drift import profile_features
+from hubscore.core.errors import ConfigError
+from hubscore.training import dataset, evaluate, models, report
+from hubscore.training.export import (
+    INPUT,
+    OUTPUT,
+    library_versions,
+    save_native,
+    to_onnx,
+    verify_export,
+)
 
 
 @dataclass
@@ -62,136 +49,6 @@ class RunLog:
     def text(self) -> str:
         """Return the log as text."""
         return "\n".join(self.lines) + "\n"
-
-
-def register_converters() -> None:
-    """Register the onnxmltools converters for XGBoost and LightGBM with skl2onnx (once)."""
-    global _CONVERTERS_READY
-    if _CONVERTERS_READY:
-        return
-    options = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
-    for cls, alias, converter in (
-        (XGBClassifier, "XGBoostXGBClassifier", convert_xgboost),
-        (LGBMClassifier, "LightGbmLGBMClassifier", convert_lightgbm),
-    ):
-        update_registered_converter(
-            cls, alias, calculate_linear_classifier_output_shapes, converter, options=options
-        )
-    _CONVERTERS_READY = True
-
-
-def to_onnx(estimator: Any, n_features: int) -> bytes:
-    """Convert a fitted classifier to ONNX with one output: P(positive), float32, shape (n,)."""
-    register_converters()
-    proto = convert_sklearn(
-        estimator,
-        name="hubscore",
-        initial_types=[(INPUT, FloatTensorType([None, n_features]))],
-        options={id(estimator): {"zipmap": False}},
-        target_opset=OPSET,
-    )
-    serialized: bytes = _positive_output(proto).SerializeToString()
-    return serialized
-
-
-def _positive_output(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Replace the label and [P(0), P(1)] outputs with the P(1) column alone."""
-    graph = proto.graph
-    probabilities = next(o.name for o in graph.output if o.type.tensor_type.elem_type == 1)
-    index = helper.make_tensor("positive_index", onnx.TensorProto.INT64, [], [1])
-    graph.initializer.append(index)
-    graph.node.append(
-        helper.make_node(
-            "Gather", [probabilities, "positive_index"], [OUTPUT], axis=1, name="positive"
-        )
-    )
-    out = helper.make_tensor_value_info(OUTPUT, onnx.TensorProto.FLOAT, [None])
-    del graph.output[:]
-    graph.output.append(out)
-    _prune(graph)
-    graph.name = "hubscore"
-    proto.doc_string = ""
-    onnx.checker.check_model(proto)
-    return proto
-
-
-def _prune(graph: onnx.GraphProto) -> None:
-    """Drop nodes and initializers that no output depends on (the label branch)."""
-    needed = {o.name for o in graph.output}
-    kept = []
-    for node in reversed(graph.node):
-        if needed & set(node.output):
-            kept.append(node)
-            needed |= set(node.input)
-    nodes = list(reversed(kept))
-    initializers = [i for i in graph.initializer if i.name in needed]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    del graph.initializer[:]
-    graph.initializer.extend(initializers)
-
-
-def verify_export(
-    run_dir: Path,
-    frame: pl.DataFrame,
-    native: np.ndarray,
-    *,
-    threshold: float,
-    names: Sequence[str],
-) -> dict[str, Any]:
-    """Score `frame` with the scorer on `run_dir` and compare with native probabilities.
-
-    Flips compare the native probability rounded to float32 (what a scorer reports) with the
-    ONNX one at `threshold`.
-    """
-    from hubscore.score import load_scorer
-
-    scorer = load_scorer(run_dir, threads=1)
-    onnx_p = scorer.predict_proba(frame.select(names)).astype(np.float64)
-    delta = np.abs(onnx_p - native)
-    native32 = native.astype(np.float32).astype(np.float64)
-    flips = int(((onnx_p >= threshold) != (native32 >= threshold)).sum())
-    result = {
-        "rows": int(frame.height),
-        "max_abs_delta": float(delta.max()) if delta.size else 0.0,
-        "mean_abs_delta": float(delta.mean()) if delta.size else 0.0,
-        "label_flips": flips,
-        "tolerance": MAX_DELTA,
-        "threshold": threshold,
-    }
-    if result["max_abs_delta"] > MAX_DELTA or flips:
-        raise ArtifactError(
-            f"the exported model disagrees with the trained one on {frame.height} held-out rows: "
-            f"max |Δp| {result['max_abs_delta']:.3g} (allowed {MAX_DELTA:g}), "
-            f"{flips} label flips at threshold {threshold:.4g}; no model was written",
-            hint="report it with the converter versions in this message: "
-            + ", ".join(f"{n} {_version(n)}" for n in ("skl2onnx", "onnxmltools", "onnxruntime")),
-        )
-    return result
-
-
-def save_native(estimator: Any, kind: str, run_dir: Path) -> str | None:
-    """Save the native model in its own safe text format (never pickle); return its name."""
-    if kind == "xgboost":
-        estimator.get_booster().save_model(str(run_dir / "model.xgb.json"))
-        return "model.xgb.json"
-    if kind == "lightgbm":
-        (run_dir / "model.lgb.txt").write_text(estimator.booster_.model_to_string())
-        return "model.lgb.txt"
-    return None
-
-
-def library_versions() -> dict[str, str]:
-    """Return the versions of hubscore, Python and every library a run depends on."""
-    found = {name: _version(name) for name in LIBRARIES}
-    return {"hubscore": __version__, "python": platform.python_version(), **found}
-
-
-def _version(name: str) -> str:
-    try:
-        return version(name)
-    except Exception:  # importlib raises PackageNotFoundError; any failure is "unknown"
-        return "unknown"
 
 
 def run_name(out_dir: Path, experiment: str, *, now: datetime | None = None) -> str:
@@ -240,14 +97,13 @@ def train_and_export(
     Nothing is written unless every check passes; with `all`, `latest` moves only after all
     four runs were accepted, to the best by `training.leaderboard_metric`.
     """
-    from hubscore import train  # stages meet here, lazily (ruff TID253)
 
     names = MODEL_NAMES if config.training.model == "all" else (config.training.model,)
     check_leaderboard_metric(config)
     for name in names:
-        train.make_model(name, config)  # reject bad hyperparameters before any training
-    ff = train.read_features(features)
-    split = train.split_rows(ff, config)
+        models.make_model(name, config)  # reject bad hyperparameters before any training
+    ff = dataset.read_features(features)
+    split = dataset.split_rows(ff, config)
     results = []
     with atomic.exclusive_lock(out_dir / "latest"):
         for name in names:
@@ -256,7 +112,7 @@ def train_and_export(
         best = leaderboard(results, config.training.leaderboard_metric)[0]
         update_latest(out_dir, best.run_dir.name)
     if track or config.tracking.uri:
-        from hubscore import tracking
+        from hubscore.training import tracking
 
         uri = config.tracking.uri or f"sqlite:///{(out_dir / 'mlflow.db').resolve()}"
         for result in results:
@@ -288,22 +144,21 @@ def leaderboard(results: Sequence[RunResult], metric: str) -> list[RunResult]:
 
 def _run_family(
     name: ModelName,
-    ff: train.FeatureFile,
-    split: train.Split,
+    ff: dataset.FeatureFile,
+    split: dataset.Split,
     config: Config,
     *,
     out_dir: Path,
     prefix: str,
 ) -> RunResult:
-    from hubscore import train
 
     log = RunLog()
     log.add(f"hubscore {__version__}: training {name} on {ff.path} ({ff.frame.height} rows)")
     log.add(f"split: {json.dumps(split.report, sort_keys=True)}")
-    trained = train.train_family(name, ff, split, config)
+    trained = models.train_family(name, ff, split, config)
     log.add(f"cross-validated ({config.training.cv_folds} folds) and fitted {name}")
-    without, spec = train.fit_family(name, trained.train_frame, config, missing_flags=False)
-    p_without = without.predict_proba(encoders.encode(trained.test, spec))
+    without, spec = models.fit_family(name, trained.train_frame, config, missing_flags=False)
+    p_without = without.predict_proba(encoding.encode(trained.test, spec))
     log.add("fitted the ablation without missingness flags")
     metrics = evaluate_trained(trained, p_without, config, ff)
     target = out_dir / run_name(out_dir, prefix)
@@ -311,13 +166,12 @@ def _run_family(
 
 
 def evaluate_trained(
-    trained: train.Trained, p_without: np.ndarray, config: Config, ff: train.FeatureFile
+    trained: models.Trained, p_without: np.ndarray, config: Config, ff: dataset.FeatureFile
 ) -> dict[str, Any]:
     """Return metrics.json: test, baseline, CV, thresholds, threshold table and ablation."""
-    from hubscore import evaluate, train
 
     t = config.training
-    y, p, weeks = trained.y_test, trained.p_test, train.week_codes(trained.test)
+    y, p, weeks = trained.y_test, trained.p_test, dataset.week_codes(trained.test)
     fixed = None if t.decision_threshold == "auto" else float(t.decision_threshold)
     thresholds = evaluate.choose_thresholds(
         trained.folds, beta=t.f_beta, capacity=t.weekly_capacity, fixed=fixed
@@ -350,10 +204,10 @@ def evaluate_trained(
 
 
 def _write_run(
-    trained: train.Trained,
+    trained: models.Trained,
     metrics: dict[str, Any],
     config: Config,
-    ff: train.FeatureFile,
+    ff: dataset.FeatureFile,
     target: Path,
     log: RunLog,
 ) -> dict[str, Any]:
@@ -378,9 +232,8 @@ def _write_run(
 
 
 def _write_outputs(
-    stage: Path, trained: train.Trained, metrics: dict[str, Any], config: Config, log: RunLog
+    stage: Path, trained: models.Trained, metrics: dict[str, Any], config: Config, log: RunLog
 ) -> None:
-    from hubscore import evaluate, train
 
     write_yaml(stage / "config.yaml", config.to_dict())
     text = json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False, default=str)
@@ -390,25 +243,23 @@ def _write_outputs(
     ).sort(["importance", "feature"], descending=[True, False])
     importance.write_csv(stage / "feature_importance.csv")
     save_native(trained.model.estimator, trained.name, stage)
-    weeks = train.week_codes(trained.test)
+    weeks = dataset.week_codes(trained.test)
     threshold = metrics["thresholds"]["decision"]
-    plots = evaluate.write_plots(
+    plots = report.write_plots(
         stage, trained.y_test, trained.p_test, weeks, threshold=threshold, importance=importance
     )
-    evaluate.write_report(stage / "report.html", metrics, plots=plots)
+    report.write_report(stage / "report.html", metrics, plots=plots)
     log.add("wrote metrics, plots and report")
     (stage / "training_log.txt").write_text(log.text(), encoding="utf-8")
 
 
 def _manifest(
-    trained: train.Trained,
+    trained: models.Trained,
     metrics: dict[str, Any],
-    ff: train.FeatureFile,
+    ff: dataset.FeatureFile,
     name: str,
     files: dict[str, str],
 ) -> artifacts.Manifest:
-    from hubscore.drift import profile_features
-
     schema = trained.train_frame.schema
     test = metrics["test"]
     summary = {k: v for k, v in test.items() if not isinstance(v, dict) and k != "threshold"}

@@ -24,10 +24,10 @@ import pyarrow.csv as pacsv  # type: ignore[import-untyped,unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 
 from hubscore import __version__
-from hubscore.atomic import atomic_file, exclusive_lock
-from hubscore.drift import DriftCounter, worst_features
-from hubscore.errors import ConfigError, DriftError, ValidationError
-from hubscore.score import (
+from hubscore.core.atomic import atomic_file, exclusive_lock
+from hubscore.core.drift import DriftCounter, worst_features
+from hubscore.core.errors import ConfigError, DriftError, ValidationError
+from hubscore.core.scorer import (
     CONFIDENCE_LEVELS,
     CUTOFF,
     ID,

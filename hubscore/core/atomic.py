@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from hubscore.errors import LockHeldError
+from hubscore.core.errors import LockHeldError
 
 TEMP_MARKER = ".hubscore-tmp-"
 

@@ -7,7 +7,7 @@ and validated in one pass by pydantic-core (`model_validate_json`) rather than F
 `json.loads` plus Python-level validation: about 1.6x faster on 1,000-company batches, where
 validation costs more than scoring.
 
-    uvicorn --factory hubscore.serve:app_from_env   # HUBSCORE_SERVE_MODEL=models/latest
+    uvicorn --factory hubscore.serving.api:app_from_env   # HUBSCORE_SERVE_MODEL=models/latest
 """
 
 from __future__ import annotations
@@ -39,11 +39,12 @@ from pydantic import ValidationError as PydanticError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hubscore import __version__, encoders
-from hubscore.errors import ConfigError
-from hubscore.errors import ValidationError as HubscoreValidationError
-from hubscore.score import CONFIDENCE, ID, PREDICTION, PROBABILITY, Scorer, load_scorer, now
-from hubscore.serve_schema import (
+from hubscore import __version__
+from hubscore.core import encoding
+from hubscore.core.errors import ConfigError
+from hubscore.core.errors import ValidationError as HubscoreValidationError
+from hubscore.core.scorer import CONFIDENCE, ID, PREDICTION, PROBABILITY, Scorer, load_scorer, now
+from hubscore.serving.schema import (
     ERRORS,
     BatchPredictionResponse,
     BatchTooLarge,
@@ -111,7 +112,7 @@ class Service:
     def imputed(self, frame: pl.DataFrame) -> list[pl.Series]:
         """Return `features_imputed` and `employee_range_unseen`, by the encoder's own rules."""
         spec = self.scorer.spec
-        text = encoders.text_codes(frame, spec)
+        text = encoding.text_codes(frame, spec)
         count = np.isnan(text.ordinal).astype(np.int64) + text.industry_missing
         partly_null = []
         for name in (n.name for n in spec.numeric):
@@ -403,7 +404,7 @@ def serve(
                 ENV_THREADS: str(threads),
             }
         )
-        uvicorn.run("hubscore.serve:app_from_env", factory=True, workers=workers, **options)
+        uvicorn.run("hubscore.serving.api:app_from_env", factory=True, workers=workers, **options)
 
 
 @contextlib.contextmanager

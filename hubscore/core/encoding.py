@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,16 +32,14 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from hubscore.config import EncodingConfig
-from hubscore.errors import ArtifactError, SchemaError
-from hubscore.features import (
+from hubscore.core.contract import (
     ACTIVITY_FEATURES,
-    EMPLOYEE_RANGES,
     HISTORY_FEATURES,
     MISSINGNESS_FLAGS,
     NUMERIC_FEATURES,
     USAGE_STAT_FEATURES,
 )
+from hubscore.core.errors import ArtifactError, SchemaError
 
 ENCODER_VERSION = 1
 """Version of the encoders.json layout; bump it when an old spec would encode differently."""
@@ -124,44 +122,9 @@ def read_encoders(path: Path) -> EncoderSpec:
     return EncoderSpec.from_json(path.read_text(encoding="utf-8"))
 
 
-def fit_encoders(
-    df: pl.DataFrame, config: EncodingConfig, *, scale: bool, missing_flags: bool = True
-) -> EncoderSpec:
-    """Learn vocabularies, fill values and scales from training rows.
-
-    Args:
-        scale: apply `config.scaling` (linear models); trees get "none".
-        missing_flags: False drops every missingness signal (flags, `alexa_no_rank`, the
-            missing INDUSTRY level) for the "lift without missingness flags" ablation.
-    """
-    inputs = [n for n in (EMPLOYEE, INDUSTRY, *NUMERIC_FEATURES) if n in _required(missing_flags)]
-    _check_columns(df, inputs)
-    scaling: Scaling = config.scaling if scale else "none"
-    ordinal = employee_ordinal(pl.col(EMPLOYEE), list(EMPLOYEE_RANGES))
-    ordinals = df.select(ordinal.alias(EMPLOYEE)).to_series()
-    employee = _fit_numeric(ordinals, "none", config, scaling=scaling, flag=missing_flags)
-    # Always flagged: unseen spellings at scoring time become missing even if training had none.
-    employee = replace(employee, flag=missing_flags)
-    numeric = [
-        _fit_numeric(df.get_column(n), _transform(n), config, scaling=scaling, flag=missing_flags)
-        for n in NUMERIC_FEATURES
-        if n in inputs
-    ]
-    spec = EncoderSpec(
-        input_names=inputs,
-        employee_ranges=list(EMPLOYEE_RANGES),
-        employee=employee,
-        industry_levels=_fit_industry(df, config.industry_min_frequency, missing_flags),
-        numeric=numeric,
-        scaling=scaling,
-        missing_flags=missing_flags,
-    )
-    return EncoderSpec(**{**_fields(spec), "output_names": _output_names(spec)})
-
-
 def encode(df: pl.DataFrame, spec: EncoderSpec) -> npt.NDArray[np.float32]:
     """Return the model matrix: float32, C-contiguous, one column per `spec.output_names`."""
-    _check_columns(df, spec.input_names)
+    check_columns(df, spec.input_names)
     # Row blocks bound the temporaries to one block, whatever the frame's size: the matrix is
     # the only allocation that grows with the rows (encoding a 6M-row training side at once
     # peaked at three matrices' worth).
@@ -292,7 +255,7 @@ def _write_numeric(
     for transform in ("log1p", "log"):
         columns = [i for i, s in enumerate(specs) if s.transform == transform]
         if columns:
-            raw[:, columns] = _transform_values(raw[:, columns], transform)
+            raw[:, columns] = transform_values(raw[:, columns], transform)
     missing = np.isnan(raw)
     np.copyto(raw, np.array([s.fill for s in specs]), where=missing)
     raw -= np.array([s.center for s in specs])
@@ -301,7 +264,7 @@ def _write_numeric(
     out[:, flags] = missing[:, [s.flag for s in specs]]
 
 
-def _transform_values(
+def transform_values(
     value: npt.NDArray[np.float64], transform: Transform
 ) -> npt.NDArray[np.float64]:
     if transform == "log1p":
@@ -320,12 +283,12 @@ def normalise_industry(column: pl.Expr) -> pl.Expr:
     return pl.when(folded.str.len_chars() > 0).then(folded)
 
 
-def _required(missing_flags: bool) -> set[str]:
+def required_inputs(missing_flags: bool) -> set[str]:
     dropped = set() if missing_flags else set(MISSINGNESS_FLAGS)
     return {EMPLOYEE, INDUSTRY, *NUMERIC_FEATURES} - dropped
 
 
-def _check_columns(df: pl.DataFrame, names: list[str]) -> None:
+def check_columns(df: pl.DataFrame, names: list[str]) -> None:
     missing = [n for n in names if n not in df.columns]
     if missing:
         raise SchemaError(
@@ -335,7 +298,7 @@ def _check_columns(df: pl.DataFrame, names: list[str]) -> None:
         )
 
 
-def _transform(name: str) -> Transform:
+def transform_of(name: str) -> Transform:
     if name in _LOG:
         return "log"
     return "log1p" if name in _LOG1P else "none"
@@ -358,18 +321,6 @@ def _fold_text(value: str) -> str:
     return " ".join(value.lower().replace(",", "").split())
 
 
-def _fit_industry(df: pl.DataFrame, min_frequency: int, missing_flags: bool) -> list[str]:
-    # A company is a row at every weekly cutoff, so frequency counts companies (ids) where the
-    # frame has them: a value one company holds is rare however many snapshots repeat it.
-    normal = normalise_industry(pl.col(INDUSTRY)).alias("v")
-    who = pl.col("id").n_unique() if "id" in df.columns else pl.len()
-    counts = df.select(normal, *(["id"] if "id" in df.columns else [])).drop_nulls("v")
-    counts = counts.group_by("v").agg(who.alias("n"))
-    kept = counts.filter((pl.col("n") >= min_frequency) & (pl.col("v") != OTHER))
-    levels = sorted(kept.get_column("v").to_list())
-    return [*levels, OTHER, MISSING] if missing_flags else [*levels, OTHER]
-
-
 def _industry_level(column: pl.Expr, levels: list[str]) -> pl.Expr:
     """Return each row's index into `industry_levels`; unseen -> other, null -> missing."""
     mapping = {v: i for i, v in enumerate(levels)}
@@ -377,64 +328,3 @@ def _industry_level(column: pl.Expr, levels: list[str]) -> pl.Expr:
     normal = normalise_industry(column).fill_null(pl.lit(MISSING))
     coded = normal.replace_strict(mapping, default=mapping[OTHER], return_dtype=pl.Int32)
     return pl.when(normal == MISSING).then(pl.lit(null_level, dtype=pl.Int32)).otherwise(coded)
-
-
-def _fit_numeric(
-    column: pl.Series, transform: Transform, config: EncodingConfig, *, scaling: Scaling, flag: bool
-) -> NumericSpec:
-    """Learn the fill value, flag and scale of one column on training rows."""
-    raw = column.cast(pl.Float64, strict=False).to_numpy().astype(np.float64, copy=False)
-    values = _transform_values(np.where(np.isfinite(raw), raw, np.nan), transform)
-    seen = values[~np.isnan(values)]
-    fill = _fill_value(seen, config)
-    # A flag is useful only when training rows had both missing and present values.
-    needs_flag = flag and 0 < seen.size < values.size
-    filled = np.concatenate([seen, np.full(values.size - seen.size, fill)])
-    center, scale = _scale(filled, scaling)
-    return NumericSpec(column.name, transform, fill, needs_flag, center, scale)
-
-
-def _fill_value(seen: npt.NDArray[np.float64], config: EncodingConfig) -> float:
-    strategy = config.missing_strategy
-    if strategy == "constant":
-        return float(config.missing_constant)
-    if seen.size == 0 or strategy == "zero":
-        return 0.0
-    if strategy == "auto":
-        # Two-valued columns (0/1 indicators) are filled with the mode, others with the median.
-        low, high = float(seen.min()), float(seen.max())
-        if np.all((seen == low) | (seen == high)):  # O(n): np.unique sorts every column
-            return low if 2 * int((seen == low).sum()) >= seen.size else high  # ties: smallest
-        return float(np.median(seen))
-    if strategy == "mean":
-        return float(np.mean(seen))
-    if strategy == "mode":
-        uniques, counts = np.unique(seen, return_counts=True)
-        return float(uniques[np.argmax(counts)])  # ties: the smallest value
-    return float(np.median(seen))
-
-
-def _scale(values: npt.NDArray[np.float64], scaling: Scaling) -> tuple[float, float]:
-    """Return (center, scale); a zero spread becomes 1 so constant columns stay finite."""
-    if scaling == "none" or values.size == 0:
-        return 0.0, 1.0
-    if scaling == "standard":
-        center, spread = float(np.mean(values)), float(np.std(values))
-    elif scaling == "minmax":
-        center, spread = float(np.min(values)), float(np.max(values) - np.min(values))
-    else:
-        q1, median, q3 = np.percentile(values, [25, 50, 75])
-        center, spread = float(median), float(q3 - q1)
-    return center, spread if spread > 0 else 1.0
-
-
-def _output_names(spec: EncoderSpec) -> list[str]:
-    names = [EMPLOYEE] + ([f"{EMPLOYEE}_missing"] if spec.employee.flag else [])
-    names += [f"{INDUSTRY}={level}" for level in spec.industry_levels]
-    for numeric in spec.numeric:
-        names += [numeric.name] + ([f"{numeric.name}_missing"] if numeric.flag else [])
-    return names
-
-
-def _fields(spec: EncoderSpec) -> dict[str, Any]:
-    return {name: getattr(spec, name) for name in spec.__dataclass_fields__}

@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 
-from hubscore.errors import HubscoreError
+from hubscore.core.errors import HubscoreError
 
 _NAME = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$")
 
@@ -43,10 +43,11 @@ class SqlFileError(HubscoreError):
 
 def sql_dir() -> Path:
     """Return the folder of the packaged SQL files (`sql/` in a checkout)."""
-    packaged = Path(str(resources.files("hubscore").joinpath("_sql")))
+    packaged = Path(str(resources.files("hubscore.features").joinpath("_sql")))
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "sql"
+    # An editable install (a checkout) has no packaged copy: the wheel force-includes sql/.
+    return Path(__file__).resolve().parents[2] / "sql"
 
 
 def parse_queries(path: Path) -> dict[str, Query]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hubscore.errors import ConfigError
+from hubscore.core.errors import ConfigError
 
 
 def log_run(run_dir: Path, *, uri: str, experiment: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from hubscore.errors import ConfigError
+from hubscore.core.errors import ConfigError
 
 Target = Literal["converted_within", "is_customer"]
 ModelName = Literal["logreg", "random_forest", "xgboost", "lightgbm"]
@@ -160,7 +160,7 @@ def load_config(
         overrides: dotted keys from command-line flags, e.g. {"features.horizon_days": 14};
             None values are ignored (a flag that was not given).
     """
-    merged = _read_yaml(resources.files("hubscore").joinpath("default_config.yaml"), "default")
+    merged = _read_yaml(resources.files("hubscore.core").joinpath("default_config.yaml"), "default")
     if path is not None:
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist", hint="check the --config path")

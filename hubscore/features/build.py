@@ -18,11 +18,12 @@ from typing import Any, Literal
 
 import duckdb
 
-from hubscore import __version__, sql
-from hubscore.atomic import atomic_file
-from hubscore.config import FeaturesConfig
-from hubscore.errors import SchemaError, ValidationError
-from hubscore.features import ALEXA_NO_RANK_SENTINEL, EMPLOYEE_RANGES, USAGE_COLUMNS
+from hubscore import __version__
+from hubscore.core.atomic import atomic_file
+from hubscore.core.config import FeaturesConfig
+from hubscore.core.contract import ALEXA_NO_RANK_SENTINEL, EMPLOYEE_RANGES, USAGE_COLUMNS
+from hubscore.core.errors import SchemaError, ValidationError
+from hubscore.features import sql
 
 InputKind = Literal["customers", "noncustomers", "usage_actions"]
 INPUT_KINDS: tuple[InputKind, ...] = ("customers", "noncustomers", "usage_actions")

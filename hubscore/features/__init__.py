@@ -1,0 +1,2 @@
+"""build-features: validate, quarantine, dedupe, profile and build point-in-time features
+(DuckDB SQL; DuckDB runs here only)."""
