@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -18,6 +19,8 @@ from hubscore.core.errors import ArtifactError, SchemaError
 from hubscore.training import encoders
 
 CONFIG = EncodingConfig(industry_min_frequency=3)
+UNSCALED = EncodingConfig(industry_min_frequency=3, scaling="none")
+"""Imputed, one-hot and flagged like logistic regression's inputs, but not scaled."""
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,7 @@ def frame() -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def spec(frame: pl.DataFrame) -> encoding.EncoderSpec:
-    return encoders.fit_encoders(frame, CONFIG, scale=True)
+    return encoders.fit_encoders(frame, CONFIG, linear=True)
 
 
 def column(spec: encoding.EncoderSpec, matrix: np.ndarray, name: str) -> np.ndarray:
@@ -72,7 +75,7 @@ def test_one_row_at_a_time_encodes_like_the_whole_frame(frame, spec, monkeypatch
     [("1", 1), ("2 to 5", 2), (" 2  TO 5 ", 2), ("10,001 or more", 9), ("10001 OR MORE", 9)],
 )
 def test_employee_range_is_ordinal_after_folding(frame, raw, ordinal) -> None:
-    spec = encoders.fit_encoders(frame, CONFIG, scale=False)
+    spec = encoders.fit_encoders(frame, UNSCALED, linear=True)
     matrix = encoding.encode(one_row(frame, EMPLOYEE_RANGE=raw), spec)
     assert column(spec, matrix, "EMPLOYEE_RANGE")[0] == ordinal
     assert column(spec, matrix, "EMPLOYEE_RANGE_missing")[0] == 0
@@ -80,10 +83,11 @@ def test_employee_range_is_ordinal_after_folding(frame, raw, ordinal) -> None:
 
 @pytest.mark.parametrize("raw", [None, "", "   ", "5 to 9 people"])
 def test_missing_or_unseen_employee_range_is_imputed_and_flagged(frame, raw) -> None:
-    spec = encoders.fit_encoders(frame, CONFIG, scale=False)
+    spec = encoders.fit_encoders(frame, UNSCALED, linear=True)
     matrix = encoding.encode(one_row(frame, EMPLOYEE_RANGE=raw), spec)
     assert column(spec, matrix, "EMPLOYEE_RANGE")[0] == pytest.approx(spec.employee.fill)
     assert column(spec, matrix, "EMPLOYEE_RANGE_missing")[0] == 1
+    assert spec.employee.fill is not None
     assert 1 <= spec.employee.fill <= len(EMPLOYEE_RANGES)
 
 
@@ -107,7 +111,7 @@ def test_industry_near_duplicates_meet_and_rare_unseen_go_to_other(frame, spec) 
 
 def test_rare_industries_below_min_frequency_are_not_levels() -> None:
     frame = make_features(60, 4)
-    spec = encoders.fit_encoders(frame, EncodingConfig(industry_min_frequency=10**6), scale=False)
+    spec = encoders.fit_encoders(frame, EncodingConfig(industry_min_frequency=10**6), linear=True)
     assert spec.industry_levels == [encoding.OTHER, encoding.MISSING]
 
 
@@ -124,14 +128,15 @@ def test_nan_inf_and_null_are_missing(frame, spec, bad) -> None:
     row = frame.head(1).with_columns(pl.lit(bad, dtype=pl.Float64).alias(name))
     matrix = encoding.encode(row, spec)
     numeric = next(n for n in spec.numeric if n.name == name)
-    assert numeric.flag
-    assert column(spec, matrix, f"{name}_missing")[0] == 1
+    group = next(g for g in spec.flag_groups if name in g.columns)
+    assert column(spec, matrix, group.name)[0] == 1
+    assert numeric.fill is not None
     expected = (numeric.fill - numeric.center) / numeric.scale
     assert column(spec, matrix, name)[0] == pytest.approx(expected, rel=1e-6)
 
 
 def test_heavy_tails_are_compressed(frame) -> None:
-    spec = encoders.fit_encoders(frame, CONFIG, scale=False)
+    spec = encoders.fit_encoders(frame, UNSCALED, linear=True)
     kinds = {n.name: n.transform for n in spec.numeric}
     assert kinds["ALEXA_RANK"] == "log"
     assert kinds["ACTIONS_CRM_CONTACTS_sum"] == "log1p"
@@ -148,7 +153,7 @@ def test_heavy_tails_are_compressed(frame) -> None:
 )
 def test_missing_strategies_learn_from_training_rows(frame, strategy, expected) -> None:
     config = EncodingConfig(missing_strategy=strategy, missing_constant=-3.0)
-    spec = encoders.fit_encoders(frame, config, scale=False)
+    spec = encoders.fit_encoders(frame, config, linear=True)
     days = next(n for n in spec.numeric if n.name == "recency_days")
     seen = frame.get_column("recency_days").drop_nulls().to_numpy().astype(float)
     assert days.fill == pytest.approx(-3.0 if expected is None else expected(seen))
@@ -158,18 +163,18 @@ def test_auto_uses_mode_for_indicators_and_scaling_standardises(frame) -> None:
     indicator = frame.with_columns(
         alexa_no_rank=pl.when(pl.int_range(pl.len()) < 5).then(None).otherwise(1)
     )
-    spec = encoders.fit_encoders(indicator, CONFIG, scale=True)
+    spec = encoders.fit_encoders(indicator, CONFIG, linear=True)
     assert next(n for n in spec.numeric if n.name == "alexa_no_rank").fill == 1.0
-    matrix = encoding.encode(frame, encoders.fit_encoders(frame, CONFIG, scale=True))
-    spec2 = encoders.fit_encoders(frame, CONFIG, scale=True)
+    matrix = encoding.encode(frame, encoders.fit_encoders(frame, CONFIG, linear=True))
+    spec2 = encoders.fit_encoders(frame, CONFIG, linear=True)
     assert column(spec2, matrix, "days_active").mean() == pytest.approx(0, abs=1e-5)
     assert column(spec2, matrix, "days_active").std() == pytest.approx(1, rel=1e-4)
-    assert encoders.fit_encoders(frame, CONFIG, scale=False).scaling == "none"
+    assert encoders.fit_encoders(frame, CONFIG, linear=False).scaling == "none"
 
 
 @pytest.mark.parametrize("scaling", ["minmax", "robust", "none"])
 def test_every_scaling_gives_finite_values(frame, scaling) -> None:
-    spec = encoders.fit_encoders(frame, EncodingConfig(scaling=scaling), scale=True)
+    spec = encoders.fit_encoders(frame, EncodingConfig(scaling=scaling), linear=True)
     assert spec.scaling == scaling
     assert np.isfinite(encoding.encode(frame, spec)).all()
 
@@ -178,7 +183,7 @@ def test_encoder_never_sees_id_label_or_outcomes(frame, spec) -> None:
     leaky = frame.with_columns(
         id=pl.col("id") * 1000, label=1 - pl.col("label"), MRR=pl.lit(99.0), CLOSEDATE=pl.lit(1)
     )
-    refit = encoders.fit_encoders(leaky, CONFIG, scale=True)
+    refit = encoders.fit_encoders(leaky, CONFIG, linear=True)
     assert refit == spec
     assert set(spec.input_names) <= set(RAW_FEATURES)
     assert not {"id", "cutoff", "label", "MRR", "CLOSEDATE"} & set(spec.input_names)
@@ -186,7 +191,7 @@ def test_encoder_never_sees_id_label_or_outcomes(frame, spec) -> None:
 
 
 def test_without_missing_flags_drops_every_missingness_signal(frame) -> None:
-    spec = encoders.fit_encoders(frame, CONFIG, scale=False, missing_flags=False)
+    spec = encoders.fit_encoders(frame, UNSCALED, linear=True, missing_flags=False)
     assert not [n for n in spec.output_names if n.endswith("_missing")]
     assert "alexa_no_rank" not in spec.output_names
     assert encoding.MISSING not in spec.industry_levels
@@ -201,7 +206,7 @@ def test_missing_column_is_a_schema_error(frame, spec) -> None:
 
 def test_foreign_or_future_json_is_an_artifact_error(spec, tmp_path) -> None:
     with pytest.raises(ArtifactError, match="version 99"):
-        encoding.EncoderSpec.from_json(spec.to_json().replace('"version": 1', '"version": 99'))
+        encoding.EncoderSpec.from_json(spec.to_json().replace('"version": 2', '"version": 99'))
     with pytest.raises(ArtifactError, match="not a hubscore encoder spec"):
         encoding.EncoderSpec.from_json("[1, 2]")
     with pytest.raises(ArtifactError, match="missing"):
@@ -235,10 +240,72 @@ def test_fit_json_load_encode_is_unchanged(employee, industry, value) -> None:
         INDUSTRY=pl.Series(industry, dtype=pl.String),
         total_actions=pl.Series(value, dtype=pl.Float64),
     )
-    spec = encoders.fit_encoders(frame, EncodingConfig(industry_min_frequency=1), scale=True)
-    loaded = encoding.EncoderSpec.from_json(spec.to_json())
-    assert loaded == spec
-    matrix = encoding.encode(frame, loaded)
-    np.testing.assert_array_equal(matrix, encoding.encode(frame, spec))
-    assert np.isfinite(matrix).all()
+    for linear in (True, False):
+        spec = encoders.fit_encoders(frame, EncodingConfig(industry_min_frequency=1), linear=linear)
+        loaded = encoding.EncoderSpec.from_json(spec.to_json())
+        assert loaded == spec
+        matrix = encoding.encode(frame, loaded)
+        np.testing.assert_array_equal(matrix, encoding.encode(frame, spec))
+        assert np.isfinite(matrix).all() if linear else not np.isinf(matrix).any()
     assert len(NUMERIC_FEATURES) <= matrix.shape[1]
+
+
+def test_trees_keep_missing_values_as_nan_and_read_one_industry_indicator(frame) -> None:
+    spec = encoders.fit_encoders(frame, CONFIG, linear=False)
+    assert spec.industry == "missing_flag"
+    assert all(n.fill is None for n in (spec.employee, *spec.numeric))
+    row = one_row(frame, total_actions=None, EMPLOYEE_RANGE="5 to 9 people", INDUSTRY=None)
+    matrix = encoding.encode(row, spec)
+    assert math.isnan(column(spec, matrix, "total_actions")[0])
+    assert math.isnan(column(spec, matrix, "EMPLOYEE_RANGE")[0])
+    assert column(spec, matrix, "INDUSTRY_missing")[0] == 1
+    assert not [n for n in spec.output_names if n.startswith("INDUSTRY=")]
+
+
+def test_columns_missing_together_share_one_flag(frame) -> None:
+    # Companies without usage in the window have none of these statistics.
+    usage_stats = ["actions_per_user", *(n for n in NUMERIC_FEATURES if n.endswith("_mean"))]
+    no_usage = pl.col("id") % 5 == 0
+    frame = frame.with_columns(
+        pl.when(no_usage).then(None).otherwise(pl.col(n).fill_null(1.0)).alias(n)
+        for n in usage_stats
+    )
+    spec = encoders.fit_encoders(frame, CONFIG, linear=True)
+    usage = next(g for g in spec.flag_groups if "actions_per_user" in g.columns)
+    assert usage.columns == usage_stats
+    assert len(spec.flag_groups) == len({tuple(g.columns) for g in spec.flag_groups})
+    per_column = encoders.fit_encoders(
+        frame, EncodingConfig(industry_min_frequency=3, missing_flags="column"), linear=True
+    )
+    assert len(per_column.flag_groups) > len(spec.flag_groups)
+    assert all(len(g.columns) == 1 for g in per_column.flag_groups)
+    matrix = encoding.encode(one_row(frame, actions_per_user=None), spec)
+    assert column(spec, matrix, usage.name)[0] == 1  # any member missing sets the flag
+
+
+def test_industry_frequency_is_the_share_of_training_companies(frame) -> None:
+    config = EncodingConfig(industry="frequency")
+    spec = encoders.fit_encoders(frame, config, linear=False)
+    normal = frame.select("id", encoding.normalise_industry(pl.col("INDUSTRY")).alias("v"))
+    companies = normal.drop_nulls("v").group_by("v").agg(pl.col("id").n_unique())
+    share = dict(companies.iter_rows())
+    value = "computer software"
+    rows = one_row(frame, INDUSTRY="Computer-Software!")
+    unseen = one_row(frame, INDUSTRY="never seen")
+    missing = one_row(frame, INDUSTRY=None)
+    encoded = [
+        column(spec, encoding.encode(r, spec), "INDUSTRY_frequency")[0]
+        for r in (rows, unseen, missing)
+    ]
+    assert encoded[0] == pytest.approx(share[value] / sum(share.values()), rel=1e-6)
+    assert encoded[1] == 0.0
+    assert math.isnan(encoded[2])
+
+
+def test_a_version_1_spec_still_encodes_as_it_did(frame) -> None:
+    golden = Path(__file__).parent / "golden" / "basic"
+    spec = encoding.read_encoders(golden / "run" / "encoders.json")
+    assert spec.version == 1 and spec.industry == "onehot"
+    flagged = {g.name for g in spec.flag_groups}
+    assert "EMPLOYEE_RANGE_missing" in flagged
+    assert all(g.columns == [g.name.removesuffix("_missing")] for g in spec.flag_groups)

@@ -106,7 +106,10 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class EncodingConfig:
+    industry: Literal["auto", "onehot", "frequency", "missing_flag", "drop"] = "auto"
     industry_min_frequency: int = 10
+    missing_values: Literal["auto", "native", "impute"] = "auto"
+    missing_flags: Literal["pattern", "column", "none"] = "pattern"
     missing_strategy: Literal["auto", "median", "mean", "mode", "zero", "constant"] = "auto"
     missing_constant: float = 0.0
     scaling: Literal["standard", "minmax", "robust", "none"] = "standard"

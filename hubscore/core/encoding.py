@@ -1,22 +1,25 @@
-"""Fit feature encoders on training rows, save them as JSON, and apply them with `encode`.
+"""Apply fitted feature encoders with `encode`; load and save their JSON spec.
 
 `encode` is the one function that turns raw feature columns into the float32 matrix a model
 reads; training and scoring both call it, so the scorer applies exactly what training used.
-Lean: Polars, NumPy and the standard library only.
+Lean: Polars, NumPy and the standard library only. Fitting lives in `hubscore.training.encoders`.
 
 Rules, fitted on training rows only:
 - EMPLOYEE_RANGE -> ordinal 1-9 after folding case, whitespace and commas; missing or unseen
-  -> missing, imputed, and flagged in `EMPLOYEE_RANGE_missing`.
-- INDUSTRY -> lower case, punctuation and whitespace folded to one space; values held by at
-  least `industry_min_frequency` companies (rows, without an `id` column) keep a one-hot
-  column, rare and unseen ones go to `other`, missing to its own level. Levels are matched
-  with `replace_strict` over an explicit sorted vocabulary, never with `pl.Categorical`
-  codes (those differ from frame to frame).
-- Numbers: NaN and +-inf count as missing, like null, because no model can use them and
-  the ONNX graph must see the same finite matrix as the native model. Heavy-tailed counts
-  are compressed with a signed log1p and ALEXA_RANK with log(rank); then missing values are
-  imputed (with a `<name>_missing` flag where training rows had some missing) and, for
-  linear models, scaled.
+  -> missing.
+- INDUSTRY -> lower case, punctuation and whitespace folded to one space, then one of:
+  `onehot` (values held by at least `industry_min_frequency` companies keep a column, rare
+  and unseen ones go to `other`, missing to its own level), `frequency` (the share of
+  training companies holding the value; unseen 0, missing missing), `missing_flag` (only
+  whether it is given) or `drop`. Levels are matched with `replace_strict` over an explicit
+  sorted vocabulary, never with `pl.Categorical` codes (those differ from frame to frame).
+- Numbers: NaN and +-inf count as missing, like null. Heavy-tailed counts are compressed with
+  a signed log1p and ALEXA_RANK with log(rank). Missing values then either stay NaN (`fill`
+  null: tree families route them natively, and the ONNX trees carry the same missing
+  directions) or are imputed; and, for linear models, scaled.
+- Missingness flags: one 0/1 column per distinct missingness pattern of the training rows
+  (`flag_groups`): the columns that are always missing together (all usage statistics of a
+  company without usage in the window) share one flag instead of one each.
 - Empty and whitespace-only strings are null.
 """
 
@@ -41,16 +44,21 @@ from hubscore.core.contract import (
 )
 from hubscore.core.errors import ArtifactError, SchemaError
 
-ENCODER_VERSION = 1
-"""Version of the encoders.json layout; bump it when an old spec would encode differently."""
+ENCODER_VERSION = 2
+"""Version of the encoders.json layout; bump it when an old spec would encode differently.
+
+2: native missing values, flag groups, INDUSTRY modes, calibration. 1 (per-column flags,
+imputation, one-hot INDUSTRY) is still read: it is the special case of 2 it always was.
+"""
+READABLE_VERSIONS = (1, 2)
 
 EMPLOYEE = "EMPLOYEE_RANGE"
 INDUSTRY = "INDUSTRY"
 OTHER = "other"
 MISSING = "(missing)"  # cannot collide: normalised values hold only [a-z0-9 ]
-UNKNOWN = OTHER  # the level unseen categories map to
 Transform = Literal["none", "log1p", "log"]
 Scaling = Literal["standard", "minmax", "robust", "none"]
+IndustryMode = Literal["onehot", "frequency", "missing_flag", "drop"]
 
 # Counts and count-derived statistics are heavy-tailed; days and shares are not.
 _LOG1P = {
@@ -67,14 +75,22 @@ ENCODE_BLOCK_ROWS = 65536
 
 @dataclass(frozen=True)
 class NumericSpec:
-    """How one numeric input becomes one column (plus an optional missing flag)."""
+    """How one numeric input becomes one column."""
 
     name: str
     transform: Transform
-    fill: float
-    flag: bool
+    fill: float | None
+    """The imputed value; None keeps missing values as NaN for the model to route."""
     center: float = 0.0
     scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class FlagGroup:
+    """One missingness flag: 1 when any of `columns` is missing in the row."""
+
+    name: str
+    columns: list[str]
 
 
 @dataclass(frozen=True)
@@ -87,32 +103,51 @@ class EncoderSpec:
     industry_levels: list[str]
     numeric: list[NumericSpec]
     scaling: Scaling
-    missing_flags: bool = True
+    industry: IndustryMode = "onehot"
+    industry_frequency: dict[str, float] = field(default_factory=dict)
+    flag_groups: list[FlagGroup] = field(default_factory=list)
+    calibration: dict[str, Any] = field(default_factory=lambda: {"method": "none"})
+    """How the scorer maps the model's probability to a calibrated one (`calibrate`)."""
     output_names: list[str] = field(default_factory=list)
     version: int = ENCODER_VERSION
 
     def to_json(self) -> str:
         """Serialise as sorted, indented JSON (identical specs give identical bytes)."""
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        return json.dumps(asdict(self), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> EncoderSpec:
-        """Parse a spec written by `to_json`; raise ArtifactError on any other content."""
+        """Parse a spec written by `to_json` (any readable version); raise ArtifactError else."""
         try:
             raw = json.loads(text)
-            if raw.get("version") != ENCODER_VERSION:
+            version = raw.get("version")
+            if version not in READABLE_VERSIONS:
                 raise ArtifactError(
-                    f"encoders.json has version {raw.get('version')!r}, "
-                    f"this hubscore reads {ENCODER_VERSION}",
+                    f"encoders.json has version {version!r}, "
+                    f"this hubscore reads {', '.join(map(str, READABLE_VERSIONS))}",
                     hint="score with the hubscore version that trained the model, or retrain",
                 )
+            if version == 1:
+                raw = _upgrade_v1(raw)
             raw["employee"] = NumericSpec(**raw["employee"])
             raw["numeric"] = [NumericSpec(**n) for n in raw["numeric"]]
+            raw["flag_groups"] = [FlagGroup(**g) for g in raw.get("flag_groups", [])]
             return cls(**raw)
         except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
             raise ArtifactError(
                 f"encoders.json is not a hubscore encoder spec: {exc}", hint="retrain"
             ) from None
+
+
+def _upgrade_v1(raw: dict[str, Any]) -> dict[str, Any]:
+    """Express a version-1 spec in version 2's terms: per-column flags become groups of one."""
+    numeric = [raw["employee"], *raw["numeric"]]
+    flagged = [n["name"] for n in numeric if n["flag"]]
+    groups = [{"name": f"{name}_missing", "columns": [name]} for name in flagged]
+    for n in numeric:
+        del n["flag"]
+    raw.pop("missing_flags", None)
+    return {**raw, "flag_groups": groups, "industry": "onehot", "version": 1}
 
 
 def read_encoders(path: Path) -> EncoderSpec:
@@ -146,12 +181,60 @@ def _encode_block(df: pl.DataFrame, spec: EncoderSpec, out: npt.NDArray[np.float
     raw = np.empty((df.height, len(numbers) + 1), dtype=np.float64, order="F")
     raw[:, 0] = text.ordinal
     raw[:, 1:] = df.select(pl.col(numbers).cast(pl.Float64, strict=False)).to_numpy()
-    values, flags = _numeric_layout(spec)
-    _write_numeric(out, raw, [spec.employee, *spec.numeric], values, flags)
-    levels = len(spec.industry_levels)
-    first = spec.output_names.index(f"{INDUSTRY}={spec.industry_levels[0]}")
-    out[:, first : first + levels] = 0.0
-    out[np.arange(df.height), first + text.industry] = 1.0
+    layout = _layout(spec)
+    missing = _write_numeric(out, raw, [spec.employee, *spec.numeric], layout.numeric)
+    _write_industry(out, text, spec, layout.industry)
+    is_missing = {name: missing[:, i] for i, name in enumerate([EMPLOYEE, *numbers])}
+    is_missing[INDUSTRY] = text.industry_missing
+    for column, group in zip(layout.flags, spec.flag_groups, strict=True):
+        out[:, column] = np.logical_or.reduce([is_missing[c] for c in group.columns])
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Output column positions, looked up by name in `output_names` (the one statement)."""
+
+    numeric: list[int]
+    """Employee first, then `spec.numeric`."""
+    industry: int
+    """The first INDUSTRY column; -1 when dropped."""
+    flags: list[int]
+
+
+def _layout(spec: EncoderSpec) -> _Layout:
+    position = {name: i for i, name in enumerate(spec.output_names)}
+    numeric = [position[n.name] for n in (spec.employee, *spec.numeric)]
+    industry = next(
+        (i for name, i in position.items() if name.startswith(INDUSTRY) and name != INDUSTRY),
+        -1,
+    )
+    return _Layout(numeric, industry, [position[g.name] for g in spec.flag_groups])
+
+
+def industry_columns(spec: EncoderSpec) -> list[str]:
+    """Return the output columns INDUSTRY becomes under the spec's mode."""
+    if spec.industry == "onehot":
+        return [f"{INDUSTRY}={level}" for level in spec.industry_levels]
+    if spec.industry == "frequency":
+        return [f"{INDUSTRY}_frequency"]
+    if spec.industry == "missing_flag":
+        return [f"{INDUSTRY}_missing"]
+    return []
+
+
+def _write_industry(
+    out: npt.NDArray[np.float32], text: TextCodes, spec: EncoderSpec, first: int
+) -> None:
+    if spec.industry == "onehot":
+        out[:, first : first + len(spec.industry_levels)] = 0.0
+        out[np.arange(len(text.industry)), first + text.industry] = 1.0
+    elif spec.industry == "frequency":
+        # Unseen values hold no share; a missing one has its own value (NaN: left to the trees).
+        default = {MISSING: np.nan}
+        shares = [spec.industry_frequency.get(v, default.get(v, 0.0)) for v in spec.industry_levels]
+        out[:, first] = np.array(shares, dtype=np.float32)[text.industry]
+    elif spec.industry == "missing_flag":
+        out[:, first] = text.industry_missing
 
 
 @dataclass(frozen=True)
@@ -230,38 +313,29 @@ def _industry_fold(levels: tuple[str, ...]) -> _TextFold:
     return _TextFold([code, missing], [np.int32, np.bool_])
 
 
-def _numeric_layout(spec: EncoderSpec) -> tuple[list[int], list[int]]:
-    """Return the output column of each numeric input (employee first) and of each flag,
-    looked up by name in `output_names`, the one statement of the matrix layout."""
-    position = {name: i for i, name in enumerate(spec.output_names)}
-    numeric = [spec.employee, *spec.numeric]
-    values = [position[n.name] for n in numeric]
-    flags = [position[f"{n.name}_missing"] for n in numeric if n.flag]
-    return values, flags
-
-
 def _write_numeric(
     out: npt.NDArray[np.float32],
     raw: npt.NDArray[np.float64],
     specs: list[NumericSpec],
-    values: list[int],
-    flags: list[int],
-) -> None:
-    """Transform, impute, scale and flag numeric columns (one per spec) into `out`.
+    columns: list[int],
+) -> npt.NDArray[np.bool_]:
+    """Transform, impute and scale numeric columns (one per spec) into `out`; return missing.
 
     Works in place on `raw` (a block's worth of float64 scratch), so a block costs one copy.
+    A spec without a fill leaves its missing values NaN.
     """
     raw[~np.isfinite(raw)] = np.nan
     for transform in ("log1p", "log"):
-        columns = [i for i, s in enumerate(specs) if s.transform == transform]
-        if columns:
-            raw[:, columns] = transform_values(raw[:, columns], transform)
+        selected = [i for i, s in enumerate(specs) if s.transform == transform]
+        if selected:
+            raw[:, selected] = transform_values(raw[:, selected], transform)
     missing = np.isnan(raw)
-    np.copyto(raw, np.array([s.fill for s in specs]), where=missing)
+    fills = np.array([np.nan if s.fill is None else s.fill for s in specs])
+    np.copyto(raw, fills, where=missing)
     raw -= np.array([s.center for s in specs])
     raw /= np.array([s.scale for s in specs])
-    out[:, values] = raw
-    out[:, flags] = missing[:, [s.flag for s in specs]]
+    out[:, columns] = raw
+    return missing
 
 
 def transform_values(
@@ -284,6 +358,8 @@ def normalise_industry(column: pl.Expr) -> pl.Expr:
 
 
 def required_inputs(missing_flags: bool) -> set[str]:
+    """Return the raw features the encoders read (without the missingness signals for the
+    ablation)."""
     dropped = set() if missing_flags else set(MISSINGNESS_FLAGS)
     return {EMPLOYEE, INDUSTRY, *NUMERIC_FEATURES} - dropped
 
@@ -299,6 +375,7 @@ def check_columns(df: pl.DataFrame, names: list[str]) -> None:
 
 
 def transform_of(name: str) -> Transform:
+    """Return the compression a numeric feature gets before imputation and scaling."""
     if name in _LOG:
         return "log"
     return "log1p" if name in _LOG1P else "none"

@@ -22,6 +22,7 @@ from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgbo
 from skl2onnx import convert_sklearn, update_registered_converter
 from skl2onnx.common.data_types import FloatTensorType
 from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+from sklearn.ensemble import RandomForestClassifier
 from xgboost import XGBClassifier
 
 from hubscore import __version__
@@ -63,8 +64,26 @@ def to_onnx(estimator: Any, n_features: int) -> bytes:
         options={id(estimator): {"zipmap": False}},
         target_opset=OPSET,
     )
+    if isinstance(estimator, RandomForestClassifier):
+        _route_forest_missing_values(proto, estimator)
     serialized: bytes = _positive_output(proto).SerializeToString()
     return serialized
+
+
+def _route_forest_missing_values(proto: onnx.ModelProto, forest: RandomForestClassifier) -> None:
+    """Write each split's learned missing-value direction into the ONNX trees.
+
+    skl2onnx 1.20 converts a forest with every `nodes_missing_value_tracks_true` at 0, so NaN
+    would always take the false branch; scikit-learn routes NaN by `missing_go_to_left`, and
+    a `BRANCH_LEQ` node's true branch is the left child.
+    """
+    ensemble = next(n for n in proto.graph.node if n.op_type.startswith("TreeEnsemble"))
+    attributes = {a.name: a for a in ensemble.attribute}
+    trees, nodes = attributes["nodes_treeids"].ints, attributes["nodes_nodeids"].ints
+    left = [tree.tree_.missing_go_to_left for tree in forest.estimators_]
+    tracks = [int(left[t][n]) for t, n in zip(trees, nodes, strict=True)]
+    del attributes["nodes_missing_value_tracks_true"].ints[:]
+    attributes["nodes_missing_value_tracks_true"].ints.extend(tracks)
 
 
 def _positive_output(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -159,7 +159,7 @@ def fit_family(
 ) -> tuple[Model, encoding.EncoderSpec]:
     """Fit encoders and a model on `frame` (training rows only)."""
     spec = encoders.fit_encoders(
-        frame, config.encoding, scale=name == "logreg", missing_flags=missing_flags
+        frame, config.encoding, linear=name == "logreg", missing_flags=missing_flags
     )
     model = make_model(name, config).fit(encoding.encode(frame, spec), labels(frame))
     return model, spec
