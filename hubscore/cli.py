@@ -196,7 +196,12 @@ def score(
     batch_size: Annotated[int | None, typer.Option(min=1, help="Rows per batch.")] = None,
     threads: Annotated[int | None, typer.Option(min=0, help="onnxruntime threads.")] = None,
     fail_on_drift: Annotated[
-        float | None, typer.Option(min=0.0, help="Exit 7 if any feature's PSI exceeds this.")
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Exit 7 if a feature's PSI exceeds this (per-feature limits: "
+            "scoring.drift_allowances).",
+        ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
@@ -210,7 +215,12 @@ def score(
     day = parse_date(as_of)
     with handle_errors(), handle_interrupts():
         cfg = resolve_config(
-            config, **{"scoring.batch_size": batch_size, "scoring.threads": threads}
+            config,
+            **{
+                "scoring.batch_size": batch_size,
+                "scoring.threads": threads,
+                "scoring.fail_on_drift": fail_on_drift,
+            },
         )
         scorer = load_scorer(model or cfg.data.models_dir / "latest", threads=cfg.scoring.threads)
         with progress_bar(enabled=not quiet and stderr.is_terminal) as on_progress:
@@ -222,7 +232,8 @@ def score(
                 top_k=top_k,
                 as_of=day,
                 batch_size=cfg.scoring.batch_size,
-                fail_on_drift=fail_on_drift,
+                fail_on_drift=cfg.scoring.fail_on_drift,
+                drift_allowances=cfg.scoring.drift_allowances,
                 on_progress=on_progress,
             )
     render_summary(summary.to_dict(), as_json=json_output, quiet=quiet, log_format=log_format)
@@ -296,6 +307,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+class SearchMode(StrEnum):
+    """Whether `train` searches hyperparameters."""
+
+    on = "on"
+    off = "off"
+
+
 @app.command()
 def train(
     features: Annotated[
@@ -312,10 +330,20 @@ def train(
     track: Annotated[
         bool, typer.Option("--track", help="Log runs to MLflow (tracking.uri, else OUT/mlflow.db).")
     ] = False,
+    search: Annotated[
+        SearchMode | None,
+        typer.Option(
+            help="on: choose hyperparameters on the time folds (training.search); off: the "
+            "config's models section as it is."
+        ),
+    ] = None,
 ) -> None:
     """Train, evaluate and export models; print each run folder on stdout, the best last."""
     with handle_errors():
-        cfg = resolve_config(config, **{"training.model": model})
+        overrides: dict[str, Any] = {"training.model": model}
+        if search is SearchMode.off:
+            overrides["training.search"] = {"trials": 0}
+        cfg = resolve_config(config, **overrides)
         from hubscore.training.runs import (  # heavy: after the config check
             leaderboard,
             train_and_export,

@@ -6,7 +6,7 @@
 -- reach a labelled row. Windows are measured back from S on week_end:
 --   look-back: S - week_end < $lookback_days     recent: S - week_end < $recent_days
 --   prior:     $recent_days <= S - week_end < 2 * $recent_days (trend compares recent to prior)
--- Recency and tenure use all complete history, not only the look-back window.
+-- Recency uses all complete history; tenure is capped at the look-back window.
 
 -- name: usage_timeline
 -- First usage week, the last complete day of usage, and the latest CLOSEDATE.
@@ -242,7 +242,11 @@ copy (
         coalesce(a.USERS_EMAIL_max, 0) as USERS_EMAIL_max,
         a.USERS_EMAIL_std,
         s.cutoff - h.last_active_week_end as recency_days,
-        s.cutoff - h.first_week_start as tenure_days,
+        -- Capped at the look-back window: uncapped it is a calendar clock (bounded only by the
+        -- start of the files), so a model trained on one period would misread the next.
+        -- (DuckDB's least() skips NULLs: a company without usage must stay NULL.)
+        case when h.first_week_start is not null
+            then least(s.cutoff - h.first_week_start, $lookback_days::integer) end as tenure_days,
         coalesce(a.actions_recent, 0) as actions_recent,
         coalesce(a.actions_prior, 0) as actions_prior,
         ln((coalesce(a.actions_recent, 0) + 1) / (coalesce(a.actions_prior, 0) + 1))

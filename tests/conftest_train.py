@@ -111,6 +111,7 @@ def small_config(model: str = "xgboost", **overrides: Any) -> Config:
         "training.weekly_capacity": 5,
         "training.leaderboard_metric": "precision_at_5",
         "encoding.industry_min_frequency": 3,
+        "training.search": {"trials": 0},  # the config's parameters: tests that search say so
         **{f"models.{name}": params for name, params in SMALL_MODELS.items()},
         **overrides,
     }

@@ -46,7 +46,9 @@ def reference_features(
         "actions_per_user": total_actions / total_users if total_users else None,
         "days_active": 7 * window.filter(pl.col("actions") > 0).height,
         "recency_days": (cutoff - active["week_end"].max()).days if active.height else None,  # type: ignore[operator]
-        "tenure_days": (cutoff - seen["week_start"].min()).days if seen.height else None,  # type: ignore[operator]
+        "tenure_days": min((cutoff - seen["week_start"].min()).days, lookback)  # type: ignore[operator]
+        if seen.height
+        else None,
         "actions_recent": int(window.filter(pl.col("age") < recent)["actions"].sum()),
         "actions_prior": int(
             window.filter((pl.col("age") >= recent) & (pl.col("age") < 2 * recent))["actions"].sum()

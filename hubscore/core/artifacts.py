@@ -15,14 +15,17 @@ from typing import Any
 
 from hubscore.core.errors import ArtifactError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Version of the run-folder layout and of `manifest.json`.
 
 Bump it when a reader of the previous version would misread a new folder: a renamed or
 retyped manifest field, a new required file, a change of ONNX input/output layout or of the
 encoder spec's meaning. Keep a reader and a golden folder (tests/golden/) for every old one.
+
+2: encoders.json version 2 (NaN model inputs, flag groups, calibration); `fitted_on` and
+`metrics_describe` say what was shipped and what the metrics describe.
 """
-SUPPORTED_FORMAT_VERSIONS = (1,)
+SUPPORTED_FORMAT_VERSIONS = (1, 2)
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
@@ -53,6 +56,10 @@ class Manifest:
     verification: dict[str, Any] = field(default_factory=dict)
     training_data: dict[str, Any] = field(default_factory=dict)
     library_versions: dict[str, str] = field(default_factory=dict)
+    fitted_on: dict[str, Any] = field(default_factory=dict)
+    """The rows the shipped model was fitted on: refit mode, rows, positives, cutoffs."""
+    metrics_describe: str = ""
+    """What `metrics` were measured on (the evaluated fit, which may not be the shipped one)."""
     format_version: int = FORMAT_VERSION
 
     @property

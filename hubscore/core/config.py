@@ -73,6 +73,17 @@ class FeaturesConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    trials: int = 20
+    timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.trials >= 0, "training.search.trials", self.trials, ">= 0 (0: off)")
+        if self.timeout_s is not None:
+            _require(self.timeout_s > 0, "training.search.timeout_s", self.timeout_s, "> 0")
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     model: ModelName | Literal["all"] = "xgboost"
     test_size: float = 0.25
@@ -85,6 +96,8 @@ class TrainingConfig:
     leaderboard_metric: str = "precision_at_50"
     threads: int = 1
     class_weight: ClassWeight = "none"
+    refit: Literal["all", "train_side"] = "all"
+    search: SearchConfig = field(default_factory=SearchConfig)
 
     def __post_init__(self) -> None:
         _require(self.threads >= 1, "training.threads", self.threads, ">= 1")
@@ -127,10 +140,21 @@ class EncodingConfig:
 class ScoringConfig:
     batch_size: int = 65536
     threads: int = 1
+    fail_on_drift: float | None = None
+    drift_allowances: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "scoring.batch_size", self.batch_size, ">= 1")
         _require(self.threads >= 0, "scoring.threads", self.threads, ">= 0 (0: onnxruntime picks)")
+        if self.fail_on_drift is not None:
+            _require(self.fail_on_drift > 0, "scoring.fail_on_drift", self.fail_on_drift, "> 0")
+        for name, allowed in self.drift_allowances.items():
+            _require(
+                isinstance(allowed, int | float) and not isinstance(allowed, bool) and allowed > 0,
+                f"scoring.drift_allowances.{name}",
+                allowed,
+                "a PSI > 0",
+            )
 
 
 @dataclass(frozen=True)
@@ -143,6 +167,9 @@ class Config:
     encoding: EncodingConfig = field(default_factory=EncodingConfig)
     # Hyperparameters are passed to the libraries as they are; the trainers reject bad ones.
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Per family: hyperparameter (or `encoding.<key>`) -> {low, high, log, int, per_positive}
+    # or {choices: [...]}, sampled by `hubscore.training.search`.
+    search_space: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -205,7 +232,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any], *, source: str) -> No
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """Map HUBSCORE_FEATURES_LOOKBACK_DAYS=28 to {"features": {"lookback_days": 28}}."""
-    sections = {f.name for f in dataclasses.fields(Config)} - {"models"}
+    sections = {f.name for f in dataclasses.fields(Config)} - {"models", "search_space"}
     found: dict[str, dict[str, Any]] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX):

@@ -26,6 +26,7 @@ import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
 
 from hubscore.core import encoding
 from hubscore.core.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, read_manifest
+from hubscore.core.calibration import calibrate
 from hubscore.core.contract import KEY_COLUMNS, METADATA_KEYS
 from hubscore.core.errors import ArtifactError, SchemaError, ValidationError
 
@@ -105,7 +106,10 @@ class Scorer:
         return encoding.encode(df, self.spec)
 
     def run_model(self, matrix: np.ndarray) -> np.ndarray:
-        """Run the ONNX model on an encoded matrix (releases the GIL: safe in a worker thread)."""
+        """Return calibrated probabilities of an encoded matrix from the ONNX model.
+
+        onnxruntime releases the GIL: safe in a worker thread.
+        """
         if len(matrix) == 0:
             return np.empty(0, dtype=np.float32)
         (raw,) = self.session.run([self.manifest.onnx_output], {self.manifest.onnx_input: matrix})
@@ -113,7 +117,7 @@ class Scorer:
         # A two-column output is [P(0), P(1)]; exporters that already keep P(1) give (n,) or (n, 1).
         if probs.ndim == 2 and probs.shape[1] == 2:
             probs = probs[:, 1]
-        probs = np.ascontiguousarray(probs.reshape(-1))
+        probs = calibrate(np.ascontiguousarray(probs.reshape(-1)), self.spec.calibration)
         unscored = int(np.isnan(probs).sum())
         if unscored:  # not a probability: it would sort and label arbitrarily
             raise ValidationError(

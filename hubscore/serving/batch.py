@@ -88,9 +88,17 @@ def score_file(
     as_of: date | None = None,
     batch_size: int = 65536,
     fail_on_drift: float | None = None,
+    drift_allowances: Mapping[str, float] | None = None,
     on_progress: Progress | None = None,
 ) -> ScoreSummary:
-    """Score INPUT (Parquet or CSV) into OUTPUT (format from its extension), atomically."""
+    """Score INPUT (Parquet or CSV) into OUTPUT (format from its extension), atomically.
+
+    Args:
+        fail_on_drift: refuse (DriftError, exit 7) when a feature's PSI exceeds it.
+        drift_allowances: per-feature PSI limits that replace `fail_on_drift` for them.
+    """
+    allowances = dict(drift_allowances or {})
+    check_allowances(allowances, scorer)
     started = time.perf_counter()
     out_format = file_format(output_path, role="output")
     reader = open_input(input_path, scorer, batch_size=batch_size)
@@ -102,7 +110,7 @@ def score_file(
         try:
             drift = _score_to_scratch(reader, scorer, scratch, on_progress=on_progress)
             psi = drift.psi()
-            _check_drift(psi, fail_on_drift)
+            _check_drift(psi, fail_on_drift, allowances)
             ranked = _rank_scratch(scratch)
         finally:
             scratch.unlink(missing_ok=True)
@@ -275,15 +283,30 @@ class _ScratchWriter:
         return keys.height
 
 
-def _check_drift(psi: Mapping[str, float], limit: float | None) -> None:
-    if limit is None:
-        return
-    over = [(name, value) for name, value in worst_features(psi, limit=len(psi)) if value > limit]
+def check_allowances(allowances: Mapping[str, float], scorer: Scorer) -> None:
+    """Refuse drift allowances for features the model does not have (a typo allows nothing)."""
+    unknown = sorted(set(allowances) - set(scorer.manifest.feature_names))
+    if unknown:
+        raise ConfigError(
+            f"config key scoring.drift_allowances names {len(unknown)} features the model "
+            f"does not have: {', '.join(unknown)}",
+            hint="use feature names from the run folder's manifest.json",
+        )
+
+
+def _check_drift(
+    psi: Mapping[str, float], limit: float | None, allowances: Mapping[str, float]
+) -> None:
+    over = []
+    for name, value in worst_features(psi, limit=len(psi)):
+        allowed = allowances.get(name, limit)
+        if allowed is not None and value > allowed:
+            over.append(f"{name} {value:.3f} (allowed {allowed:g})")
     if over:
-        shown = ", ".join(f"{name} {value:.3f}" for name, value in over[:5])
         raise DriftError(
-            f"{len(over)} features drifted past PSI {limit}: {shown}",
-            hint="check the input build before sending this list; raise --fail-on-drift to accept",
+            f"{len(over)} features drifted past their allowed PSI: {', '.join(over[:5])}",
+            hint="check the input build before sending this list; raise --fail-on-drift or "
+            "scoring.drift_allowances.<feature> to accept",
         )
 
 

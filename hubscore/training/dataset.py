@@ -33,6 +33,7 @@ ORDER = "_order"
 BUILD_HINT = "build it with hubscore build-features from this hubscore version"
 Matrix = npt.NDArray[np.float32]
 Vector = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,22 @@ class WeeklyRanking:
         return out
 
 
+def weekly_precision(y: Ints, p: Vector, weeks: Ints, top_k: Sequence[int]) -> list[dict[str, Any]]:
+    """Return, week by week, the converters and how many of them each top-k list held."""
+    rows = []
+    for week in np.unique(weeks):
+        rows_of_week = np.flatnonzero(weeks == week)
+        ranked = y[rows_of_week[np.argsort(-p[rows_of_week], kind="stable")]]
+        row: dict[str, Any] = {
+            "cutoff": str(np.datetime64(int(week), "D")),
+            "companies": int(ranked.size),
+            "converters": int(ranked.sum()),
+        }
+        row |= {f"hits_at_{k}": int(ranked[:k].sum()) for k in top_k}
+        rows.append(row)
+    return rows
+
+
 def ranking_metrics(y: Ints, p: Vector, weeks: Ints, top_k: Sequence[int]) -> dict[str, Any]:
     """Return ROC-AUC, PR-AUC, base rate and precision/recall/lift at each k."""
     two_classes = np.unique(y).size == 2
@@ -98,6 +114,15 @@ def ranking_metrics(y: Ints, p: Vector, weeks: Ints, top_k: Sequence[int]) -> di
         out[f"recall_at_{k}"] = recall
         out[f"lift_at_{k}"] = precision / base if base else None
     return out
+
+
+def fold_metrics(fold: tuple[Ints, Vector, Ints], top_k: Sequence[int]) -> dict[str, Any]:
+    """Return the ranking and probability metrics of one cross-validation fold."""
+    y, p, weeks = fold
+    return {**ranking_metrics(y, p, weeks, top_k), **probability_metrics(y, p)}
+
+
+LOWER_IS_BETTER = ("log_loss", "brier")
 
 
 def probability_metrics(y: Ints, p: Vector) -> dict[str, Any]:

@@ -6,7 +6,8 @@ Every model is fitted on exactly the float32 matrix `encoding.encode` gives the 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightgbm as lgb
@@ -24,6 +25,7 @@ from hubscore.core.errors import ConfigError
 from hubscore.training import encoders
 from hubscore.training.dataset import (
     FeatureFile,
+    Ints,
     Matrix,
     Split,
     Vector,
@@ -35,9 +37,29 @@ from hubscore.training.dataset import (
 
 # Extra LightGBM keywords accepted beside its constructor's (it passes **kwargs to the core).
 _LGBM_EXTRA = {"scale_pos_weight", "is_unbalance", "max_bin", "extra_trees", "path_smooth"}
-
-
 _FIXED = {"n_jobs", "random_state", "seed", "deterministic", "verbose", "verbosity"}
+
+
+EARLY_STOPPING_ROUNDS = 50
+BOOSTERS = ("xgboost", "lightgbm")
+
+
+def resolve_sizes(params: Mapping[str, Any], positives: int) -> dict[str, Any]:
+    """Turn `{per_positive: x}` values into x times the positive training rows (at least 1).
+
+    Leaf sizes that count rows mean different things at 400 and at 40,000 positives; relative
+    to the positives they mean the same on a small file and a large one.
+    """
+    resolved = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            size = float(value["per_positive"]) * max(positives, 1)
+            value = max(1, round(size)) if key in _INTEGER_SIZES else max(size, 1e-3)
+        resolved[key] = value
+    return resolved
+
+
+_INTEGER_SIZES = {"min_child_samples", "min_samples_leaf", "min_samples_split", "num_leaves"}
 
 
 @dataclass
@@ -48,12 +70,22 @@ class Model:
     estimator: Any
     params: dict[str, Any] = field(default_factory=dict)
     class_weight: ClassWeight = "none"
+    best_iteration: int | None = None
+    """Trees kept by early stopping, when it ran."""
 
-    def fit(self, x: Matrix, y: npt.NDArray[np.int64]) -> Model:
-        """Fit on the encoded matrix; bad hyperparameters raise ConfigError."""
+    def fit(
+        self, x: Matrix, y: npt.NDArray[np.int64], *, stop_on: tuple[Matrix, Ints] | None = None
+    ) -> Model:
+        """Fit on the encoded matrix; bad hyperparameters raise ConfigError.
+
+        Args:
+            stop_on: a later, time-ordered validation fold: boosters stop adding trees when
+                its log loss has not improved for `EARLY_STOPPING_ROUNDS` rounds.
+        """
         self._weigh_classes(y)
+        self.estimator.set_params(**resolve_sizes(self.params, int(y.sum())))
         try:
-            self.estimator.fit(x, y)
+            self._fit(x, y, stop_on)
         except (ValueError, TypeError, xgb.core.XGBoostError, lgb.basic.LightGBMError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(
@@ -65,12 +97,28 @@ class Model:
             self.estimator.set_params(n_jobs=1)
         return self
 
+    def _fit(self, x: Matrix, y: Ints, stop_on: tuple[Matrix, Ints] | None) -> None:
+        if stop_on is None or self.name not in BOOSTERS:
+            self.estimator.fit(x, y)
+            return
+        if self.name == "xgboost":
+            self.estimator.set_params(early_stopping_rounds=EARLY_STOPPING_ROUNDS)
+            self.estimator.fit(x, y, eval_set=[stop_on], verbose=False)
+            self.best_iteration = int(self.estimator.best_iteration) + 1
+            return
+        stop = lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)
+        x_val, y_val = stop_on
+        self.estimator.fit(
+            x, y, eval_X=(x_val,), eval_y=(y_val,), eval_metric="binary_logloss", callbacks=[stop]
+        )
+        self.best_iteration = int(self.estimator.best_iteration_ or self.estimator.n_estimators)
+
     def _weigh_classes(self, y: npt.NDArray[np.int64]) -> None:
         """Weight positives per `training.class_weight`, unless the hyperparameters do."""
         positives = max(int(y.sum()), 1)
         ratio = (len(y) - positives) / positives
         weight = {"none": 1.0, "sqrt": math.sqrt(ratio), "balanced": ratio}[self.class_weight]
-        if self.name in ("xgboost", "lightgbm"):
+        if self.name in BOOSTERS:
             if "scale_pos_weight" not in self.params:
                 self.estimator.set_params(scale_pos_weight=weight)
         elif "class_weight" not in self.params:
@@ -87,21 +135,39 @@ class Model:
         return np.asarray(self.estimator.feature_importances_, dtype=np.float64)
 
 
-@dataclass
+@dataclass(frozen=True)
+class Choice:
+    """A family's hyperparameters and encoding overrides, as config or the search gave them."""
+
+    model: dict[str, Any]
+    encoding: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, name: ModelName, config: Config) -> Config:
+        """Return `config` with these hyperparameters and encoding options in force."""
+        models = {**config.models, name: self.model}
+        return replace(config, models=models, encoding=replace(config.encoding, **self.encoding))
+
+
+Fold = tuple[Ints, Vector, Ints]
+"""One out-of-fold prediction set: validation labels, predictions, week codes."""
+
+
+@dataclass(frozen=True)
 class Trained:
-    """A family fitted on the training side, with everything evaluation and export need."""
+    """A family evaluated on the held-out side and fitted for export, with what both need."""
 
     name: ModelName
     model: Model
+    """The fit on the training side: what the held-out metrics describe."""
     spec: encoding.EncoderSpec
     split: Split
-    folds: list[tuple[npt.NDArray[np.int64], Vector, npt.NDArray[np.int64]]]
-    """Per CV fold: validation labels, predictions, week codes."""
+    folds: list[Fold]
     test: pl.DataFrame
     x_test: Matrix
-    y_test: npt.NDArray[np.int64]
+    y_test: Ints
     p_test: Vector
     train_frame: pl.DataFrame
+    choice: Choice
 
 
 def make_model(name: ModelName, config: Config) -> Model:
@@ -122,8 +188,8 @@ def make_model(name: ModelName, config: Config) -> Model:
             hint=f"known: {', '.join(sorted(set(base.get_params()) - _FIXED))}",
         )
     try:
-        base.set_params(**params)
-    except (ValueError, TypeError) as exc:
+        base.set_params(**resolve_sizes(params, positives=100))  # values checked, sizes later
+    except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"models.{name}: {exc}", hint=f"fix models.{name}") from None
     return Model(name, base, params, config.training.class_weight)
 
@@ -155,43 +221,83 @@ def _defaults(name: ModelName, seed: int, *, threads: int) -> tuple[Any, set[str
 
 
 def fit_family(
-    name: ModelName, frame: pl.DataFrame, config: Config, *, missing_flags: bool = True
+    name: ModelName,
+    frame: pl.DataFrame,
+    config: Config,
+    *,
+    missing_flags: bool = True,
+    stop_on: pl.DataFrame | None = None,
 ) -> tuple[Model, encoding.EncoderSpec]:
-    """Fit encoders and a model on `frame` (training rows only)."""
+    """Fit encoders and a model on `frame` (training rows only).
+
+    Args:
+        stop_on: a later validation frame for the boosters' early stopping.
+    """
     spec = encoders.fit_encoders(
         frame, config.encoding, linear=name == "logreg", missing_flags=missing_flags
     )
-    model = make_model(name, config).fit(encoding.encode(frame, spec), labels(frame))
+    stop = None if stop_on is None else (encoding.encode(stop_on, spec), labels(stop_on))
+    model = make_model(name, config).fit(encoding.encode(frame, spec), labels(frame), stop_on=stop)
     return model, spec
 
 
-def train_family(name: ModelName, ff: FeatureFile, split: Split, config: Config) -> Trained:
-    """Cross-validate on the training side, then fit on all of it and predict the test side."""
-    folds = []
+def cross_validate(
+    name: ModelName, ff: FeatureFile, split: Split, config: Config, *, early_stopping: bool
+) -> tuple[list[Fold], list[int]]:
+    """Fit on each expanding-window fold and predict its validation weeks.
+
+    Returns the out-of-fold predictions and, for boosters stopped early, each fold's trees.
+    """
+    folds, trees = [], []
     days = week_codes(ff.frame)
     for fit_rows, val_rows in cv_folds(ff, split, config):
-        model, spec = fit_family(name, take(ff.frame, fit_rows), config)
         val = take(ff.frame, val_rows)
-        p = model.predict_proba(encoding.encode(val, spec))
-        folds.append((labels(val), p, days[val_rows]))
+        stop_on = val if early_stopping and name in BOOSTERS else None
+        model, spec = fit_family(name, take(ff.frame, fit_rows), config, stop_on=stop_on)
+        folds.append((labels(val), model.predict_proba(encoding.encode(val, spec)), days[val_rows]))
+        if model.best_iteration is not None:
+            trees.append(model.best_iteration)
+    return folds, trees
+
+
+def train_family(
+    name: ModelName,
+    ff: FeatureFile,
+    split: Split,
+    config: Config,
+    *,
+    choice: Choice,
+    folds: list[Fold],
+) -> Trained:
+    """Fit the chosen parameters on the whole training side and predict the test side."""
+    config = choice.config(name, config)
     train_frame = take(ff.frame, split.train)
     model, spec = fit_family(name, train_frame, config)
     round_thresholds_down(model)
     test = take(ff.frame, split.test)
     x_test = encoding.encode(test, spec)
-    y_test = test.get_column(LABEL).cast(pl.Int64).to_numpy()
     return Trained(
-        name,
-        model,
-        spec,
-        split,
-        folds,
-        test,
-        x_test,
-        y_test,
-        model.predict_proba(x_test),
-        train_frame,
+        name=name,
+        model=model,
+        spec=spec,
+        split=split,
+        folds=folds,
+        test=test,
+        x_test=x_test,
+        y_test=test.get_column(LABEL).cast(pl.Int64).to_numpy(),
+        p_test=model.predict_proba(x_test),
+        train_frame=train_frame,
+        choice=choice,
     )
+
+
+def refit_all(
+    name: ModelName, ff: FeatureFile, config: Config, *, choice: Choice
+) -> tuple[Model, encoding.EncoderSpec]:
+    """Fit the chosen parameters on every labelled row: the model that is shipped."""
+    model, spec = fit_family(name, ff.frame, choice.config(name, config))
+    round_thresholds_down(model)
+    return model, spec
 
 
 def round_thresholds_down(model: Model) -> None:

@@ -1,217 +1,339 @@
-"""Draw a run's plots and write its self-contained report.html."""
+"""Write a run's self-contained report.html from its metrics.json, and nothing else.
+
+Every sentence is built from this run's numbers (`summary_sentences`): the report claims only
+what the run computed. Plots are inlined, so the page is one file.
+"""
 
 from __future__ import annotations
 
 import base64
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import polars as pl
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
-
-from hubscore.training.evaluate import Ints, Vector, WeeklyRanking, threshold_metrics
+OVER, UNDER = 1.15, 1 / 1.15
+"""Σp / converters beyond these bounds is called over- or under-stated."""
 
 
-def write_plots(
-    out_dir: Path, y: Ints, p: Vector, weeks: Ints, *, threshold: float, importance: pl.DataFrame
-) -> list[Path]:
-    """Draw the evaluation plots as PNG files in `out_dir`; return their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on cron hosts; must precede pyplot
-    import matplotlib.pyplot as plt
-
-    drawers: dict[str, Callable[[Any], None]] = {
-        "confusion_matrix.png": lambda ax: _plot_confusion(ax, y, p, threshold),
-        "roc_curve.png": lambda ax: _plot_roc(ax, y, p),
-        "pr_curve.png": lambda ax: _plot_pr(ax, y, p),
-        "calibration.png": lambda ax: _plot_calibration(ax, y, p),
-        "precision_recall_vs_list_size.png": lambda ax: _plot_list_size(ax, y, p, weeks),
-        "feature_importance.png": lambda ax: _plot_importance(ax, importance),
-    }
-    paths = []
-    for name, draw in drawers.items():
-        fig, ax = plt.subplots(figsize=(6, 4.5 if name != "feature_importance.png" else 6))
-        draw(ax)
-        fig.tight_layout()
-        fig.savefig(out_dir / name, dpi=90, metadata={"Software": None})
-        plt.close(fig)
-        paths.append(out_dir / name)
-    return paths
-
-
-def _plot_confusion(ax: Any, y: Ints, p: Vector, threshold: float) -> None:
-    c = threshold_metrics(y, p, threshold)["confusion"]
-    grid = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
-    ax.imshow(grid, cmap="Blues")
-    for (i, j), value in np.ndenumerate(grid):
-        ax.text(j, i, str(value), ha="center", va="center")
-    ax.set_xticks([0, 1], ["predicted 0", "predicted 1"])
-    ax.set_yticks([0, 1], ["actual 0", "actual 1"])
-    ax.set_title(f"Confusion matrix at threshold {threshold:.4f}")
+def summary_sentences(metrics: Mapping[str, Any], *, capacity: int, horizon: int) -> list[str]:
+    """Return the plain-language summary for a sales lead, computed from `metrics`."""
+    weekly = metrics.get("test_weekly", [])
+    baseline = metrics.get("baseline_weekly", [])
+    sentences = []
+    key = f"hits_at_{capacity}"
+    if weekly and key in weekly[0]:
+        hits = _mean([w[key] for w in weekly])
+        found = _mean([w[key] for w in baseline]) if baseline else None
+        interval = metrics.get("test_intervals", {}).get(f"precision_at_{capacity}")
+        span = f" (90% interval {interval[0] * capacity:.1f} to {interval[1] * capacity:.1f})"
+        text = (
+            f"Of the {capacity} companies listed each test week ({len(weekly)} weeks, "
+            f"{weekly[0]['cutoff']} to {weekly[-1]['cutoff']}), {hits:.1f} converted within "
+            f"{horizon} days on average{span if interval else ''}"
+        )
+        if found is not None:
+            text += f"; ranking by recent activity found {found:.1f}"
+        sentences.append(text + ".")
+        converters = sum(w["converters"] for w in weekly)
+        listed = sum(w[key] for w in weekly)
+        if converters:
+            sentences.append(
+                f"The lists held {listed} of the {converters} company-weeks that converted "
+                f"({listed / converters:.0%})."
+            )
+    sentences += _calibration_sentences(metrics.get("calibration"))
+    sentences += _shipped_sentences(metrics)
+    sentences += _leaderboard_sentences(metrics)
+    return sentences
 
 
-def _plot_roc(ax: Any, y: Ints, p: Vector) -> None:
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, _ = roc_curve(y, p)
-    ax.plot(fpr, tpr, label=f"model (AUC {roc_auc_score(y, p):.3f})")
-    ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
-    ax.legend()
-
-
-def _plot_pr(ax: Any, y: Ints, p: Vector) -> None:
-    precision, recall, _ = precision_recall_curve(y, p)
-    ax.plot(recall, precision, label=f"model (AP {average_precision_score(y, p):.3f})")
-    ax.axhline(float(y.mean()), linestyle="--", color="grey", label="base rate")
-    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall curve")
-    ax.legend()
+def _calibration_sentences(calibration: Mapping[str, Any] | None) -> list[str]:
+    if not calibration:
+        return []
+    after = calibration["after"]["expected_over_observed"]
+    before = calibration["before"]["expected_over_observed"]
+    return [
+        f"Predicted probabilities add up to {after:.2f} times the conversions that happened "
+        f"on the test weeks ({_stated(after)}; {_stated(before)} before calibration, "
+        f"{before:.2f} times). Calibration: {calibration['method']}, chosen by "
+        f"{calibration.get('chosen_by') or 'default'}."
+    ]
 
 
-def _plot_calibration(ax: Any, y: Ints, p: Vector) -> None:
-    edges = np.unique(np.quantile(p, np.linspace(0, 1, 11)))
-    bins = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(edges.size - 2, 0))
-    mean_p = [float(p[bins == b].mean()) for b in np.unique(bins)]
-    rate = [float(y[bins == b].mean()) for b in np.unique(bins)]
-    ax.plot(mean_p, rate, "o-", label="model (deciles of score)")
-    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
-    ax.set(xlabel="mean predicted probability", ylabel="observed rate", title="Calibration")
-    ax.legend()
+def _stated(ratio: float) -> str:
+    if ratio > OVER:
+        return "over-stated"
+    if ratio < UNDER:
+        return "under-stated"
+    return "within 15%"
 
 
-def _plot_list_size(ax: Any, y: Ints, p: Vector, weeks: Ints) -> None:
-    sizes = np.unique(
-        np.geomspace(
-            5, max(10, np.bincount(np.unique(weeks, return_inverse=True)[1]).max()), 25
-        ).astype(int)
+def _shipped_sentences(metrics: Mapping[str, Any]) -> list[str]:
+    shipped = metrics.get("shipped")
+    if not shipped:
+        return []
+    text = (
+        f"The shipped model was fitted on {shipped['rows']:,} rows ({shipped['positives']:,} "
+        f"positive) with cutoffs {shipped['first_cutoff']} to {shipped['last_cutoff']}"
     )
-    pairs = WeeklyRanking.of(p, weeks).top_k(y, [int(k) for k in sizes])
-    ax.plot(sizes, [pr[0] for pr in pairs], label="precision@k")
-    ax.plot(sizes, [pr[1] or 0.0 for pr in pairs], label="recall@k")
-    ax.set_xscale("log")
-    ax.set(
-        xlabel="list size per week (k)", ylabel="share", title="Precision and recall vs list size"
+    if shipped["refit"] == "all":
+        text += (
+            "; the metrics here describe the same parameters fitted on the training side only "
+            "and scored on weeks it never saw"
+        )
+    return [text + "."]
+
+
+def _leaderboard_sentences(metrics: Mapping[str, Any]) -> list[str]:
+    board = metrics.get("leaderboard") or []
+    if len(board) < 2:
+        return []
+    metric = next(k for k in board[0] if k not in ("place", "model", "run"))
+    close = [row["model"] for row in board[1:] if row.get("overlaps_winner")]
+    text = (
+        f"{len(board)} families were trained; {board[0]['model']} ranked first by {metric} "
+        f"({_fmt(board[0][metric])})"
     )
-    ax.legend()
-
-
-def _plot_importance(ax: Any, importance: pl.DataFrame) -> None:
-    top = importance.head(20).reverse()
-    ax.barh(top.get_column("feature").to_list(), top.get_column("importance").to_list())
-    ax.set(title="Feature importance (top 20)", xlabel="importance")
-    ax.tick_params(axis="y", labelsize=7)
-
-
-ASSUMPTIONS = (
-    "There is no sign-up date: a free company counts as eligible from the start of the file.",
-    "About a quarter of converters show no usage before converting; usage cannot find them, "
-    "so recall has a ceiling.",
-    "Firmographic missingness differs sharply between customers and free companies; if fields "
-    "were filled in after conversion, missingness flags leak the label. The ablation below "
-    "shows how much lift survives without them.",
-    "Positives are few and clustered (one company is positive at several consecutive "
-    "cutoffs): small differences between models may be noise.",
-    "Models weight positives up (class imbalance), so probabilities are over-stated; rank "
-    "and thresholds, not the raw probability, carry the meaning.",
-)
+    if close:
+        text += f", and the 90% intervals of {', '.join(close)} overlap it"
+    return [text + "."]
 
 
 def write_report(path: Path, metrics: Mapping[str, Any], *, plots: Sequence[Path]) -> None:
-    """Write a self-contained report.html: metrics, split, thresholds, plots inlined."""
-    parts = [
+    """Write a self-contained report.html: summary, leaderboard, weekly lists, calibration,
+    search, metrics, thresholds, verification, plots and the data-quality profile."""
+    horizon = int(metrics["horizon_days"])
+    capacity = int(metrics["weekly_capacity"])
+    sections = [
         f"<h1>hubscore run {escape(str(metrics.get('run', '')))}</h1>",
-        f"<p>Model <b>{escape(str(metrics['model']))}</b>, target "
-        f"<b>{escape(str(metrics['target']))}</b>. Rows are company-week snapshots; "
-        "weekly metrics rank each cutoff's companies and average over test weeks.</p>",
-        "<h2>Test metrics vs baseline (rank by recent activity)</h2>",
-        _html_compare(metrics["test"], metrics["baseline"]),
-        "<h2>90% intervals, resampling companies</h2>",
-        "<p>A company appears at many weekly cutoffs, so intervals resample companies, not "
-        "rows.</p>",
-        _html_table(
-            [
-                {"metric": k, "low": lo, "high": hi}
-                for k, (lo, hi) in metrics.get("test_intervals", {}).items()
-            ]
+        f"<p class='lead'>Model <b>{escape(str(metrics['model']))}</b>, target "
+        f"<b>{escape(str(metrics['target']))}</b>.</p>",
+        "<h2>In short</h2><ul>",
+        *(
+            f"<li>{escape(s)}</li>"
+            for s in summary_sentences(metrics, capacity=capacity, horizon=horizon)
         ),
-        "<h2>Cross-validation (mean ± std)</h2>",
-        _html_table(
-            [{"metric": k, "mean": v["mean"], "std": v["std"]} for k, v in metrics["cv"].items()]
-        ),
-        "<h2>Split</h2>",
-        _html_split(metrics["split"]),
-        "<h2>Thresholds</h2>",
-        _html_table([{"name": k, "value": v} for k, v in metrics["thresholds"].items()]),
-        _html_table(metrics["threshold_table"]),
-        "<h2>Lift without missingness flags</h2>",
-        _html_table([{"metric": k, "value": v} for k, v in metrics["ablation"].items()]),
-        "<h2>Export verification</h2>",
-        _html_table([{"check": k, "value": v} for k, v in metrics.get("verification", {}).items()]),
-        "<h2>Plots</h2>",
-        *(_html_image(p) for p in plots),
-        "<h2>Data quality</h2>",
-        _html_quality(metrics.get("quality")),
-        "<h2>What the data cannot tell</h2><ul>",
-        *(f"<li>{escape(a)}</li>" for a in ASSUMPTIONS),
         "</ul>",
+        *_section("Leaderboard (all families of this run)", _table(metrics.get("leaderboard"))),
+        *_section("The weekly list, week by week (test side)", _weekly(metrics)),
+        *_section("Test metrics vs the baseline (rank by recent activity)", _compare(metrics)),
+        *_section(
+            "90% intervals, resampling companies",
+            "<p>A company appears at many weekly cutoffs, so intervals resample companies.</p>"
+            + _table(
+                [
+                    {"metric": k, "low": v[0], "high": v[1]}
+                    for k, v in metrics.get("test_intervals", {}).items()
+                ]
+            ),
+        ),
+        *_section("Calibration (test side)", _calibration(metrics.get("calibration"))),
+        *_section("Hyperparameter search", _search(metrics.get("search"))),
+        *_section(
+            "Cross-validation (expanding window, mean ± std over folds)",
+            _table([{"metric": k, **v} for k, v in metrics["cv"].items()]),
+        ),
+        *_section("Split and shipped model", _split(metrics)),
+        *_section(
+            "Thresholds (chosen on calibrated out-of-fold predictions)",
+            _table([{"name": k, "value": v} for k, v in metrics["thresholds"].items()])
+            + _table(
+                [
+                    {"band": k, "from probability": v}
+                    for k, v in metrics.get("confidence_bands", {}).items()
+                ]
+            )
+            + _table(metrics["threshold_table"]),
+        ),
+        *_section(
+            "Lift without missingness flags",
+            _table([{"metric": k, "value": v} for k, v in metrics["ablation"].items()]),
+        ),
+        *_section(
+            "Export verification",
+            _table([{"check": k, "value": v} for k, v in metrics.get("verification", {}).items()]),
+        ),
+        "<h2>Plots</h2>",
+        *(_image(p) for p in plots),
+        *_section("Data quality", _quality(metrics.get("quality"))),
     ]
-    style = (
-        "body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 8px}"
-        "img{max-width:100%}"
-    )
     html = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>hubscore report</title>"
-        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>hubscore report {escape(str(metrics.get('run', '')))}</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>\n"
     )
     path.write_text(html, encoding="utf-8")
 
 
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:64em;margin:2em auto;padding:0 1em;"
+    "color:#222;line-height:1.45}h2{margin-top:2em;border-bottom:1px solid #ddd}"
+    ".lead{font-size:1.1em}.scroll{overflow-x:auto}"
+    "table{border-collapse:collapse;margin:.8em 0;font-size:.9em}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}"
+    "td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}"
+    "img{max-width:100%;height:auto}figure{margin:1em 0}"
+)
+
+
+def _section(title: str, body: str) -> list[str]:
+    return [f"<h2>{escape(title)}</h2>", body] if body else []
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
 def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return escape({True: "yes", False: "no", None: "—"}[value])
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+            return f"{value:.3g}"
+        return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1e5 else f"{value:,.0f}"
+    if isinstance(value, list | tuple):
+        return escape(", ".join(_plain(v) for v in value))
+    if isinstance(value, Mapping):
+        return escape("; ".join(f"{k}: {_plain(v)}" for k, v in value.items()))
+    return escape(str(value))
+
+
+def _plain(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
-    return escape("—" if value is None else str(value))
+    return str(value)
 
 
-def _html_table(rows: Sequence[Mapping[str, Any]]) -> str:
+def _table(rows: Sequence[Mapping[str, Any]] | None) -> str:
     if not rows:
-        return "<p>none</p>"
-    head = "".join(f"<th>{escape(str(k))}</th>" for k in rows[0])
+        return ""
+    columns = list(rows[0])
+    head = "".join(f"<th>{escape(str(c))}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row.values()) + "</tr>" for row in rows
+        "<tr>"
+        + "".join(
+            f"<td class='n'>{_fmt(row.get(c))}</td>"
+            if isinstance(row.get(c), int | float) and not isinstance(row.get(c), bool)
+            else f"<td>{_fmt(row.get(c))}</td>"
+            for c in columns
+        )
+        + "</tr>"
+        for row in rows
     )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
 
 
-def _html_compare(test: Mapping[str, Any], baseline: Mapping[str, Any]) -> str:
+def _weekly(metrics: Mapping[str, Any]) -> str:
+    baseline = {w["cutoff"]: w for w in metrics.get("baseline_weekly", [])}
+    rows = []
+    for week in metrics.get("test_weekly", []):
+        row = dict(week)
+        for key in [k for k in week if k.startswith("hits_at_")]:
+            row[f"baseline_{key}"] = baseline.get(week["cutoff"], {}).get(key)
+        rows.append(row)
+    note = "<p>hits_at_k: converters within the week's top k; baseline: rank by recent actions.</p>"
+    return note + _table(rows) if rows else ""
+
+
+def _compare(metrics: Mapping[str, Any]) -> str:
+    test, baseline = metrics["test"], metrics["baseline"]
     rows = [
         {"metric": k, "model": v, "baseline": baseline.get(k)}
         for k, v in test.items()
         if not isinstance(v, dict)
     ]
-    confusion = test.get("confusion", {})
     rows += [
-        {"metric": f"confusion {k}", "model": v, "baseline": None} for k, v in confusion.items()
+        {"metric": f"confusion {k}", "model": v, "baseline": None}
+        for k, v in test.get("confusion", {}).items()
     ]
-    return _html_table(rows)
+    return _table(rows)
 
 
-def _html_split(split: Mapping[str, Any]) -> str:
+def _calibration(calibration: Mapping[str, Any] | None) -> str:
+    if not calibration:
+        return ""
+    summary = [
+        {"": side, **{k: calibration[side][k] for k in ("brier", "ece", "expected_over_observed")}}
+        for side in ("before", "after")
+    ]
+    losses = calibration.get("validation_log_loss") or {}
+    chosen = (
+        f"<p>Method <b>{escape(str(calibration['method']))}</b>, chosen by "
+        f"{escape(str(calibration.get('chosen_by')))}; validation log loss: "
+        f"{escape(', '.join(f'{m} {v:.5f}' for m, v in losses.items()) or 'not computed')}.</p>"
+    )
+    reliability = "<p>By decile of calibrated probability:</p>" + _table(
+        calibration["after"]["reliability"]
+    )
+    return chosen + _table(summary) + reliability
+
+
+def _search(search: Mapping[str, Any] | None) -> str:
+    if not search:
+        return ""
+    intro = (
+        f"<p>{search['trials']} trials; chosen by {escape(str(search['chosen_by']))}. "
+        f"Chosen parameters: {_fmt(search['chosen']['params'])} "
+        f"(CV {escape(str(search['chosen']['metric']))} "
+        f"{_fmt(search['chosen']['metric_mean'])} ± {_fmt(search['chosen']['metric_std'])}).</p>"
+    )
+    rows = [
+        {
+            "trial": r["trial"],
+            "params": r["params"],
+            f"cv {r['metric']} mean": r["metric_mean"],
+            "std": r["metric_std"],
+            "pr_auc (tie-break)": r["tie_break_mean"],
+        }
+        for r in search.get("trials", [])
+    ]
+    return intro + _table(rows)
+
+
+def _split(metrics: Mapping[str, Any]) -> str:
+    split = metrics["split"]
     rows = [{"side": side, **split[side]} for side in ("train", "test")]
-    return f"<p>{escape(split['kind'])} split, gap {split['gap_days']} days</p>" + _html_table(rows)
+    shipped = metrics.get("shipped")
+    if shipped:
+        rows.append(
+            {
+                "side": f"shipped (refit: {shipped['refit']})",
+                **{k: shipped.get(k) for k in split["train"]},
+            }
+        )
+    gap = f"<p>{escape(split['kind'])} split, gap {split['gap_days']} days.</p>"
+    return gap + _table(rows)
 
 
-def _html_image(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f"<figure><img alt='{escape(path.stem)}' src='data:image/png;base64,{data}'></figure>"
-
-
-def _html_quality(quality: Any) -> str:
+def _quality(quality: Mapping[str, Any] | None) -> str:
     if not quality:
         return "<p>No quality.json was found next to the feature file.</p>"
-    return f"<pre>{escape(json.dumps(quality, indent=2, sort_keys=True, default=str))}</pre>"
+    parts = []
+    files = quality.get("files", {})
+    parts.append(_table([{"file": name, **info} for name, info in files.items()]))
+    parts.append(_table(quality.get("missing_by_label")))
+    for key in ("usage", "customers", "spine"):
+        if isinstance(quality.get(key), Mapping):
+            parts.append(
+                f"<h3>{escape(key)}</h3>"
+                + _table([{"measure": k, "value": v} for k, v in quality[key].items()])
+            )
+    if quality.get("rejects"):
+        parts.append("<h3>rejects</h3>" + _table(quality["rejects"]))
+    assumptions = quality.get("assumptions") or []
+    if assumptions:
+        parts.append(
+            "<h3>What the files cannot tell</h3><ul>"
+            + "".join(f"<li>{escape(str(a))}</li>" for a in assumptions)
+            + "</ul>"
+        )
+    return "".join(parts)
+
+
+def _image(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"<figure><img alt='{escape(path.stem)}' src='data:image/png;base64,{data}'></figure>"

@@ -6,6 +6,7 @@ The run folder is staged beside its final name and renamed only after the verifi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -20,11 +21,21 @@ import yaml
 
 from hubscore import __version__
 from hubscore.core import artifacts, atomic, encoding
+from hubscore.core.calibration import calibrate
 from hubscore.core.config import MODEL_NAMES, Config, ModelName
 from hubscore.core.contract import RAW_FEATURES
 from hubscore.core.drift import profile_features
 from hubscore.core.errors import ConfigError
-from hubscore.training import dataset, evaluate, models, report
+from hubscore.training import (
+    assess,
+    calibration,
+    dataset,
+    evaluate,
+    models,
+    plots,
+    report,
+    search,
+)
 from hubscore.training.export import (
     INPUT,
     OUTPUT,
@@ -94,22 +105,27 @@ def train_and_export(
 ) -> list[RunResult]:
     """Train the configured family (or all four), export each run, move `latest` to the best.
 
-    Nothing is written unless every check passes; with `all`, `latest` moves only after all
-    four runs were accepted, to the best by `training.leaderboard_metric`.
+    Nothing is written unless every check passes: all run folders are staged, verified and
+    renamed into place together, then `latest` moves to the best by
+    `training.leaderboard_metric` (ties broken by the next metrics).
     """
-
     names = MODEL_NAMES if config.training.model == "all" else (config.training.model,)
     check_leaderboard_metric(config)
     for name in names:
         models.make_model(name, config)  # reject bad hyperparameters before any training
     ff = dataset.read_features(features)
     split = dataset.split_rows(ff, config)
-    results = []
-    with atomic.exclusive_lock(out_dir / "latest"):
+    with atomic.exclusive_lock(out_dir / "latest"), contextlib.ExitStack() as staging:
+        drafts = []
         for name in names:
             prefix = config.experiment.name + (f"-{name}" if len(names) > 1 else "")
-            results.append(_run_family(name, ff, split, config, out_dir=out_dir, prefix=prefix))
-        best = leaderboard(results, config.training.leaderboard_metric)[0]
+            target = out_dir / run_name(out_dir, prefix)
+            stage = staging.enter_context(atomic.atomic_dir(target))
+            drafts.append(_stage_family(name, ff, split, config, stage=stage, target=target))
+        board = leaderboard_table([d.result for d in drafts], config)
+        results = [_finish(draft, board, config) for draft in drafts]
+    best = leaderboard(results, config.training.leaderboard_metric)[0]
+    with atomic.exclusive_lock(out_dir / "latest"):
         update_latest(out_dir, best.run_dir.name)
     if track or config.tracking.uri:
         from hubscore.training import tracking
@@ -131,143 +147,238 @@ def check_leaderboard_metric(config: Config) -> None:
         )
 
 
-def leaderboard(results: Sequence[RunResult], metric: str) -> list[RunResult]:
-    """Sort runs best first by a test metric (lower is better for log_loss and brier)."""
-    sign = 1.0 if metric in ("log_loss", "brier") else -1.0
+LEADERBOARD_ORDER = ("pr_auc", "roc_auc", "recall_at_100", "log_loss")
+"""The metrics that break leaderboard ties, after `training.leaderboard_metric`."""
 
-    def key(result: RunResult) -> tuple[float, str]:
-        value = result.metrics["test"].get(metric)
-        return (sign * value if value is not None else float("inf"), result.model)
+
+def leaderboard(results: Sequence[RunResult], metric: str) -> list[RunResult]:
+    """Sort runs best first by a test metric, ties broken by `LEADERBOARD_ORDER`."""
+    keys = [metric, *(m for m in LEADERBOARD_ORDER if m != metric)]
+
+    def key(result: RunResult) -> tuple[Any, ...]:
+        test = result.metrics["test"]
+        values = []
+        for name in keys:
+            value = test.get(name)
+            sign = 1.0 if name in evaluate.LOWER_IS_BETTER else -1.0
+            values.append(sign * value if value is not None else float("inf"))
+        return (*values, result.model)
 
     return sorted(results, key=key)
 
 
-def _run_family(
+def leaderboard_table(results: Sequence[RunResult], config: Config) -> list[dict[str, Any]]:
+    """Rows of the leaderboard, best first; `overlaps_winner` where the 90% intervals do."""
+    metric = config.training.leaderboard_metric
+    ranked = leaderboard(results, metric)
+    winner = ranked[0].metrics.get("test_intervals", {}).get(metric)
+    rows = []
+    for place, result in enumerate(ranked, start=1):
+        interval = result.metrics.get("test_intervals", {}).get(metric)
+        overlaps = None
+        if winner and interval and place > 1:
+            overlaps = interval[1] >= winner[0] and winner[1] >= interval[0]
+        test = result.metrics["test"]
+        rows.append(
+            {
+                "place": place,
+                "model": result.model,
+                "run": result.run_dir.name,
+                metric: test.get(metric),
+                "interval": interval,
+                "overlaps_winner": overlaps,
+                **{m: test.get(m) for m in LEADERBOARD_ORDER if m != metric},
+            }
+        )
+    return rows
+
+
+@dataclass
+class _Draft:
+    """A staged, verified run folder waiting for the leaderboard and its report."""
+
+    result: RunResult
+    stage: Path
+    manifest: artifacts.Manifest
+    plots: list[Path]
+    log: RunLog
+
+
+def _stage_family(
     name: ModelName,
     ff: dataset.FeatureFile,
     split: dataset.Split,
     config: Config,
     *,
-    out_dir: Path,
-    prefix: str,
-) -> RunResult:
-
+    stage: Path,
+    target: Path,
+) -> _Draft:
+    """Search, evaluate, calibrate, refit and verify one family into its staged folder."""
     log = RunLog()
     log.add(f"hubscore {__version__}: training {name} on {ff.path} ({ff.frame.height} rows)")
     log.add(f"split: {json.dumps(split.report, sort_keys=True)}")
-    trained = models.train_family(name, ff, split, config)
-    log.add(f"cross-validated ({config.training.cv_folds} folds) and fitted {name}")
-    without, spec = models.fit_family(name, trained.train_frame, config, missing_flags=False)
+    searched = search.choose_params(name, ff, split, config)
+    log.add(f"parameters ({searched.summary['chosen_by']}): {searched.best['params']}")
+    trained = models.train_family(
+        name, ff, split, config, choice=searched.choice, folds=searched.folds
+    )
+    without, spec = models.fit_family(
+        name, trained.train_frame, searched.choice.config(name, config), missing_flags=False
+    )
     p_without = without.predict_proba(encoding.encode(trained.test, spec))
-    log.add("fitted the ablation without missingness flags")
-    metrics = evaluate_trained(trained, p_without, config, ff)
-    target = out_dir / run_name(out_dir, prefix)
-    return RunResult(name, target, _write_run(trained, metrics, config, ff, target, log))
+    log.add("fitted the training side and the ablation without missingness flags")
+    y_oof, p_oof, weeks_oof = assess.out_of_fold(trained.folds)
+    held_out = calibration.fit_calibration(y_oof, p_oof, weeks_oof)
+    metrics = assess.evaluate_trained(trained, held_out, p_without, config, ff)
+    metrics["search"] = {**searched.summary, "chosen": searched.best, "trials": searched.trials}
+    shipped = _ship(name, ff, trained, config, log)
+    metrics["shipped"] = shipped.fitted_on
+    stage.chmod(0o755)  # mkdtemp makes it owner-only; scoring may run as another user
+    manifest = _export(stage, shipped, metrics, ff, trained.test, name=target.name, log=log)
+    metrics = {**metrics, "run": target.name, "verification": manifest.verification}
+    p_test = calibrate(trained.p_test, held_out).astype(np.float64)
+    figures = _write_outputs(stage, trained, shipped, metrics, config, p_test=p_test)
+    log.add("wrote the run folder's files and plots")
+    return _Draft(RunResult(name, target, metrics), stage, manifest, figures, log)
 
 
-def evaluate_trained(
-    trained: models.Trained, p_without: np.ndarray, config: Config, ff: dataset.FeatureFile
-) -> dict[str, Any]:
-    """Return metrics.json: test, baseline, CV, thresholds, threshold table and ablation."""
+@dataclass(frozen=True)
+class _Shipped:
+    """The model that goes into the run folder, with its encoders and calibration."""
 
-    t = config.training
-    y, p, weeks = trained.y_test, trained.p_test, dataset.week_codes(trained.test)
-    fixed = None if t.decision_threshold == "auto" else float(t.decision_threshold)
-    thresholds = evaluate.choose_thresholds(
-        trained.folds, beta=t.f_beta, capacity=t.weekly_capacity, fixed=fixed
-    )
-    recent = trained.test.get_column(evaluate.BASELINE_FEATURE).cast(pl.Float64)
-    baseline_p = recent.fill_nan(None).fill_null(0.0).to_numpy()
-    test = evaluate.evaluate_predictions(
-        y, p, weeks, top_k=t.top_k, threshold=thresholds["decision"]
-    )
-    folds = [evaluate.ranking_metrics(*fold, t.top_k) for fold in trained.folds]
-    grid = evaluate.table_thresholds(p, [thresholds["decision"], thresholds["capacity"]])
-    without = evaluate.ranking_metrics(y, p_without, weeks, t.top_k)
-    quality = ff.path.parent / "quality.json"
-    return {
-        "model": trained.name,
-        "target": ff.metadata["target"],
-        "split": trained.split.report,
-        "test": test,
-        "test_intervals": evaluate.company_intervals(
-            trained.test.get_column("id").to_numpy(), y, p, weeks, top_k=t.top_k, seed=t.random_seed
-        ),
-        "baseline": evaluate.ranking_metrics(y, baseline_p, weeks, t.top_k),
-        "cv": evaluate.summarise_folds(folds),
-        "thresholds": {**thresholds, "chosen_on": "out-of-fold cross-validation predictions"},
-        "confidence_bands": evaluate.confidence_bands(thresholds),
-        "threshold_table": evaluate.threshold_table(y, p, weeks, grid),
-        "ablation": evaluate.ablation_summary(test, without, t.top_k),
-        "quality": json.loads(quality.read_text(encoding="utf-8")) if quality.is_file() else None,
-    }
+    model: models.Model
+    spec: encoding.EncoderSpec
+    fitted_on: dict[str, Any]
+    native_test: np.ndarray
+    """Its calibrated probabilities on the held-out rows (what the gate compares)."""
 
 
-def _write_run(
-    trained: models.Trained,
-    metrics: dict[str, Any],
-    config: Config,
+def _ship(
+    name: ModelName,
     ff: dataset.FeatureFile,
-    target: Path,
+    trained: models.Trained,
+    config: Config,
     log: RunLog,
-) -> dict[str, Any]:
-    """Stage the run folder, pass the verification gate, rename it into place; return metrics."""
-    with atomic.atomic_dir(target) as stage:
-        stage.chmod(0o755)  # mkdtemp makes it owner-only; scoring may run as another user
-        onnx_bytes = to_onnx(trained.model.estimator, len(trained.spec.output_names))
-        (stage / artifacts.MODEL_FILE).write_bytes(onnx_bytes)
-        (stage / artifacts.ENCODERS_FILE).write_text(trained.spec.to_json(), encoding="utf-8")
-        manifest = _manifest(trained, metrics, ff, target.name, file_hashes(stage))
-        artifacts.write_manifest(stage, manifest)
-        threshold = manifest.decision_threshold
-        verification = verify_export(
-            stage, trained.test, trained.p_test, threshold=threshold, names=RAW_FEATURES
+) -> _Shipped:
+    """Refit on every labelled row (`training.refit: all`) and calibrate on all held-out
+    predictions: out-of-fold ones and the test side's, the newest weeks."""
+    y_oof, p_oof, weeks_oof = assess.out_of_fold(trained.folds)
+    test_weeks = dataset.week_codes(trained.test)
+    if config.training.refit == "all":
+        model, spec = models.refit_all(name, ff, config, choice=trained.choice)
+        fitted = calibration.fit_calibration(
+            np.concatenate([y_oof, trained.y_test]),
+            np.concatenate([p_oof, trained.p_test]),
+            np.concatenate([weeks_oof, test_weeks]),
         )
-        log.add(f"verification: {json.dumps(verification, sort_keys=True)}")
-        metrics = {**metrics, "run": target.name, "verification": verification}
-        _write_outputs(stage, trained, metrics, config, log)
-        final = replace(manifest, verification=verification, files=file_hashes(stage))
-        artifacts.write_manifest(stage, final)
-    return metrics
+        described = assess.fitted_on(ff.frame, refit="all")
+        log.add(f"refitted {name} on all {ff.frame.height} labelled rows")
+    else:
+        model, spec = trained.model, trained.spec
+        fitted = calibration.fit_calibration(y_oof, p_oof, weeks_oof)
+        described = assess.fitted_on(trained.train_frame, refit="train_side")
+    spec = replace(spec, calibration=fitted)
+    native = calibrate(model.predict_proba(encoding.encode(trained.test, spec)), fitted)
+    described["calibration"] = {k: v for k, v in fitted.items() if k not in ("x", "y")}
+    return _Shipped(model, spec, described, native.astype(np.float64))
+
+
+def _export(
+    stage: Path,
+    shipped: _Shipped,
+    metrics: dict[str, Any],
+    ff: dataset.FeatureFile,
+    held_out: pl.DataFrame,
+    *,
+    name: str,
+    log: RunLog,
+) -> artifacts.Manifest:
+    """Write model.onnx, encoders.json and the manifest; pass the verification gate on the
+    held-out rows (parity of the shipped model's ONNX export with the native fit)."""
+    onnx_bytes = to_onnx(shipped.model.estimator, len(shipped.spec.output_names))
+    (stage / artifacts.MODEL_FILE).write_bytes(onnx_bytes)
+    (stage / artifacts.ENCODERS_FILE).write_text(shipped.spec.to_json(), encoding="utf-8")
+    manifest = _manifest(shipped, metrics, ff, name, file_hashes(stage))
+    artifacts.write_manifest(stage, manifest)
+    verification = verify_export(
+        stage,
+        held_out,
+        shipped.native_test,
+        threshold=manifest.decision_threshold,
+        names=RAW_FEATURES,
+    )
+    log.add(f"verification: {json.dumps(verification, sort_keys=True)}")
+    return replace(manifest, verification=verification)
 
 
 def _write_outputs(
-    stage: Path, trained: models.Trained, metrics: dict[str, Any], config: Config, log: RunLog
-) -> None:
+    stage: Path,
+    trained: models.Trained,
+    shipped: _Shipped,
+    metrics: dict[str, Any],
+    config: Config,
+    *,
+    p_test: np.ndarray,
+) -> list[Path]:
+    """Write config, importance, the native model and the plots; return the plots.
 
+    Args:
+        p_test: the evaluated model's calibrated test-side probabilities.
+    """
     write_yaml(stage / "config.yaml", config.to_dict())
-    text = json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False, default=str)
-    (stage / "metrics.json").write_text(text + "\n", encoding="utf-8")
     importance = pl.DataFrame(
-        {"feature": trained.spec.output_names, "importance": trained.model.feature_importance()}
+        {"feature": shipped.spec.output_names, "importance": shipped.model.feature_importance()}
     ).sort(["importance", "feature"], descending=[True, False])
     importance.write_csv(stage / "feature_importance.csv")
-    save_native(trained.model.estimator, trained.name, stage)
-    weeks = dataset.week_codes(trained.test)
-    threshold = metrics["thresholds"]["decision"]
-    plots = report.write_plots(
-        stage, trained.y_test, trained.p_test, weeks, threshold=threshold, importance=importance
+    save_native(shipped.model.estimator, trained.name, stage)
+    return plots.write_plots(
+        stage,
+        trained.y_test,
+        p_test,
+        dataset.week_codes(trained.test),
+        threshold=metrics["thresholds"]["decision"],
+        importance=importance,
+        importance_kind=IMPORTANCE_KIND[trained.name],
+        calibration=metrics["calibration"],
     )
-    report.write_report(stage / "report.html", metrics, plots=plots)
-    log.add("wrote metrics, plots and report")
-    (stage / "training_log.txt").write_text(log.text(), encoding="utf-8")
+
+
+IMPORTANCE_KIND = {
+    "logreg": "|coefficient| (standardised inputs)",
+    "random_forest": "mean impurity decrease",
+    "xgboost": "gain",
+    "lightgbm": "gain",
+}
+
+
+def _finish(draft: _Draft, board: list[dict[str, Any]], config: Config) -> RunResult:
+    """Write metrics.json, the report and the final manifest into the staged folder."""
+    metrics = {**draft.result.metrics, "leaderboard": board if len(board) > 1 else []}
+    text = json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False, default=str)
+    (draft.stage / "metrics.json").write_text(text + "\n", encoding="utf-8")
+    report.write_report(draft.stage / "report.html", metrics, plots=draft.plots)
+    draft.log.add("wrote metrics and report")
+    (draft.stage / "training_log.txt").write_text(draft.log.text(), encoding="utf-8")
+    final = replace(draft.manifest, files=file_hashes(draft.stage))
+    artifacts.write_manifest(draft.stage, final)
+    return RunResult(draft.result.model, draft.result.run_dir, metrics)
 
 
 def _manifest(
-    trained: models.Trained,
+    shipped: _Shipped,
     metrics: dict[str, Any],
     ff: dataset.FeatureFile,
     name: str,
     files: dict[str, str],
 ) -> artifacts.Manifest:
-    schema = trained.train_frame.schema
+    schema = ff.frame.schema
     test = metrics["test"]
     summary = {k: v for k, v in test.items() if not isinstance(v, dict) and k != "threshold"}
     summary |= {f"cv_{k}_mean": v["mean"] for k, v in metrics["cv"].items()}
     meta = ff.metadata
     return artifacts.Manifest(
         model_version=name,
-        model_kind=trained.name,
+        model_kind=shipped.model.name,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         hubscore_version=__version__,
         features=[{"name": n, "dtype": str(schema[n])} for n in RAW_FEATURES],
@@ -280,15 +391,25 @@ def _manifest(
         },
         decision_threshold=float(metrics["thresholds"]["decision"]),
         confidence_bands=metrics["confidence_bands"],
-        feature_distributions=profile_features(trained.train_frame, RAW_FEATURES),
+        feature_distributions=profile_features(ff.frame, RAW_FEATURES),
         metrics=summary,
+        metrics_describe=METRICS_DESCRIBE[shipped.fitted_on["refit"]],
+        fitted_on=shipped.fitted_on,
         training_data={
             "path": str(ff.path),
             "sha256": ff.fingerprint,
             "rows": ff.frame.height,
-            "train_rows": int(trained.split.train.size),
-            "test_rows": int(trained.split.test.size),
+            "train_rows": int(metrics["split"]["train"]["rows"]),
+            "test_rows": int(metrics["split"]["test"]["rows"]),
             "metadata": dict(sorted(meta.items())),
         },
         library_versions=library_versions(),
     )
+
+
+METRICS_DESCRIBE = {
+    "all": "the fit on the training side, scored on the held-out test weeks a horizon later; "
+    "the shipped model (fitted_on) is the same parameters refitted on every labelled row",
+    "train_side": "the shipped model itself (fitted on the training side), scored on the "
+    "held-out test weeks a horizon later",
+}

@@ -1,0 +1,125 @@
+"""Assess one trained family honestly: held-out metrics, calibration, and what was shipped.
+
+Every number here comes from rows the evaluated model never trained on: the test side (a
+horizon after the training side) for the metrics, out-of-fold predictions for thresholds and
+for the calibration that the test side is then judged with.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from hubscore.core.calibration import calibrate
+from hubscore.core.config import Config
+from hubscore.training import calibration, dataset, evaluate, models
+from hubscore.training.evaluate import Ints, Vector
+
+
+def out_of_fold(folds: Sequence[models.Fold]) -> tuple[Ints, Vector, Ints]:
+    """Concatenate the folds' validation labels, predictions and weeks."""
+    return (
+        np.concatenate([f[0] for f in folds]),
+        np.concatenate([f[1] for f in folds]),
+        np.concatenate([f[2] for f in folds]),
+    )
+
+
+def calibrated_folds(folds: Sequence[models.Fold], fitted: dict[str, Any]) -> list[models.Fold]:
+    """Return the folds with calibrated predictions (thresholds are chosen on these)."""
+    return [(y, calibrate(p, fitted).astype(np.float64), w) for y, p, w in folds]
+
+
+def list_sizes(config: Config) -> list[int]:
+    """Return the list sizes reported: `top_k` and the weekly capacity."""
+    return sorted({*config.training.top_k, config.training.weekly_capacity})
+
+
+def evaluate_trained(
+    trained: models.Trained,
+    fitted: dict[str, Any],
+    p_without: Vector,
+    config: Config,
+    ff: dataset.FeatureFile,
+) -> dict[str, Any]:
+    """Return metrics.json's honest part: test, baseline, CV, thresholds, calibration, ablation.
+
+    Args:
+        fitted: the calibration fitted on the out-of-fold predictions only.
+    """
+    t = config.training
+    ks = list_sizes(config)
+    y, raw, weeks = trained.y_test, trained.p_test, dataset.week_codes(trained.test)
+    p = calibrate(raw, fitted).astype(np.float64)
+    fixed = None if t.decision_threshold == "auto" else float(t.decision_threshold)
+    folds = calibrated_folds(trained.folds, fitted)
+    thresholds = evaluate.choose_thresholds(
+        folds, beta=t.f_beta, capacity=t.weekly_capacity, fixed=fixed
+    )
+    recent = trained.test.get_column(evaluate.BASELINE_FEATURE).cast(pl.Float64)
+    baseline_p = recent.fill_nan(None).fill_null(0.0).to_numpy()
+    test = evaluate.evaluate_predictions(y, p, weeks, top_k=ks, threshold=thresholds["decision"])
+    grid = evaluate.table_thresholds(p, [thresholds["decision"], thresholds["capacity"]])
+    without = evaluate.ranking_metrics(y, p_without, weeks, ks)
+    quality = ff.path.parent / "quality.json"
+    return {
+        "model": trained.name,
+        "target": ff.metadata["target"],
+        "horizon_days": int(ff.metadata["horizon_days"]),
+        "weekly_capacity": t.weekly_capacity,
+        "split": trained.split.report,
+        "test": test,
+        "test_intervals": evaluate.company_intervals(
+            trained.test.get_column("id").to_numpy(), y, p, weeks, top_k=ks, seed=t.random_seed
+        ),
+        "test_weekly": evaluate.weekly_precision(y, p, weeks, ks),
+        "baseline": evaluate.ranking_metrics(y, baseline_p, weeks, ks),
+        "baseline_weekly": evaluate.weekly_precision(y, baseline_p, weeks, ks),
+        "cv": evaluate.summarise_folds([evaluate.fold_metrics(f, ks) for f in folds]),
+        "thresholds": {**thresholds, "chosen_on": "calibrated out-of-fold predictions"},
+        "confidence_bands": evaluate.confidence_bands(thresholds),
+        "threshold_table": evaluate.threshold_table(y, p, weeks, grid),
+        "calibration": calibration_report(y, raw, p, fitted),
+        "ablation": evaluate.ablation_summary(test, without, ks),
+        "quality": json.loads(quality.read_text(encoding="utf-8")) if quality.is_file() else None,
+    }
+
+
+def calibration_report(y: Ints, raw: Vector, p: Vector, fitted: dict[str, Any]) -> dict[str, Any]:
+    """Brier, ECE and Σp / converters before and after calibration, on the test side."""
+    converters = max(int(y.sum()), 1)
+
+    def describe(q: Vector) -> dict[str, Any]:
+        return {
+            "brier": float(np.mean((q - y) ** 2)),
+            "ece": calibration.calibration_error(y, q),
+            "expected_over_observed": float(q.sum()) / converters,
+            "reliability": calibration.reliability_table(y, q),
+        }
+
+    return {
+        "method": fitted["method"],
+        "chosen_by": fitted.get("chosen_by"),
+        "validation_log_loss": fitted.get("validation_log_loss", {}),
+        "fitted_on_rows": fitted.get("fitted_on_rows"),
+        "before": describe(raw),
+        "after": describe(p),
+    }
+
+
+def fitted_on(frame: pl.DataFrame, *, refit: str) -> dict[str, Any]:
+    """Describe the rows a shipped model was fitted on (all labelled rows, or the train side)."""
+    cutoffs = frame.get_column("cutoff").cast(pl.Date)
+    return {
+        "refit": refit,
+        "rows": frame.height,
+        "positives": int(frame.get_column("label").sum()),
+        "companies": int(frame.get_column("id").n_unique()),
+        "first_cutoff": str(cutoffs.min()),
+        "last_cutoff": str(cutoffs.max()),
+        "cutoffs": int(cutoffs.n_unique()),
+    }

@@ -1,0 +1,172 @@
+"""Choose a family's hyperparameters by time-aware validation, not by hand.
+
+Each trial fits the expanding-window folds of the training side (`dataset.cv_folds`) and is
+scored by the mean of `training.leaderboard_metric` over them, PR-AUC breaking ties. Boosters
+stop early on each fold's (later) validation weeks, and the final fits use the median of the
+folds' tree counts. Optuna's seeded TPE sampler proposes the trials from the family's space in
+`search.<family>`, so the same data, config and seed choose the same parameters. With
+`training.search.trials: 0` (`train --search off`) the config's parameters are used as they
+are, through the same folds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from hubscore.core.config import Config, ModelName
+from hubscore.core.errors import ConfigError
+from hubscore.training import dataset, evaluate, models
+
+TIE_BREAK = "pr_auc"
+ENCODING_PREFIX = "encoding."
+
+
+@dataclass
+class Searched:
+    """The chosen parameters, their out-of-fold predictions and every trial's record."""
+
+    choice: models.Choice
+    folds: list[models.Fold]
+    best: dict[str, Any]
+    """This trial's record: parameters, CV metric mean and std, the folds' tree counts."""
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def choose_params(
+    name: ModelName, ff: dataset.FeatureFile, split: dataset.Split, config: Config
+) -> Searched:
+    """Run the search (or the config's parameters alone) and return the best trial."""
+    settings = config.training.search
+    space = dict(config.search_space.get(name, {}))
+    base = dict(config.models.get(name, {}))
+    if settings.trials == 0 or not space:
+        best = _evaluate(name, ff, split, config, models.Choice(base), number=0)
+        best.summary = {"trials": 0, "space": {}, "chosen_by": "config (search off)"}
+        return best
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=config.training.random_seed)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    records: list[Searched] = []
+    started = time.monotonic()
+
+    def objective(trial: optuna.Trial) -> float:
+        sampled = {key: _suggest(trial, key, spec) for key, spec in sorted(space.items())}
+        choice = _choice(base, sampled)
+        records.append(_evaluate(name, ff, split, config, choice, number=trial.number))
+        if len(records) > 1:  # keep the predictions of the best trial only: they are large
+            best_so_far = max(records[:-1], key=_rank)
+            for record in records:
+                if record is not best_so_far and record is not records[-1]:
+                    record.folds = []
+        return float(records[-1].best["metric_mean"])
+
+    study.optimize(objective, n_trials=settings.trials, timeout=settings.timeout_s)
+    best = max(records, key=_rank)
+    best.trials = [r.best for r in records]
+    best.summary = {
+        "trials": len(records),
+        "space": space,
+        "chosen_by": f"mean {search_metric(config)} over the expanding-window "
+        f"folds ({TIE_BREAK} breaks ties)",
+        "stopped_by_timeout": len(records) < settings.trials,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    return best
+
+
+def _rank(record: Searched) -> tuple[float, float, int]:
+    row = record.best
+    return (row["metric_mean"], row["tie_break_mean"], -row["trial"])
+
+
+def _evaluate(
+    name: ModelName,
+    ff: dataset.FeatureFile,
+    split: dataset.Split,
+    config: Config,
+    choice: models.Choice,
+    *,
+    number: int,
+) -> Searched:
+    """Cross-validate one choice; fix the boosters' tree count at the folds' median."""
+    folds, trees = models.cross_validate(
+        name, ff, split, choice.config(name, config), early_stopping=True
+    )
+    if trees:
+        choice = models.Choice(
+            {**choice.model, "n_estimators": int(statistics.median(trees))}, choice.encoding
+        )
+    metric = search_metric(config)
+    sign = -1.0 if metric in evaluate.LOWER_IS_BETTER else 1.0
+    per_fold = [evaluate.fold_metrics(fold, config.training.top_k) for fold in folds]
+    values = [None if m.get(metric) is None else sign * m[metric] for m in per_fold]
+    ties = [m.get(TIE_BREAK) for m in per_fold]
+    row = {
+        "trial": number,
+        "params": {**choice.model, **{ENCODING_PREFIX + k: v for k, v in choice.encoding.items()}},
+        "metric": metric,
+        "metric_mean": _mean(values),
+        "metric_std": _std(values),
+        "tie_break_mean": _mean(ties),
+        "fold_trees": trees,
+    }
+    return Searched(choice, folds, row, [row])
+
+
+def search_metric(config: Config) -> str:
+    """Return the leaderboard metric, or PR-AUC when folds cannot compute it (threshold ones)."""
+    metric = config.training.leaderboard_metric
+    on_folds = metric in ("roc_auc", "pr_auc", "log_loss", "brier") or re.fullmatch(
+        r"(precision|recall|lift)_at_\d+", metric
+    )
+    return metric if on_folds else TIE_BREAK
+
+
+def _choice(base: Mapping[str, Any], sampled: Mapping[str, Any]) -> models.Choice:
+    model = {**base, **{k: v for k, v in sampled.items() if not k.startswith(ENCODING_PREFIX)}}
+    encoding = {
+        k.removeprefix(ENCODING_PREFIX): v
+        for k, v in sampled.items()
+        if k.startswith(ENCODING_PREFIX)
+    }
+    return models.Choice(model, encoding)
+
+
+def _suggest(trial: optuna.Trial, key: str, spec: Any) -> Any:
+    """Sample one value from `{low, high, log, int, per_positive}` or `{choices: [...]}`."""
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"config key search.*.{key} must be a mapping, got {spec!r}")
+    if "choices" in spec:
+        return trial.suggest_categorical(key, list(spec["choices"]))
+    try:
+        low, high = spec["low"], spec["high"]
+    except KeyError:
+        raise ConfigError(
+            f"config key search.*.{key} needs low and high (or choices)",
+            hint="e.g. {low: 0.01, high: 0.3, log: true}",
+        ) from None
+    log = bool(spec.get("log", False))
+    if spec.get("int", False):
+        value: Any = trial.suggest_int(key, int(low), int(high), log=log)
+    else:
+        value = trial.suggest_float(key, float(low), float(high), log=log)
+    return {"per_positive": value} if spec.get("per_positive", False) else value
+
+
+def _mean(values: list[float | None]) -> float:
+    seen = [v for v in values if v is not None and not math.isnan(v)]
+    return float(statistics.fmean(seen)) if seen else float("-inf")
+
+
+def _std(values: list[float | None]) -> float:
+    seen = [v for v in values if v is not None and not math.isnan(v)]
+    return float(statistics.pstdev(seen)) if len(seen) > 1 else 0.0
