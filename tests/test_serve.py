@@ -152,7 +152,8 @@ def test_batch_envelope_and_empty_batch(client: TestClient) -> None:
     ("body", "loc", "kind"),
     [
         (b'{"id": 1, "total_actions": "many"}', ["body", "total_actions"], "float_type"),
-        (b'{"id": 1, "days_active": 2.5}', ["body", "days_active"], "int_type"),
+        (b'{"id": 1, "days_active": 2.5}', ["body", "days_active"], "multiple_of"),
+        (b'{"id": 1, "days_active": NaN}', ["body", "days_active"], "finite_number"),
         (b'{"id": "1"}', ["body", "id"], "int_type"),
         (b'{"id": 1, "total_users": -3}', ["body", "total_users"], "greater_than_equal"),
         (b'{"id": 1, "total_actions": NaN}', ["body", "total_actions"], "finite_number"),
