@@ -366,8 +366,15 @@ def train(
     track: Annotated[
         bool, typer.Option("--track", help="Log runs to MLflow (tracking.uri, else OUT/mlflow.db).")
     ] = False,
+    since: Annotated[
+        str | None, typer.Option(help="Train on cutoffs from this date (YYYY-MM-DD) on.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Train on cutoffs up to this date (YYYY-MM-DD).")
+    ] = None,
 ) -> None:
     """Train, evaluate and export models; print each run folder on stdout, the best last."""
+    window = {"since": parse_date(since), "until": parse_date(until)}
     with handle_errors():
         cfg = resolve_config(config, **{"training.model": model})
         from hubscore.training.runs import (  # heavy: after the config check
@@ -375,7 +382,8 @@ def train(
             train_and_export,
         )
 
-        results = train_and_export(features, cfg, out_dir=out or cfg.data.models_dir, track=track)
+        out_dir = out or cfg.data.models_dir
+        results = train_and_export(features, cfg, out_dir=out_dir, track=track, **window)
     ranked = leaderboard(results, cfg.training.leaderboard_metric)
     stderr.print(leaderboard_table(ranked, cfg.training.leaderboard_metric, cfg.training.top_k))
     for result in reversed(ranked):

@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,13 @@ class RunResult:
 
 
 def train_and_export(
-    features: Path, config: Config, *, out_dir: Path, track: bool = False
+    features: Path,
+    config: Config,
+    *,
+    out_dir: Path,
+    track: bool = False,
+    since: date | None = None,
+    until: date | None = None,
 ) -> list[RunResult]:
     """Train the configured family (or all four), export each run, move `latest` to the best.
 
@@ -102,7 +108,7 @@ def train_and_export(
     check_leaderboard_metric(config)
     for name in names:
         models.make_model(name, config)  # reject bad hyperparameters before any training
-    ff = dataset.read_features(features)
+    ff = dataset.read_features(features, since=since, until=until)  # cutoffs in [since, until]
     split = dataset.split_rows(ff, config)
     results = []
     with atomic.exclusive_lock(out_dir / "latest"):
@@ -286,6 +292,8 @@ def _manifest(
             "path": str(ff.path),
             "sha256": ff.fingerprint,
             "rows": ff.frame.height,
+            "since": ff.since and ff.since.isoformat(),
+            "until": ff.until and ff.until.isoformat(),
             "train_rows": int(trained.split.train.size),
             "test_rows": int(trained.split.test.size),
             "metadata": dict(sorted(meta.items())),
