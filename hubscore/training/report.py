@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from pathlib import Path
@@ -15,9 +14,24 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 
 from hubscore.training.evaluate import Ints, Vector, WeeklyRanking, threshold_metrics
 
+IMPORTANCE_MEANINGS = {
+    "logreg": "|coefficient| on the scaled inputs",
+    "random_forest": "mean decrease in Gini impurity (sums to 1)",
+    "xgboost": "gain: mean loss reduction per split (sums to 1)",
+    "lightgbm": "gain: total loss reduction over its splits",
+}
+"""What each family's `feature_importance` measures: the importance chart's axis label."""
+
 
 def write_plots(
-    out_dir: Path, y: Ints, p: Vector, weeks: Ints, *, threshold: float, importance: pl.DataFrame
+    out_dir: Path,
+    y: Ints,
+    p: Vector,
+    weeks: Ints,
+    *,
+    threshold: float,
+    importance: pl.DataFrame,
+    model: str | None = None,
 ) -> list[Path]:
     """Draw the evaluation plots as PNG files in `out_dir`; return their paths."""
     import matplotlib
@@ -31,7 +45,7 @@ def write_plots(
         "pr_curve.png": lambda ax: _plot_pr(ax, y, p),
         "calibration.png": lambda ax: _plot_calibration(ax, y, p),
         "precision_recall_vs_list_size.png": lambda ax: _plot_list_size(ax, y, p, weeks),
-        "feature_importance.png": lambda ax: _plot_importance(ax, importance),
+        "feature_importance.png": lambda ax: _plot_importance(ax, importance, model),
     }
     paths = []
     for name, draw in drawers.items():
@@ -49,7 +63,9 @@ def _plot_confusion(ax: Any, y: Ints, p: Vector, threshold: float) -> None:
     grid = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
     ax.imshow(grid, cmap="Blues")
     for (i, j), value in np.ndenumerate(grid):
-        ax.text(j, i, str(value), ha="center", va="center")
+        # White on the dark cells: black on Blues' navy end cannot be read.
+        color = "white" if value > grid.max() / 2 else "black"
+        ax.text(j, i, f"{value:,}", ha="center", va="center", color=color, fontsize=12)
     ax.set_xticks([0, 1], ["predicted 0", "predicted 1"])
     ax.set_yticks([0, 1], ["actual 0", "actual 1"])
     ax.set_title(f"Confusion matrix at threshold {threshold:.4f}")
@@ -100,10 +116,11 @@ def _plot_list_size(ax: Any, y: Ints, p: Vector, weeks: Ints) -> None:
     ax.legend()
 
 
-def _plot_importance(ax: Any, importance: pl.DataFrame) -> None:
+def _plot_importance(ax: Any, importance: pl.DataFrame, model: str | None) -> None:
     top = importance.head(20).reverse()
     ax.barh(top.get_column("feature").to_list(), top.get_column("importance").to_list())
-    ax.set(title="Feature importance (top 20)", xlabel="importance")
+    xlabel = IMPORTANCE_MEANINGS.get(model or "", "importance")
+    ax.set(title="Feature importance (top 20)", xlabel=xlabel)
     ax.tick_params(axis="y", labelsize=7)
 
 
@@ -112,11 +129,11 @@ ASSUMPTIONS = (
     "About a quarter of converters show no usage before converting; usage cannot find them, "
     "so recall has a ceiling.",
     "Firmographic missingness differs sharply between customers and free companies; if fields "
-    "were filled in after conversion, missingness flags leak the label. The ablation below "
-    "shows how much lift survives without them.",
+    "were filled in after conversion, missingness flags leak the label. The section "
+    "'Lift without missingness flags' shows how much lift survives without them.",
     "Positives are few and clustered (one company is positive at several consecutive "
     "cutoffs): small differences between models may be noise.",
-    "Models weight positives up (class imbalance), so probabilities are over-stated; rank "
+    "When training.class_weight weights positives up, probabilities are over-stated; rank "
     "and thresholds, not the raw probability, carry the meaning.",
 )
 
@@ -153,18 +170,16 @@ def write_report(path: Path, metrics: Mapping[str, Any], *, plots: Sequence[Path
         "<h2>Export verification</h2>",
         _html_table([{"check": k, "value": v} for k, v in metrics.get("verification", {}).items()]),
         "<h2>Plots</h2>",
+        "<div class='plots'>",
         *(_html_image(p) for p in plots),
+        "</div>",
         "<h2>Data quality</h2>",
         _html_quality(metrics.get("quality")),
         "<h2>What the data cannot tell</h2><ul>",
         *(f"<li>{escape(a)}</li>" for a in ASSUMPTIONS),
         "</ul>",
     ]
-    style = (
-        "body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 8px}"
-        "img{max-width:100%}"
-    )
+    style = STYLE
     html = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>hubscore report</title>"
         f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
@@ -172,20 +187,52 @@ def write_report(path: Path, metrics: Mapping[str, Any], *, plots: Sequence[Path
     path.write_text(html, encoding="utf-8")
 
 
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:72em;margin:2em auto;padding:0 1.5em;"
+    "color:#1a1a1a;line-height:1.4}"
+    "h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}h3{margin-bottom:.3em}"
+    "table{border-collapse:collapse;margin:.6em 0 1.2em;max-width:100%}"
+    "td,th{border:1px solid #ccc;padding:3px 10px;vertical-align:top;overflow-wrap:anywhere}"
+    "th{background:#f3f5f8;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}"
+    "td table{margin:0}"
+    ".plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(30em,1fr));gap:1em}"
+    "figure{margin:0}img{max-width:100%;height:auto}"
+)
+"""One stylesheet inline: the report stays one self-contained file."""
+
+
 def _fmt(value: Any) -> str:
+    """Format a cell: thousands separators, 4 significant digits, never 5.326e+04."""
+    if isinstance(value, bool) or value is None:
+        return escape("—" if value is None else str(value))
+    if isinstance(value, int):
+        return f"{value:,}"
     if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return str(value)
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
         return f"{value:.4g}"
-    return escape("—" if value is None else str(value))
+    return escape(str(value))
 
 
 def _html_table(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "<p>none</p>"
-    head = "".join(f"<th>{escape(str(k))}</th>" for k in rows[0])
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # rows may differ
+    head = "".join(f"<th>{escape(str(k))}</th>" for k in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row.values()) + "</tr>" for row in rows
+        "<tr>" + "".join(_html_cell(row.get(k)) for k in columns) + "</tr>" for row in rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _html_cell(value: Any) -> str:
+    """Return one cell: numbers right-aligned, nested data as a nested table or list."""
+    if isinstance(value, Mapping | list | tuple):
+        return f"<td>{_html_value(value)}</td>"
+    numeric = value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+    return f"<td class='n'>{_fmt(value)}</td>" if numeric else f"<td>{_fmt(value)}</td>"
 
 
 def _html_compare(test: Mapping[str, Any], baseline: Mapping[str, Any]) -> str:
@@ -212,6 +259,28 @@ def _html_image(path: Path) -> str:
 
 
 def _html_quality(quality: Any) -> str:
+    """Render quality.json as one titled table (or list) per section, not a JSON dump."""
     if not quality:
         return "<p>No quality.json was found next to the feature file.</p>"
-    return f"<pre>{escape(json.dumps(quality, indent=2, sort_keys=True, default=str))}</pre>"
+    if not isinstance(quality, Mapping):
+        return _html_value(quality)
+    sections = sorted(quality.items(), key=lambda item: item[0] != "assumptions")
+    return "".join(
+        f"<h3>{escape(str(name))}</h3>{_html_value(value)}"
+        for name, value in sections
+    )
+
+
+def _html_value(value: Any) -> str:
+    """Render JSON-like data: mappings and lists of records as tables, plain lists as lists."""
+    if isinstance(value, Mapping):
+        if value and all(isinstance(v, Mapping) for v in value.values()):
+            return _html_table([{"": name, **v} for name, v in value.items()])
+        return _html_table([{"name": k, "value": v} for k, v in value.items()])
+    if isinstance(value, list | tuple):
+        if not value:
+            return "<p>none</p>"
+        if all(isinstance(v, Mapping) for v in value):
+            return _html_table(value)
+        return "<ul>" + "".join(f"<li>{_fmt(v)}</li>" for v in value) + "</ul>"
+    return f"<p>{_fmt(value)}</p>"

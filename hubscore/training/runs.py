@@ -252,7 +252,13 @@ def _write_outputs(
     weeks = dataset.week_codes(trained.test)
     threshold = metrics["thresholds"]["decision"]
     plots = report.write_plots(
-        stage, trained.y_test, trained.p_test, weeks, threshold=threshold, importance=importance
+        stage,
+        trained.y_test,
+        trained.p_test,
+        weeks,
+        threshold=threshold,
+        importance=importance,
+        model=trained.name,
     )
     report.write_report(stage / "report.html", metrics, plots=plots)
     log.add("wrote metrics, plots and report")
