@@ -265,10 +265,7 @@ def _html_quality(quality: Any) -> str:
     if not isinstance(quality, Mapping):
         return _html_value(quality)
     sections = sorted(quality.items(), key=lambda item: item[0] != "assumptions")
-    return "".join(
-        f"<h3>{escape(str(name))}</h3>{_html_value(value)}"
-        for name, value in sections
-    )
+    return "".join(f"<h3>{escape(str(name))}</h3>{_html_value(value)}" for name, value in sections)
 
 
 def _html_value(value: Any) -> str:
