@@ -285,6 +285,17 @@ def free_port() -> int:
         return port
 
 
+def wait_until_healthy(base: str) -> None:
+    """Wait until a server just started at `base` answers /health, or fail the test."""
+    for _ in range(150):  # up to ~15 s for a cold start on a busy machine
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    pytest.fail("the server never answered /health")
+
+
 def test_real_server_answers_over_http_and_stops_cleanly_on_sigterm() -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "HUBSCORE_API_TOKEN"}
@@ -292,14 +303,7 @@ def test_real_server_answers_over_http_and_stops_cleanly_on_sigterm() -> None:
     server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(150):  # up to ~15 s for a cold start on a busy machine
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the server never answered /health")
+        wait_until_healthy(base)
         response = httpx.post(f"{base}/predict/single", json={"id": 9, "total_users": 2})
         assert response.status_code == 200 and response.json()["company_id"] == 9
     finally:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from test_serve import free_port
+from test_serve import free_port, wait_until_healthy
 
 from hubscore.core.scorer import Predictor
 from hubscore.serving.api import create_app
@@ -114,14 +113,7 @@ def server() -> Iterator[str]:
     process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(150):  # up to ~15 s for a cold start on a busy machine
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the server never answered /health")
+        wait_until_healthy(base)
         yield base
     finally:
         process.send_signal(signal.SIGTERM)
