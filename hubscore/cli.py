@@ -22,10 +22,12 @@ from rich.console import Console
 from rich.table import Table
 
 from hubscore import __version__
+from hubscore.cli_help import HelpGroup, config_default
 from hubscore.core.config import Config, load_config
 from hubscore.core.errors import INTERRUPTED_EXIT_CODE, HubscoreError
 
 app = typer.Typer(
+    cls=HelpGroup,
     help="Score free-tier companies by their likelihood to convert into paying customers.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -66,9 +68,17 @@ def parse_date(value: str | None) -> date | None:
         raise typer.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD") from None
 
 
+FLAGS_NAMED_OTHERWISE = {"data.dir": "--data-dir", "data.build_dir": "--out"}
+"""Flags whose name is not `--` plus the config key's last part, for error messages."""
+
+
 def resolve_config(path: Path | None, **overrides: object) -> Config:
     """Load the config with command-line overrides (dotted keys, None = not given)."""
-    return load_config(path, overrides=overrides)
+    flags = {
+        key: FLAGS_NAMED_OTHERWISE.get(key, "--" + key.split(".")[-1].replace("_", "-"))
+        for key in overrides
+    }
+    return load_config(path, overrides=overrides, flags=flags)
 
 
 def version_callback(value: bool) -> None:
@@ -132,20 +142,43 @@ def sample_data(
 @app.command("build-features")
 def build_features(
     data_dir: Annotated[
-        Path | None, typer.Option(help="Folder of the raw inputs [default: data/].")
+        Path | None,
+        typer.Option(help="Folder of the raw inputs.", show_default=config_default("data.dir")),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder [default: data/build/].")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output folder.", show_default=config_default("data.build_dir")),
+    ] = None,
     target: Annotated[
-        str | None, typer.Option(help="converted_within (weekly snapshots) or is_customer.")
+        str | None,
+        typer.Option(
+            help="converted_within (weekly snapshots) or is_customer.",
+            show_default=config_default("features.target"),
+        ),
     ] = None,
     as_of: Annotated[
         str | None,
         typer.Option(help="Build the scoring input at this date (YYYY-MM-DD), unlabelled."),
     ] = None,
-    horizon_days: Annotated[int | None, typer.Option(help="Label horizon in days [30].")] = None,
-    lookback_days: Annotated[int | None, typer.Option(help="Usage look-back window [91].")] = None,
+    horizon_days: Annotated[
+        int | None,
+        typer.Option(
+            help="Label horizon in days.", show_default=config_default("features.horizon_days")
+        ),
+    ] = None,
+    lookback_days: Annotated[
+        int | None,
+        typer.Option(
+            help="Usage look-back window in days.",
+            show_default=config_default("features.lookback_days"),
+        ),
+    ] = None,
     max_reject_rate: Annotated[
-        float | None, typer.Option(help="Fail when a file has a larger share of bad rows [0.01].")
+        float | None,
+        typer.Option(
+            help="Fail when a file has a larger share of bad rows.",
+            show_default=config_default("features.max_reject_rate"),
+        ),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -177,12 +210,17 @@ def score(
     input_path: Annotated[
         Path,
         typer.Argument(
-            metavar="INPUT", help="Features from build-features (.parquet or .csv).", exists=True
+            # No exists=True: Typer would exit 2; a missing input is exit 3, as documented.
+            metavar="INPUT",
+            help="Features from build-features (.parquet or .csv).",
         ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Scores (.parquet or .csv).")],
     model: Annotated[
-        Path | None, typer.Option(help="Run folder (default: models/latest, from data.models_dir).")
+        Path | None,
+        typer.Option(
+            help="Run folder.", show_default=f"{config_default('data.models_dir')}/latest"
+        ),
     ] = None,
     threshold: Annotated[
         float | None, typer.Option(min=0.0, max=1.0, help="Override the model's threshold.")
@@ -193,8 +231,18 @@ def score(
     as_of: Annotated[
         str | None, typer.Option(help="YYYY-MM-DD; scored_at derives from it (reproducible).")
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Rows per batch.")] = None,
-    threads: Annotated[int | None, typer.Option(min=0, help="onnxruntime threads.")] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Rows per batch.", show_default=config_default("scoring.batch_size")
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="onnxruntime threads.", show_default=config_default("scoring.threads")
+        ),
+    ] = None,
     fail_on_drift: Annotated[
         float | None,
         typer.Option(
@@ -321,10 +369,16 @@ def train(
     ] = Path("data/build/features.parquet"),
     model: Annotated[
         str | None,
-        typer.Option(help="logreg, random_forest, xgboost, lightgbm or all [config: xgboost]."),
+        typer.Option(
+            help="logreg, random_forest, xgboost, lightgbm or all.",
+            show_default=config_default("training.model"),
+        ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Folder for run folders [config data.models_dir: models].")
+        Path | None,
+        typer.Option(
+            help="Folder for run folders.", show_default=config_default("data.models_dir")
+        ),
     ] = None,
     config: ConfigOption = None,
     track: Annotated[
@@ -337,8 +391,15 @@ def train(
             "config's models section as it is."
         ),
     ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Train on cutoffs from this date (YYYY-MM-DD) on.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Train on cutoffs up to this date (YYYY-MM-DD).")
+    ] = None,
 ) -> None:
     """Train, evaluate and export models; print each run folder on stdout, the best last."""
+    window = {"since": parse_date(since), "until": parse_date(until)}
     with handle_errors():
         overrides: dict[str, Any] = {"training.model": model}
         if search is SearchMode.off:
@@ -349,7 +410,8 @@ def train(
             train_and_export,
         )
 
-        results = train_and_export(features, cfg, out_dir=out or cfg.data.models_dir, track=track)
+        out_dir = out or cfg.data.models_dir
+        results = train_and_export(features, cfg, out_dir=out_dir, track=track, **window)
     ranked = leaderboard(results, cfg.training.leaderboard_metric)
     stderr.print(leaderboard_table(ranked, cfg.training.leaderboard_metric, cfg.training.top_k))
     for result in reversed(ranked):
@@ -378,7 +440,10 @@ def _cell(value: object) -> str:
 @app.command()
 def serve(
     model: Annotated[
-        Path | None, typer.Option(help="Run folder (default: <models_dir>/latest).")
+        Path | None,
+        typer.Option(
+            help="Run folder.", show_default=f"{config_default('data.models_dir')}/latest"
+        ),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to bind; loopback unless you mean it.")] = (
         "127.0.0.1"
@@ -410,3 +475,57 @@ def serve(
             max_batch=max_batch,
             threads=cfg.scoring.threads,
         )
+
+
+runs_app = typer.Typer(
+    cls=HelpGroup,
+    help="List run folders, or prune old ones; the run models/latest points at is always kept.",
+    no_args_is_help=True,
+)
+app.add_typer(runs_app, name="runs")
+ModelsDirOption = Annotated[
+    Path | None,
+    typer.Option(help="Folder of run folders.", show_default=config_default("data.models_dir")),
+]
+
+
+@runs_app.command("list")
+def runs_list(models_dir: ModelsDirOption = None, config: ConfigOption = None) -> None:
+    """List run folders, newest first, with their test metric; `*` marks models/latest."""
+    from hubscore.core.run_folders import list_runs
+
+    with handle_errors():
+        cfg = resolve_config(config, **{"data.models_dir": models_dir})
+    metric = cfg.training.leaderboard_metric
+    rows = [("", "run", "model", "created", metric)]  # plain columns: scripts split them
+    for run in list_runs(cfg.data.models_dir):
+        latest = "*" if run.is_latest else "-"
+        rows.append(
+            (latest, run.name, run.model_kind, run.created_at, _cell(run.metrics.get(metric)))
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+@runs_app.command("prune")
+def runs_prune(
+    keep: Annotated[int, typer.Option(min=0, help="Run folders to keep, newest first.")],
+    models_dir: ModelsDirOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would go; delete nothing.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Delete all but the newest KEEP run folders; never the one models/latest points at."""
+    from hubscore.core.run_folders import prune_runs
+
+    with handle_errors():
+        cfg = resolve_config(config, **{"data.models_dir": models_dir})
+        removed = prune_runs(cfg.data.models_dir, keep=keep, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    stderr.print(f"{verb} {len(removed)} run folders; kept the newest {keep} and latest")
+    for run in removed:
+        print(run.path)

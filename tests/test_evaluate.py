@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hubscore.training import evaluate, report
+from hubscore.training import evaluate
 
 Y = np.array([1, 0, 0, 1, 0, 1, 0, 0])
 P = np.array([0.9, 0.8, 0.1, 0.2, 0.7, 0.6, 0.3, 0.05])
@@ -112,38 +112,6 @@ def test_cv_summary_and_ablation() -> None:
     assert summary == {"a": {"mean": 2.0, "std": 1.0}}
     ablation = evaluate.ablation_summary({"lift_at_5": 3.0}, {"lift_at_5": 2.0}, [5])
     assert ablation["lift_retained_at_5"] == pytest.approx(0.5)
-
-
-@pytest.mark.slow
-def test_report_is_self_contained(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    y = (rng.random(400) < 0.2).astype(np.int64)
-    p = np.clip(y * 0.3 + rng.random(400) * 0.7, 0, 1)
-    weeks = np.repeat(np.arange(4) * 7, 100)
-    importance = pl.DataFrame({"feature": ["a", "b"], "importance": [2.0, 1.0]})
-    plots = report.write_plots(tmp_path, y, p, weeks, threshold=0.5, importance=importance)
-    assert len(plots) == 6 and all(path.read_bytes()[:4] == b"\x89PNG" for path in plots)
-    test = evaluate.evaluate_predictions(y, p, weeks, top_k=[10], threshold=0.5)
-    metrics = {
-        "run": "r1",
-        "model": "xgboost",
-        "target": "converted_within",
-        "test": test,
-        "baseline": evaluate.ranking_metrics(y, p[::-1].copy(), weeks, [10]),
-        "cv": {"roc_auc": {"mean": 0.7, "std": 0.01}},
-        "split": {"kind": "time", "gap_days": 30, "train": {"rows": 1}, "test": {"rows": 2}},
-        "thresholds": {"decision": 0.5},
-        "threshold_table": evaluate.threshold_table(y, p, weeks, [0.5]),
-        "ablation": evaluate.ablation_summary(test, test, [10]),
-        "verification": {"max_abs_delta": 1e-7},
-        "quality": {"rows_rejected": 3},
-    }
-    report.write_report(tmp_path / "report.html", metrics, plots=plots)
-    html = (tmp_path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 6
-    assert not re.search(r"(src|href)=['\"](?!data:)", html)  # nothing outside the file
-    for needle in ("precision_at_10", "baseline", "rows_rejected", "gap 30 days", "sign-up date"):
-        assert needle in html
 
 
 def test_company_intervals_resample_companies_and_bracket_the_estimate() -> None:

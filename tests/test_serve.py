@@ -152,7 +152,8 @@ def test_batch_envelope_and_empty_batch(client: TestClient) -> None:
     ("body", "loc", "kind"),
     [
         (b'{"id": 1, "total_actions": "many"}', ["body", "total_actions"], "float_type"),
-        (b'{"id": 1, "days_active": 2.5}', ["body", "days_active"], "int_type"),
+        (b'{"id": 1, "days_active": 2.5}', ["body", "days_active"], "multiple_of"),
+        (b'{"id": 1, "days_active": NaN}', ["body", "days_active"], "finite_number"),
         (b'{"id": "1"}', ["body", "id"], "int_type"),
         (b'{"id": 1, "total_users": -3}', ["body", "total_users"], "greater_than_equal"),
         (b'{"id": 1, "total_actions": NaN}', ["body", "total_actions"], "finite_number"),
@@ -284,6 +285,17 @@ def free_port() -> int:
         return port
 
 
+def wait_until_healthy(base: str) -> None:
+    """Wait until a server just started at `base` answers /health, or fail the test."""
+    for _ in range(150):  # up to ~15 s for a cold start on a busy machine
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    pytest.fail("the server never answered /health")
+
+
 def test_real_server_answers_over_http_and_stops_cleanly_on_sigterm() -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "HUBSCORE_API_TOKEN"}
@@ -291,14 +303,7 @@ def test_real_server_answers_over_http_and_stops_cleanly_on_sigterm() -> None:
     server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(150):  # up to ~15 s for a cold start on a busy machine
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the server never answered /health")
+        wait_until_healthy(base)
         response = httpx.post(f"{base}/predict/single", json={"id": 9, "total_users": 2})
         assert response.status_code == 200 and response.json()["company_id"] == 9
     finally:

@@ -183,25 +183,56 @@ def load_config(
     *,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, str] | None = None,
 ) -> Config:
     """Resolve the configuration: default, then FILE, then environment, then `overrides`.
 
     Args:
         overrides: dotted keys from command-line flags, e.g. {"features.horizon_days": 14};
             None values are ignored (a flag that was not given).
+        flags: the flag each override came from, e.g. {"training.model": "--model"}, so a
+            bad value's error names what the user typed.
     """
     merged = _read_yaml(resources.files("hubscore.core").joinpath("default_config.yaml"), "default")
+    sources: dict[str, str] = {}
     if path is not None:
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist", hint="check the --config path")
-        _merge(merged, _read_yaml(path, str(path)), source=str(path))
-    _merge(merged, _env_overrides(os.environ if environ is None else environ), source="env")
+        from_file = _read_yaml(path, str(path))
+        _merge(merged, from_file, source=str(path))
+        sources.update(dict.fromkeys(_dotted_keys(from_file), f"set in config file {path}"))
+    from_env = _env_overrides(os.environ if environ is None else environ)
+    _merge(merged, from_env, source="env")
+    sources.update(
+        {k: f"set by environment variable {_env_name(k)}" for k in _dotted_keys(from_env)}
+    )
     for dotted, value in (overrides or {}).items():
         if value is not None:
             section, key = dotted.split(".", 1)
             _merge(merged, {section: {key: value}}, source="flag")
-    config: Config = _build(Config, merged, prefix="")
+            sources[dotted] = f"set by flag {(flags or {}).get(dotted, dotted)}"
+    try:
+        config: Config = _build(Config, merged, prefix="")
+    except ConfigError as exc:
+        source = sources.get(exc.key or "")
+        if source is None:  # a packaged default cannot be wrong; nothing to add
+            raise
+        raise ConfigError(f"{exc.message} ({source})", hint=exc.hint, key=exc.key) from None
     return config
+
+
+def _dotted_keys(values: Mapping[str, Any]) -> list[str]:
+    """Return `section.key` for every key of a two-level mapping (sections of keys)."""
+    return [
+        f"{section}.{key}"
+        for section, keys in values.items()
+        if isinstance(keys, Mapping)
+        for key in keys
+    ]
+
+
+def _env_name(dotted: str) -> str:
+    return ENV_PREFIX + dotted.replace(".", "_").upper()
 
 
 def _read_yaml(source: Any, name: str) -> dict[str, Any]:
@@ -250,11 +281,16 @@ def _build(cls: type[Any], values: Mapping[str, Any], *, prefix: str) -> Any:
         raise ConfigError(
             f"unknown config key {prefix}{unknown[0]}",
             hint=f"known keys here: {', '.join(sorted(known))}",
+            key=f"{prefix}{unknown[0]}",
         )
     hints = typing.get_type_hints(cls)
-    kwargs = {
-        name: _coerce(hints[name], value, key=f"{prefix}{name}") for name, value in values.items()
-    }
+    kwargs = {}
+    for name, value in values.items():
+        try:
+            kwargs[name] = _coerce(hints[name], value, key=f"{prefix}{name}")
+        except ConfigError as exc:
+            exc.key = exc.key or f"{prefix}{name}"  # the innermost key: the one at fault
+            raise
     try:
         return cls(**kwargs)
     except TypeError as exc:
@@ -315,7 +351,7 @@ def _coerce_scalar(hint: Any, value: Any, *, key: str) -> Any:
 
 def _require(ok: bool, key: str, value: object, expected: str) -> None:
     if not ok:
-        raise ConfigError(f"config key {key} is {value!r}, expected {expected}")
+        raise ConfigError(f"config key {key} is {value!r}, expected {expected}", key=key)
 
 
 def _plain(value: Any) -> Any:

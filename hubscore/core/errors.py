@@ -23,6 +23,11 @@ class ConfigError(HubscoreError):
 
     exit_code = 2
 
+    def __init__(self, message: str, *, hint: str | None = None, key: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.key = key
+        """The dotted config key at fault, so the loader can name where its value came from."""
+
 
 class ValidationError(HubscoreError):
     """Input data failed validation (bad rows over the reject budget, unparseable files)."""

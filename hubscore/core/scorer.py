@@ -207,8 +207,15 @@ class Scorer:
         threshold: float | None = None,
         scored_at: datetime | None = None,
     ) -> pl.DataFrame:
-        """Score a whole table or list of dicts in memory, ranked (1 = most likely)."""
-        frame = data if isinstance(data, pl.DataFrame) else to_frame(data)
+        """Score a whole table or list of dicts in memory, ranked (1 = most likely).
+
+        A feature absent from every dict is imputed as training imputed it, as the HTTP API
+        does; a table must hold every feature column (a missing one is a build bug).
+        """
+        if isinstance(data, pl.DataFrame | pa.Table):
+            frame = data if isinstance(data, pl.DataFrame) else to_frame(data)
+        else:
+            frame = with_absent_features(to_frame(data), self.feature_dtypes)
         scored = with_probabilities(*self.probabilities(frame))
         ranked = rank_scores(scored)
         out = self.label(ranked, scored_at=scored_at or now(), threshold=threshold)
@@ -446,6 +453,15 @@ def with_probabilities(keys: pl.DataFrame, probs: np.ndarray) -> pl.DataFrame:
 def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
     """Return a zero-row record batch (pa.array and from_pylist import pandas: slow start)."""
     return pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
+
+
+def with_absent_features(frame: pl.DataFrame, features: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """Add every feature the frame lacks (names matched in any case) as nulls: imputed."""
+    present = {column.lower() for column in frame.columns}
+    absent = [
+        pl.lit(None, dtype).alias(n) for n, dtype in features.items() if n.lower() not in present
+    ]
+    return frame.with_columns(absent) if absent else frame
 
 
 def to_frame(data: pa.RecordBatch | pa.Table | Sequence[Mapping[str, Any]]) -> pl.DataFrame:

@@ -115,6 +115,14 @@ def _staged_outputs(out: Path) -> Iterator[dict[str, Path]]:
 
 def find_input(data_dir: Path, kind: InputKind) -> Path:
     """Return `<kind>.parquet` or `<kind>.csv` in `data_dir`."""
+    if not data_dir.is_dir():
+        raise ValidationError(
+            f"the input folder {data_dir} does not exist"
+            if not data_dir.exists()
+            else f"the input folder {data_dir} is not a folder",
+            hint=f"pass --data-dir (or set data.dir) to the folder holding the "
+            f"{', '.join(INPUT_KINDS)} files",
+        )
     for suffix in (".parquet", ".csv"):
         path = data_dir / f"{kind}{suffix}"
         if path.is_file():

@@ -44,6 +44,7 @@ from hubscore.core import encoding
 from hubscore.core.errors import ConfigError
 from hubscore.core.errors import ValidationError as HubscoreValidationError
 from hubscore.core.scorer import CONFIDENCE, ID, PREDICTION, PROBABILITY, Scorer, load_scorer, now
+from hubscore.serving.docs import add_offline_docs
 from hubscore.serving.schema import (
     ERRORS,
     BatchPredictionResponse,
@@ -310,7 +311,10 @@ def create_app(
         title="hubscore",
         version=__version__,
         description=f"Conversion scores of free-tier companies; model {version}.",
+        docs_url=None,  # FastAPI's own pages load from a CDN: add_offline_docs serves them
+        redoc_url=None,
     )
+    add_offline_docs(app)
     app.service = service
     limit = max_body_bytes or BODY_BYTES_PER_COMPANY * max_batch + 65536
     app.add_middleware(Guard, token=token, max_body_bytes=limit)

@@ -104,7 +104,7 @@ def score_file(
     reader = open_input(input_path, scorer, batch_size=batch_size)
     scored_at = scored_at_for(as_of)
     cut = scorer.manifest.decision_threshold if threshold is None else threshold
-    warnings = [*check_windows(reader.metadata, scorer.manifest), *reader.warnings]
+    warnings = check_windows(reader.metadata, scorer.manifest)
     with exclusive_lock(output_path), atomic_file(output_path) as temp:
         scratch = temp.with_name(temp.name + ".scores.parquet")
         try:
@@ -155,7 +155,6 @@ class InputReader:
     batches: Iterator[Batch]
     metadata: dict[str, str]
     total_rows: int | None
-    warnings: list[str] = field(default_factory=list)
 
 
 def open_input(path: Path, scorer: Scorer, *, batch_size: int) -> InputReader:
@@ -219,9 +218,8 @@ def _open_csv(path: Path, scorer: Scorer) -> InputReader:
     )
     return InputReader(
         batches=_with_schema(stream, stream.schema),
-        metadata={},
+        metadata={},  # CSV has none: check_windows says the windows went unchecked, once
         total_rows=None,
-        warnings=["CSV input carries no feature-window metadata; windows not checked"],
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,16 @@ from hubscore import __version__
 from hubscore.core.artifacts import sha256_file
 from hubscore.core.config import Config
 from hubscore.core.contract import KEY_COLUMNS, LABEL, METADATA_KEYS, RAW_FEATURES
-from hubscore.core.errors import SchemaError, ValidationError
+from hubscore.core.errors import ConfigError, SchemaError, ValidationError
 
 ID, CUTOFF = KEY_COLUMNS
 ORDER = "_order"
 BUILD_HINT = "build it with hubscore build-features from this hubscore version"
+METADATA_HINT = (
+    "to train on some weeks, keep the file and pass hubscore train --since DATE --until DATE; "
+    "a rewritten file keeps hubscore's metadata with Polars' "
+    "df.write_parquet(OUT, metadata=pl.read_parquet_metadata(SRC))"
+)
 Matrix = npt.NDArray[np.float32]
 Vector = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -44,6 +50,8 @@ class FeatureFile:
     metadata: dict[str, str]
     fingerprint: str
     path: Path
+    since: date | None = None
+    until: date | None = None
 
 
 @dataclass(frozen=True)
@@ -55,8 +63,15 @@ class Split:
     report: dict[str, Any]
 
 
-def read_features(path: Path) -> FeatureFile:
-    """Read and check a features.parquet written by build-features."""
+def read_features(
+    path: Path, *, since: date | None = None, until: date | None = None
+) -> FeatureFile:
+    """Read and check a features.parquet written by build-features.
+
+    Args:
+        since, until: keep only the cutoffs in [since, until]: a slice of the timeline
+            without rewriting the file (a rewrite loses the metadata training needs).
+    """
     if not path.is_file():
         raise SchemaError(f"feature file {path} does not exist", hint=BUILD_HINT)
     try:
@@ -68,7 +83,7 @@ def read_features(path: Path) -> FeatureFile:
     if absent:
         raise SchemaError(
             f"{path} is not a hubscore feature file: metadata lacks {', '.join(absent)}",
-            hint=BUILD_HINT,
+            hint=f"{BUILD_HINT}; {METADATA_HINT}",
         )
     if metadata["hubscore_version"] != __version__:
         raise SchemaError(
@@ -79,7 +94,30 @@ def read_features(path: Path) -> FeatureFile:
     missing = [c for c in (*KEY_COLUMNS, LABEL, *RAW_FEATURES) if c not in frame.columns]
     if missing:
         raise SchemaError(f"{path} lacks columns: {', '.join(missing)}", hint=BUILD_HINT)
-    return FeatureFile(_ordered(frame), metadata, sha256_file(path), path)
+    frame = _sliced(frame, path, since=since, until=until)
+    return FeatureFile(_ordered(frame), metadata, sha256_file(path), path, since, until)
+
+
+def _sliced(
+    frame: pl.DataFrame, path: Path, *, since: date | None, until: date | None
+) -> pl.DataFrame:
+    """Keep the rows whose cutoff is in [since, until]; refuse an empty slice."""
+    if since is None and until is None:
+        return frame
+    if since is not None and until is not None and since > until:
+        raise ConfigError(f"--since {since} is after --until {until}", hint="swap the dates")
+    cutoff = pl.col(CUTOFF)
+    kept = frame.filter(
+        (cutoff >= since if since else pl.lit(True)) & (cutoff <= until if until else pl.lit(True))
+    )
+    if kept.height == 0:
+        cutoffs = frame.get_column(CUTOFF)
+        first, last = str(cutoffs.min()), str(cutoffs.max())
+        raise ValidationError(
+            f"no rows of {path} have a cutoff from {since or 'the start'} to {until or 'the end'}",
+            hint=f"its cutoffs run from {first} to {last}",
+        )
+    return kept
 
 
 def _ordered(frame: pl.DataFrame) -> pl.DataFrame:

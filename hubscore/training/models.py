@@ -6,7 +6,7 @@ Every model is fitted on exactly the float32 matrix `encoding.encode` gives the 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -242,21 +242,33 @@ def fit_family(
 
 
 def cross_validate(
-    name: ModelName, ff: FeatureFile, split: Split, config: Config, *, early_stopping: bool
+    name: ModelName,
+    ff: FeatureFile,
+    split: Split,
+    config: Config,
+    *,
+    early_stopping: bool,
+    on_fold: Callable[[int, Fold], None] | None = None,
 ) -> tuple[list[Fold], list[int]]:
     """Fit on each expanding-window fold and predict its validation weeks.
 
     Returns the out-of-fold predictions and, for boosters stopped early, each fold's trees.
+
+    Args:
+        on_fold: sees each fold's predictions as they come (a search prunes poor trials).
     """
     folds, trees = [], []
     days = week_codes(ff.frame)
-    for fit_rows, val_rows in cv_folds(ff, split, config):
+    for number, (fit_rows, val_rows) in enumerate(cv_folds(ff, split, config)):
         val = take(ff.frame, val_rows)
         stop_on = val if early_stopping and name in BOOSTERS else None
         model, spec = fit_family(name, take(ff.frame, fit_rows), config, stop_on=stop_on)
-        folds.append((labels(val), model.predict_proba(encoding.encode(val, spec)), days[val_rows]))
+        fold = (labels(val), model.predict_proba(encoding.encode(val, spec)), days[val_rows])
+        folds.append(fold)
         if model.best_iteration is not None:
             trees.append(model.best_iteration)
+        if on_fold is not None:
+            on_fold(number, fold)
     return folds, trees
 
 

@@ -154,8 +154,9 @@ def write_report(path: Path, metrics: Mapping[str, Any], *, plots: Sequence[Path
             "Export verification",
             _table([{"check": k, "value": v} for k, v in metrics.get("verification", {}).items()]),
         ),
-        "<h2>Plots</h2>",
+        "<h2>Plots (test side)</h2><div class='plots'>",
         *(_image(p) for p in plots),
+        "</div>",
         *_section("Data quality", _quality(metrics.get("quality"))),
     ]
     html = (
@@ -168,14 +169,16 @@ def write_report(path: Path, metrics: Mapping[str, Any], *, plots: Sequence[Path
 
 
 STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:64em;margin:2em auto;padding:0 1em;"
-    "color:#222;line-height:1.45}h2{margin-top:2em;border-bottom:1px solid #ddd}"
-    ".lead{font-size:1.1em}.scroll{overflow-x:auto}"
-    "table{border-collapse:collapse;margin:.8em 0;font-size:.9em}"
-    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}"
-    "td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}"
-    "img{max-width:100%;height:auto}figure{margin:1em 0}"
+    "body{font-family:system-ui,sans-serif;max-width:72em;margin:2em auto;padding:0 1.5em;"
+    "color:#1a1a1a;line-height:1.45}.lead{font-size:1.1em}"
+    "h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}h3{margin-bottom:.3em}"
+    ".scroll{overflow-x:auto}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}"
+    "td,th{border:1px solid #ccc;padding:3px 10px;vertical-align:top;overflow-wrap:anywhere}"
+    "th{background:#f3f5f8;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}"
+    ".plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(30em,1fr));gap:1em}"
+    "figure{margin:0}img{max-width:100%;height:auto}"
 )
+"""One stylesheet inline: the report stays one self-contained file."""
 
 
 def _section(title: str, body: str) -> list[str]:
@@ -192,9 +195,11 @@ def _fmt(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
-            return f"{value:.3g}"
-        return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1e5 else f"{value:,.0f}"
+        if value != value or abs(value) == float("inf"):
+            return str(value)
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"  # never 5.326e+04
+        return f"{value:.3g}" if value and abs(value) < 1e-3 else f"{value:.4g}"
     if isinstance(value, list | tuple):
         return escape(", ".join(_plain(v) for v in value))
     if isinstance(value, Mapping):
@@ -211,7 +216,7 @@ def _plain(value: Any) -> str:
 def _table(rows: Sequence[Mapping[str, Any]] | None) -> str:
     if not rows:
         return ""
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # rows may differ
     head = "".join(f"<th>{escape(str(c))}</th>" for c in columns)
     body = "".join(
         "<tr>"
@@ -310,28 +315,26 @@ def _split(metrics: Mapping[str, Any]) -> str:
 
 
 def _quality(quality: Mapping[str, Any] | None) -> str:
+    """Render quality.json as one titled table (or list) per section, not a JSON dump."""
     if not quality:
         return "<p>No quality.json was found next to the feature file.</p>"
-    parts = []
-    files = quality.get("files", {})
-    parts.append(_table([{"file": name, **info} for name, info in files.items()]))
-    parts.append(_table(quality.get("missing_by_label")))
-    for key in ("usage", "customers", "spine"):
-        if isinstance(quality.get(key), Mapping):
-            parts.append(
-                f"<h3>{escape(key)}</h3>"
-                + _table([{"measure": k, "value": v} for k, v in quality[key].items()])
-            )
-    if quality.get("rejects"):
-        parts.append("<h3>rejects</h3>" + _table(quality["rejects"]))
-    assumptions = quality.get("assumptions") or []
-    if assumptions:
-        parts.append(
-            "<h3>What the files cannot tell</h3><ul>"
-            + "".join(f"<li>{escape(str(a))}</li>" for a in assumptions)
-            + "</ul>"
-        )
-    return "".join(parts)
+    sections = sorted(quality.items(), key=lambda item: item[0] != "assumptions")
+    return "".join(f"<h3>{escape(str(name))}</h3>{_value(value)}" for name, value in sections)
+
+
+def _value(value: Any) -> str:
+    """Render JSON-like data: mappings and lists of records as tables, plain lists as lists."""
+    if isinstance(value, Mapping):
+        if value and all(isinstance(v, Mapping) for v in value.values()):
+            return _table([{"": name, **v} for name, v in value.items()])
+        return _table([{"name": k, "value": v} for k, v in value.items()])
+    if isinstance(value, list | tuple):
+        if not value:
+            return "<p>none</p>"
+        if all(isinstance(v, Mapping) for v in value):
+            return _table(value)
+        return "<ul>" + "".join(f"<li>{_fmt(v)}</li>" for v in value) + "</ul>"
+    return f"<p>{_fmt(value)}</p>"
 
 
 def _image(path: Path) -> str:

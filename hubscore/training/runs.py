@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,13 @@ class RunResult:
 
 
 def train_and_export(
-    features: Path, config: Config, *, out_dir: Path, track: bool = False
+    features: Path,
+    config: Config,
+    *,
+    out_dir: Path,
+    track: bool = False,
+    since: date | None = None,
+    until: date | None = None,
 ) -> list[RunResult]:
     """Train the configured family (or all four), export each run, move `latest` to the best.
 
@@ -113,7 +119,7 @@ def train_and_export(
     check_leaderboard_metric(config)
     for name in names:
         models.make_model(name, config)  # reject bad hyperparameters before any training
-    ff = dataset.read_features(features)
+    ff = dataset.read_features(features, since=since, until=until)  # cutoffs in [since, until]
     split = dataset.split_rows(ff, config)
     with atomic.exclusive_lock(out_dir / "latest"), contextlib.ExitStack() as staging:
         drafts = []
@@ -344,11 +350,12 @@ def _write_outputs(
 
 
 IMPORTANCE_KIND = {
-    "logreg": "|coefficient| (standardised inputs)",
-    "random_forest": "mean impurity decrease",
-    "xgboost": "gain",
-    "lightgbm": "gain",
+    "logreg": "|coefficient| on the scaled inputs",
+    "random_forest": "mean decrease in Gini impurity (sums to 1)",
+    "xgboost": "gain: mean loss reduction per split (sums to 1)",
+    "lightgbm": "gain: total loss reduction over its splits",
 }
+"""What each family's `feature_importance` measures: the importance chart's axis label."""
 
 
 def _finish(draft: _Draft, board: list[dict[str, Any]], config: Config) -> RunResult:
@@ -399,6 +406,8 @@ def _manifest(
             "path": str(ff.path),
             "sha256": ff.fingerprint,
             "rows": ff.frame.height,
+            "since": ff.since and ff.since.isoformat(),
+            "until": ff.until and ff.until.isoformat(),
             "train_rows": int(metrics["split"]["train"]["rows"]),
             "test_rows": int(metrics["split"]["test"]["rows"]),
             "metadata": dict(sorted(meta.items())),

@@ -26,6 +26,8 @@ from hubscore.core.errors import ConfigError
 from hubscore.training import dataset, evaluate, models
 
 TIE_BREAK = "pr_auc"
+PRUNE_AFTER_TRIALS = 4
+"""Trials that always run to the end before the median rule may prune later ones."""
 ENCODING_PREFIX = "encoding."
 
 
@@ -54,14 +56,18 @@ def choose_params(
         return best
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=config.training.random_seed)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
+    # A trial whose first folds fall below the median of earlier trials' stops early.
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS)
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     records: list[Searched] = []
     started = time.monotonic()
 
     def objective(trial: optuna.Trial) -> float:
         sampled = {key: _suggest(trial, key, spec) for key, spec in sorted(space.items())}
         choice = _choice(base, sampled)
-        records.append(_evaluate(name, ff, split, config, choice, number=trial.number))
+        records.append(
+            _evaluate(name, ff, split, config, choice, number=trial.number, trial=trial)
+        )
         if len(records) > 1:  # keep the predictions of the best trial only: they are large
             best_so_far = max(records[:-1], key=_rank)
             for record in records:
@@ -74,10 +80,11 @@ def choose_params(
     best.trials = [r.best for r in records]
     best.summary = {
         "trials": len(records),
+        "pruned": len(study.trials) - len(records),
         "space": space,
         "chosen_by": f"mean {search_metric(config)} over the expanding-window "
         f"folds ({TIE_BREAK} breaks ties)",
-        "stopped_by_timeout": len(records) < settings.trials,
+        "stopped_by_timeout": len(study.trials) < settings.trials,
         "seconds": round(time.monotonic() - started, 1),
     }
     return best
@@ -96,17 +103,31 @@ def _evaluate(
     choice: models.Choice,
     *,
     number: int,
+    trial: optuna.Trial | None = None,
 ) -> Searched:
-    """Cross-validate one choice; fix the boosters' tree count at the folds' median."""
+    """Cross-validate one choice; fix the boosters' tree count at the folds' median.
+
+    Args:
+        trial: the search's trial, told each fold's metric so a poor one is pruned early.
+    """
+    metric = search_metric(config)
+    sign = -1.0 if metric in evaluate.LOWER_IS_BETTER else 1.0
+
+    def report(number: int, fold: models.Fold) -> None:
+        if trial is None:
+            return
+        value = evaluate.fold_metrics(fold, config.training.top_k).get(metric)
+        trial.report(_mean([None if value is None else sign * value]), number)
+        if trial.should_prune():
+            raise optuna.TrialPruned
+
     folds, trees = models.cross_validate(
-        name, ff, split, choice.config(name, config), early_stopping=True
+        name, ff, split, choice.config(name, config), early_stopping=True, on_fold=report
     )
     if trees:
         choice = models.Choice(
             {**choice.model, "n_estimators": int(statistics.median(trees))}, choice.encoding
         )
-    metric = search_metric(config)
-    sign = -1.0 if metric in evaluate.LOWER_IS_BETTER else 1.0
     per_fold = [evaluate.fold_metrics(fold, config.training.top_k) for fold in folds]
     values = [None if m.get(metric) is None else sign * m[metric] for m in per_fold]
     ties = [m.get(TIE_BREAK) for m in per_fold]
