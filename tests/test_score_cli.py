@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from typer.testing import CliRunner, Result
 
 from hubscore.cli import app
@@ -163,10 +165,33 @@ def test_drift_past_limit_exits_7_and_keeps_previous_output(tmp_path: Path) -> N
     out.write_bytes(b"previous")
     result = score(INPUT, "-o", out, "--fail-on-drift", "0.05")
     assert result.exit_code == 7
-    assert "features drifted past PSI 0.05" in result.stderr
+    assert "features drifted past their allowed PSI" in result.stderr
+    assert "(allowed 0.05)" in result.stderr
     assert out.read_bytes() == b"previous"
     assert temps(tmp_path) == []
     assert score(INPUT, "-o", out, "--fail-on-drift", "50").exit_code == 0
+
+
+def test_per_feature_drift_allowances_replace_the_limit_for_those_features(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "scores.parquet"
+    first = score(INPUT, "-o", out, "--fail-on-drift", "0.05", "--json")
+    assert first.exit_code == 7
+    drifted = re.findall(r"(\w+) \d+\.\d+ \(allowed", first.stderr)
+    allow = {"scoring": {"drift_allowances": dict.fromkeys(drifted, 1000.0)}}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(allow))
+    args = ("--fail-on-drift", "0.05", "--config", config)
+    # Only the five worst are named; allowing them lets the next worst fail the run.
+    second = score(INPUT, "-o", out, *args)
+    assert second.exit_code in (0, 7)
+    assert not set(drifted) & set(re.findall(r"(\w+) \d+\.\d+ \(allowed", second.stderr))
+    typo = {"scoring": {"drift_allowances": {"tenure_dayz": 2.0}}}
+    config.write_text(yaml.safe_dump(typo))
+    refused = score(INPUT, "-o", out, "--config", config)
+    assert refused.exit_code == 2
+    assert "tenure_dayz" in refused.stderr
 
 
 def test_stale_temps_are_cleaned(tmp_path: Path) -> None:

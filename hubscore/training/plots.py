@@ -69,7 +69,7 @@ def _plot_roc(ax: Any, y: Ints, p: Vector) -> None:
     ax.plot(fpr, tpr, label=f"model (AUC {roc_auc_score(y, p):.3f})")
     ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
-    ax.legend()
+    ax.legend(loc="lower right")
 
 
 def _plot_pr(ax: Any, y: Ints, p: Vector) -> None:
@@ -77,7 +77,7 @@ def _plot_pr(ax: Any, y: Ints, p: Vector) -> None:
     ax.plot(recall, precision, label=f"model (AP {average_precision_score(y, p):.3f})")
     ax.axhline(float(y.mean()), linestyle="--", color="grey", label="base rate")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall curve")
-    ax.legend()
+    ax.legend(loc="upper right")
 
 
 def _plot_calibration(ax: Any, calibration: Mapping[str, Any]) -> None:
@@ -96,7 +96,7 @@ def _plot_calibration(ax: Any, calibration: Mapping[str, Any]) -> None:
         ylabel="observed conversion rate",
         title=f"Reliability on the test weeks ({calibration['method']})",
     )
-    ax.legend()
+    ax.legend(loc="upper left")
 
 
 def _plot_list_size(ax: Any, y: Ints, p: Vector, weeks: Ints) -> None:
@@ -112,7 +112,7 @@ def _plot_list_size(ax: Any, y: Ints, p: Vector, weeks: Ints) -> None:
     ax.set(
         xlabel="list size per week (k)", ylabel="share", title="Precision and recall vs list size"
     )
-    ax.legend()
+    ax.legend(loc="center right")  # "best" scans every point: slow, and it warns
 
 
 def _plot_importance(ax: Any, importance: pl.DataFrame, kind: str) -> None:
