@@ -1,0 +1,315 @@
+"""Exact path-dependent TreeSHAP over the arrays of an ONNX tree ensemble (NumPy only).
+
+Lundberg et al. 2018 ("Consistent individualized feature attribution for tree ensembles"),
+Algorithm 2, walks each tree once per row, EXTENDing a path's permutation weights at every
+split and UNWINDing them at every leaf. A row's values for a tree are the sum over its
+leaves of the Shapley values of each root-to-leaf path on its own, and a path's values
+depend on the row only through which of the path's k unique features the row follows (the
+"one fractions", 0 or 1). So a path has at most 2**k outcomes. Short paths are tabulated
+once per model with Algorithm 2's EXTEND/UNWIND arithmetic; a row then costs one bit pattern
+per path and a gather. Long paths run the same arithmetic on the rows' own patterns.
+
+Routing is onnxruntime's: a branch is taken when `x MODE threshold`, or when x is NaN and
+the node's missing value tracks the true branch; thresholds and inputs are float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+MODES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ", "LEAF")
+LEAF = MODES.index("LEAF")
+_COMPARE = (np.less_equal, np.less, np.greater_equal, np.greater, np.equal, np.not_equal)
+TABLE_BITS = 6
+"""Paths of up to this many unique features are tabulated at load: 2**6 outcomes x 6."""
+CHUNK = 1 << 21
+"""Elements per temporary array: bounds memory whatever the row count."""
+MAX_PATH_FEATURES = 63  # one bit per unique feature of a path in a uint64 pattern
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """One tree ensemble as flat node arrays (positions, not ONNX ids), with covers."""
+
+    feature: Ints
+    threshold: npt.NDArray[np.float32]
+    mode: npt.NDArray[np.int8]
+    """Index into MODES."""
+    true_child: Ints
+    false_child: Ints
+    """Positions of the children; -1 on leaves."""
+    missing_true: Bools
+    leaf_value: Floats
+    """The leaf's weight for the explained output; 0 on branches."""
+    cover: Floats
+    """Training rows (or hessian) reaching each node: what TreeSHAP weighs the unseen by."""
+    roots: Ints
+    base: float
+    """What the ensemble adds to every row (ONNX base_values)."""
+
+
+def ensemble_from_attributes(
+    attrs: Mapping[str, Any], cover: Sequence[float] | npt.NDArray[np.float64]
+) -> Ensemble:
+    """Build an Ensemble from a TreeEnsembleClassifier/Regressor's attributes and covers.
+
+    For a binary classifier written with one class id (every converter we use), the weights
+    are the positive class's score; with ids 0 and 1, class 1's are taken.
+    """
+    trees = [int(t) for t in attrs["nodes_treeids"]]
+    position = {
+        key: p for p, key in enumerate(zip(trees, map(int, attrs["nodes_nodeids"]), strict=True))
+    }
+    modes = np.asarray([MODES.index(m) for m in attrs["nodes_modes"]], dtype=np.int8)
+    branch = modes != LEAF
+
+    def children(key: str) -> Ints:
+        ids = attrs[key]
+        return np.asarray(
+            [
+                position[(t, int(c))] if b else -1
+                for t, c, b in zip(trees, ids, branch, strict=True)
+            ],
+            dtype=np.int64,
+        )
+
+    true_child, false_child = children("nodes_truenodeids"), children("nodes_falsenodeids")
+    referenced = np.zeros(modes.size, dtype=bool)
+    referenced[true_child[branch]] = True
+    referenced[false_child[branch]] = True
+    base = attrs.get("base_values") or [0.0]
+    missing = attrs.get("nodes_missing_value_tracks_true") or [0] * modes.size
+    return Ensemble(
+        feature=np.asarray(attrs["nodes_featureids"], dtype=np.int64),
+        threshold=np.asarray(attrs["nodes_values"], dtype=np.float32),
+        mode=modes,
+        true_child=true_child,
+        false_child=false_child,
+        missing_true=np.asarray(missing, dtype=bool),
+        leaf_value=_leaf_values(attrs, position, modes.size),
+        cover=np.asarray(cover, dtype=np.float64),
+        roots=np.flatnonzero(~referenced).astype(np.int64),
+        base=float(np.float32(base[-1])),
+    )
+
+
+def _leaf_values(attrs: Mapping[str, Any], position: dict[tuple[int, int], int], n: int) -> Floats:
+    prefix = "class" if "class_treeids" in attrs else "target"
+    ids = np.asarray(attrs[f"{prefix}_ids"], dtype=np.int64)
+    chosen = ids == (1 if np.any(ids == 1) else 0)
+    trees = np.asarray(attrs[f"{prefix}_treeids"], dtype=np.int64)[chosen]
+    nodes = np.asarray(attrs[f"{prefix}_nodeids"], dtype=np.int64)[chosen]
+    # float32, as onnxruntime holds them, then summed in float64
+    weights = np.asarray(attrs[f"{prefix}_weights"], dtype=np.float32)[chosen]
+    values = np.zeros(n, dtype=np.float64)
+    for t, i, w in zip(trees.tolist(), nodes.tolist(), weights.tolist(), strict=True):
+        values[position[(t, i)]] += w
+    return values
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Paths with the same number k of unique features, evaluated together."""
+
+    members: Ints
+    zero: Floats
+    """(G, k) zero fractions: the share of training cover that follows each slot's splits."""
+    features: Ints
+    """(G, k) model column of each slot."""
+    table: Floats | None
+    """(G, 2**k, k) values of every outcome pattern, leaf value included; None: not tabulated."""
+
+
+class TreeExplainer:
+    """Contributions of one ensemble: built once per run folder, then any number of rows."""
+
+    def __init__(self, ensemble: Ensemble, n_features: int) -> None:
+        self.ensemble = ensemble
+        self.n_features = n_features
+        self.expected = ensemble.base
+        self._branches = np.flatnonzero(ensemble.mode != LEAF)
+        self._walk_paths()
+
+    def _walk_paths(self) -> None:
+        e = self.ensemble
+        nodes: list[int] = []
+        went: list[bool] = []
+        bits: list[int] = []
+        starts: list[int] = []
+        values: list[float] = []
+        zeros: list[list[float]] = []
+        slot_features: list[list[int]] = []
+        for root in e.roots.tolist():
+            for leaf, path in _leaf_paths(e, root):
+                slots: dict[int, int] = {}
+                zero: list[float] = []
+                for parent, true in path:
+                    slot = slots.setdefault(int(e.feature[parent]), len(slots))
+                    if slot == len(zero):
+                        zero.append(1.0)
+                    child = e.true_child[parent] if true else e.false_child[parent]
+                    zero[slot] *= float(e.cover[child] / e.cover[parent])
+                value = float(e.leaf_value[leaf])
+                self.expected += value * float(np.prod(zero))
+                if not path:
+                    continue  # a single-leaf tree only moves the base value
+                if len(slots) > MAX_PATH_FEATURES:
+                    raise ValueError(f"a tree path splits on {len(slots)} distinct features")
+                starts.append(len(nodes))
+                for parent, true in path:
+                    nodes.append(parent)
+                    went.append(true)
+                    bits.append(1 << slots[int(e.feature[parent])])
+                values.append(value)
+                zeros.append(zero)
+                slot_features.append(list(slots))
+        self._nodes = np.asarray(nodes, dtype=np.int64)
+        self._went = np.asarray(went, dtype=bool)
+        self._bits = np.asarray(bits, dtype=np.uint64)
+        self._starts = np.asarray(starts, dtype=np.int64)
+        self._full = np.asarray([(1 << len(f)) - 1 for f in slot_features], dtype=np.uint64)
+        self._values = np.asarray(values, dtype=np.float64)
+        self._groups = _groups(zeros, slot_features, self._values)
+
+    def contributions(self, x: npt.NDArray[np.float32]) -> Floats:
+        """Return (rows, n_features + 1): each column's contribution, then the base value."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        out = np.zeros((x.shape[0], self.n_features + 1), dtype=np.float64)
+        out[:, -1] = self.expected
+        if not self._values.size:
+            return out
+        step = max(1, CHUNK // max(self._nodes.size, 1))
+        for start in range(0, x.shape[0], step):
+            block = x[start : start + step]
+            self._add_block(self._patterns(block), out[start : start + step])
+        return out
+
+    def _patterns(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:
+        """Bit s of pattern[row, path] is set when the row follows every split of slot s."""
+        taken = self._decisions(x)
+        failed = np.where(taken[:, self._nodes] != self._went, self._bits, np.uint64(0))
+        missed = np.bitwise_or.reduceat(failed, self._starts, axis=1)
+        return self._full & ~missed
+
+    def _decisions(self, x: npt.NDArray[np.float32]) -> Bools:
+        e, nodes = self.ensemble, self._branches
+        values = x[:, e.feature[nodes]]
+        taken = np.zeros((x.shape[0], e.mode.size), dtype=bool)
+        part = np.zeros(values.shape, dtype=bool)
+        modes = e.mode[nodes]
+        for code, compare in enumerate(_COMPARE):
+            cols = np.flatnonzero(modes == code)
+            if cols.size:
+                part[:, cols] = compare(values[:, cols], e.threshold[nodes][cols])
+        part |= np.isnan(values) & e.missing_true[nodes]
+        taken[:, nodes] = part
+        return taken
+
+    def _add_block(self, patterns: npt.NDArray[np.uint64], out: Floats) -> None:
+        rows = patterns.shape[0]
+        for group in self._groups:
+            chosen = patterns[:, group.members]
+            if group.table is not None:
+                index = np.arange(group.members.size)[None, :]
+                values = group.table[index, chosen.astype(np.intp)]
+            else:
+                values = self._evaluate(group, chosen)
+            flat = group.features.reshape(-1)
+            order = np.argsort(flat, kind="stable")
+            sorted_features = flat[order]
+            firsts = np.flatnonzero(np.r_[True, sorted_features[1:] != sorted_features[:-1]])
+            summed = np.add.reduceat(values.reshape(rows, -1)[:, order], firsts, axis=1)
+            out[:, sorted_features[firsts]] += summed
+
+    def _evaluate(self, group: _Group, chosen: npt.NDArray[np.uint64]) -> Floats:
+        """Run EXTEND/UNWIND on the rows' own patterns (paths too long to tabulate)."""
+        k = group.zero.shape[1]
+        ones = ((chosen[..., None] >> np.arange(k, dtype=np.uint64)) & np.uint64(1)).astype(bool)
+        values = np.empty((chosen.shape[0], group.members.size, k), dtype=np.float64)
+        step = max(1, CHUNK // ((k + 1) * chosen.shape[0]))
+        for start in range(0, group.members.size, step):
+            part = slice(start, start + step)
+            shares = path_shares(group.zero[part], ones[:, part].transpose(1, 0, 2))
+            leaf = self._values[group.members[part]][:, None, None]
+            values[:, part] = (shares * leaf).transpose(1, 0, 2)
+        return values
+
+
+def _leaf_paths(e: Ensemble, root: int) -> list[tuple[int, tuple[tuple[int, bool], ...]]]:
+    """Every leaf under `root` with its path: (branch position, took the true child)."""
+    found: list[tuple[int, tuple[tuple[int, bool], ...]]] = []
+    stack: list[tuple[int, tuple[tuple[int, bool], ...]]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if e.mode[node] == LEAF:
+            found.append((node, path))
+            continue
+        stack.append((int(e.false_child[node]), (*path, (node, False))))
+        stack.append((int(e.true_child[node]), (*path, (node, True))))
+    return found
+
+
+def _groups(zeros: list[list[float]], features: list[list[int]], values: Floats) -> list[_Group]:
+    lengths = np.asarray([len(f) for f in features], dtype=np.int64)
+    groups = []
+    for k in np.unique(lengths).tolist():
+        members = np.flatnonzero(lengths == k)
+        zero = np.asarray([zeros[i] for i in members], dtype=np.float64).reshape(-1, k)
+        slot_features = np.asarray([features[i] for i in members], dtype=np.int64).reshape(-1, k)
+        table = None
+        if k <= TABLE_BITS:
+            patterns = every_pattern(k)
+            ones = np.broadcast_to(patterns, (members.size, *patterns.shape))
+            table = path_shares(zero, ones) * values[members][:, None, None]
+        groups.append(_Group(members, zero, slot_features, table))
+    return groups
+
+
+def every_pattern(k: int) -> Bools:
+    """Return (2**k, k): row p holds the bits of p, lowest first."""
+    return ((np.arange(1 << k)[:, None] >> np.arange(k)) & 1).astype(bool)
+
+
+def path_shares(zero: Floats, ones: Bools) -> Floats:
+    """Shapley values of single paths: zero fractions (G, k), one fractions (G, N, k).
+
+    Algorithm 2's EXTEND over a dummy root element and then each slot, then per slot the sum
+    of the weights UNWIND leaves, times (o - z); the leaf value is applied by the caller.
+    Returns (G, N, k).
+    """
+    g, n, k = ones.shape
+    o = ones.astype(np.float64)
+    z = zero[:, None, :]
+    w = np.zeros((g, n, k + 1), dtype=np.float64)
+    w[..., 0] = 1.0
+    for size in range(1, k + 1):  # EXTEND: `size` elements so far, slot size-1 joins
+        p = np.arange(size + 1)
+        old = w[..., : size + 1].copy()
+        shifted = np.zeros_like(old)
+        shifted[..., 1:] = old[..., :-1]
+        w[..., : size + 1] = z[..., size - 1 : size] * old * ((size - p) / (size + 1))
+        w[..., : size + 1] += o[..., size - 1 : size] * shifted * (p / (size + 1))
+    total = k + 1
+    q = np.arange(total - 1)
+    # UNWIND with o = 0 needs no recurrence, and (o - z) = -z cancels its division by z.
+    when_off = -total * (w[..., : total - 1] / (total - 1 - q)).sum(axis=-1)
+    out = np.empty((g, n, k), dtype=np.float64)
+    for slot in range(k):
+        zi = z[..., slot]
+        unwound_sum = np.zeros((g, n), dtype=np.float64)
+        carry = w[..., total - 1].copy()
+        for j in range(total - 2, -1, -1):  # UNWIND with o = 1
+            unwound = carry * (total / (j + 1))
+            unwound_sum += unwound
+            carry = w[..., j] - unwound * zi * ((total - 1 - j) / total)
+        out[..., slot] = np.where(ones[..., slot], unwound_sum * (1.0 - zi), when_off)
+    return out
