@@ -14,6 +14,7 @@ LightGBM's `pred_contrib` within 1e-4; otherwise the run is refused.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ PARITY_TOLERANCE = 1e-4
 GATE_ROWS = 2000
 """Held-out rows the gate explains (evenly spaced): exact TreeSHAP is costlier than scoring."""
 THRESHOLD_ULPS = 2  # float32 steps between a native threshold and the ONNX one
+_BARE_INFINITY = re.compile(r"(?<=: )(-?)inf\b")
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,9 @@ def write_explain_file(stage: Path, estimator: Any, kind: str, x_train: npt.NDAr
 def native_trees(estimator: Any, kind: str) -> list[NativeTree]:
     """Return the estimator's trees in the order its ONNX conversion lists them."""
     if kind == "xgboost":
-        return [_xgboost_tree(json.loads(t)) for t in _xgboost_dumps(estimator)]
+        # The dump writes infinite split conditions as bare inf, which JSON spells Infinity.
+        dumps = (_BARE_INFINITY.sub(r"\1Infinity", t) for t in _xgboost_dumps(estimator))
+        return [_xgboost_tree(json.loads(t)) for t in dumps]
     if kind == "lightgbm":
         return [
             _lightgbm_tree(t["tree_structure"])
@@ -164,7 +168,9 @@ def _same_split(ensemble: Ensemble, node: int, tree: NativeTree, native: int) ->
     onnx_threshold = float(ensemble.threshold[node])
     native_threshold = float(np.float32(tree.threshold[native]))
     step = float(np.spacing(np.float32(max(abs(onnx_threshold), abs(native_threshold)))))
-    close = abs(onnx_threshold - native_threshold) <= THRESHOLD_ULPS * step
+    close = onnx_threshold == native_threshold or (
+        abs(onnx_threshold - native_threshold) <= THRESHOLD_ULPS * step
+    )
     return bool(ensemble.feature[node] == tree.feature[native] and close)
 
 
