@@ -78,7 +78,7 @@ def ensembles(draw: st.DrawFn) -> Ensemble:
         me = len(columns["f"])
         for key in columns:
             columns[key].append(0)
-        if depth == 0 or draw(st.booleans()) and depth < 3:
+        if depth == 0 or (draw(st.booleans()) and depth < 3):
             columns["m"][me] = LEAF
             columns["v"][me] = draw(st.floats(-2, 2, allow_nan=False))
             columns["c"][me] = draw(st.integers(1, 50))
@@ -207,6 +207,8 @@ def test_lightgbm_contributions_equal_pred_contrib(tmp_path: Path) -> None:
     np.testing.assert_allclose(
         phi.sum(axis=1), model.booster_.predict(rows, raw_score=True), rtol=0, atol=1e-5
     )
+    p = 1 / (1 + np.exp(-phi.sum(axis=1)))
+    np.testing.assert_allclose(p, ort_probability(session, rows), rtol=0, atol=1e-6)
 
 
 @pytest.mark.slow
