@@ -33,8 +33,7 @@ REASON_COLUMNS = ("reason_1", "reason_2", "reason_3", "reason_against")
 BASIS, BASE_VALUE, CONTRIBUTIONS = "basis", "base_value", "contributions"
 EXPLANATION_COLUMNS = (*REASON_COLUMNS, BASIS, BASE_VALUE, CONTRIBUTIONS)
 EXPLANATION_DTYPES: dict[str, pl.DataType] = {
-    **{name: pl.String() for name in (*REASON_COLUMNS, BASIS, CONTRIBUTIONS)},
-    BASE_VALUE: pl.Float64(),
+    name: pl.Float64() if name == BASE_VALUE else pl.String() for name in EXPLANATION_COLUMNS
 }
 USAGE, PROFILE_ONLY = "usage", "profile only"
 USAGE_GROUPS = frozenset((*ACTIVITY_FEATURES, *USAGE_STAT_FEATURES, *HISTORY_FEATURES))
