@@ -64,7 +64,7 @@ score *args:
     uv run --frozen hubscore score {{args}}
 
 # every benchmark, printing ratios against baselines measured in the same run
-bench: bench-build bench-score bench-serve bench-train
+bench: bench-build bench-score bench-serve bench-train bench-explain
 
 # build-features --as-of on 1M companies / ~20M usage rows vs pandas and a bare DuckDB scan
 bench-build *args:
@@ -77,6 +77,10 @@ bench-score *args:
 # the HTTP API under a bounded loopback load vs the scoring core in-process
 bench-serve *args:
     uv run --frozen python bench/bench_serve.py {{args}}
+
+# explanations per family (1,000 rows, one core) vs native pred_contribs / shap on the same rows
+bench-explain *args:
+    uv run --frozen python bench/bench_explain.py {{args}}
 
 # training time and peak memory per family vs one bare fit (100k companies: about an hour)
 bench-train *args:
