@@ -36,7 +36,7 @@ from sklearn.linear_model import LogisticRegression
 
 from hubscore.core import explain
 from hubscore.core.artifacts import MODEL_FILE
-from hubscore.training import export, explanations, models
+from hubscore.training import explanations, export, models
 
 OUT = Path(__file__).parent / "out"
 COLUMNS = 60

@@ -272,3 +272,37 @@ def test_gate_refuses_explanations_that_disagree(
     assert verify_explanations(trained_artifact.run_dir, native, "xgboost", x)["rows"] > 0
     with pytest.raises(ArtifactError, match="explanations disagree"):
         verify_explanations(stage, native, "xgboost", x)
+
+
+# --- the HTTP API --------------------------------------------------------------------------
+
+
+def test_api_single_gives_reasons_and_a_batch_on_request() -> None:
+    import warnings
+
+    from starlette.exceptions import StarletteDeprecationWarning
+
+    from hubscore.serving.api import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from fastapi.testclient import TestClient
+
+    scorer = load_scorer(EXPLAINED / "run")
+    company = {"id": 7, "EMPLOYEE_RANGE": "51 to 200"}
+    blank = dict.fromkeys(scorer.manifest.feature_names) | company
+    expected = scorer.explain([blank]).row(0, named=True)
+    with TestClient(create_app(EXPLAINED / "run", max_batch=3)) as client:
+        single = client.post("/predict/single", json=company).json()
+        assert single["basis"] == "profile only"
+        wanted = [expected[name] for name in reasons.REASON_COLUMNS[:3] if expected[name]]
+        assert single["reasons"] == wanted
+        assert single["reason_against"] == expected["reason_against"]
+        batch = {"companies": [company, {"id": 2}]}
+        plain = client.post("/predict", json=batch).json()["predictions"]
+        assert "reasons" not in plain[0]
+        explained = client.post("/predict?explain=true", json=batch).json()["predictions"]
+        assert [p["basis"] for p in explained] == ["profile only", "profile only"]
+        assert explained[0]["reasons"] == single["reasons"]
+    with TestClient(create_app(OLD / "run", max_batch=3)) as old:
+        assert "reasons" not in old.post("/predict/single", json=company).json()
