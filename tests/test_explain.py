@@ -306,3 +306,21 @@ def test_api_single_gives_reasons_and_a_batch_on_request() -> None:
         assert explained[0]["reasons"] == single["reasons"]
     with TestClient(create_app(OLD / "run", max_batch=3)) as old:
         assert "reasons" not in old.post("/predict/single", json=company).json()
+
+
+def test_outcome_by_tier_ranks_each_week_apart() -> None:
+    from hubscore.training.evaluate import outcome_by_tier
+
+    p = np.array([0.9, 0.8, 0.1, 0.2, 0.5, 0.4, 0.3, 0.6])
+    y = np.array([1, 0, 0, 1, 1, 0, 0, 0])
+    weeks = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    table = outcome_by_tier(y, p, weeks, (0.25, 0.5, 0.75))
+    assert [row["rows"] for row in table] == [2, 2, 2, 2]
+    assert [row["converted"] for row in table] == [1, 1, 1, 0]
+    assert table[0] == {
+        "priority": "very high",
+        "rows": 2,
+        "converted": 1,
+        "conversion_rate": 0.5,
+        "share_of_converters": 1 / 3,
+    }

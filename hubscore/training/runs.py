@@ -200,6 +200,7 @@ def evaluate_trained(
         "confidence_bands": evaluate.confidence_bands(thresholds),
         "threshold_table": evaluate.threshold_table(y, p, weeks, grid),
         "ablation": evaluate.ablation_summary(test, without, t.top_k),
+        "priority_tiers": evaluate.outcome_by_tier(y, p, weeks, config.scoring.priority_quantiles),
         "quality": json.loads(quality.read_text(encoding="utf-8")) if quality.is_file() else None,
     }
 
