@@ -49,10 +49,18 @@ class NativeTree:
     cover: npt.NDArray[np.float64]
 
 
-def write_explain_file(stage: Path, estimator: Any, kind: str, x_train: npt.NDArray[Any]) -> None:
-    """Write explain.npz for a staged run whose model.onnx is already written."""
+def write_explain_file(
+    stage: Path, estimator: Any, kind: str, x_train: npt.NDArray[Any] | None
+) -> None:
+    """Write explain.npz for a staged run whose model.onnx is already written.
+
+    Args:
+        x_train: the encoded training matrix; only logreg reads it (its column means).
+    """
     path = stage / explain.EXPLAIN_FILE
     if kind == "logreg":
+        if x_train is None:
+            raise ValueError("logreg explanations need the training matrix")
         explain.write_explain_file(path, means=np.asarray(x_train, dtype=np.float64).mean(axis=0))
         return
     (op,) = [o for o in ml_operators(stage / MODEL_FILE) if o.op_type in explain.TREE_OPERATORS]

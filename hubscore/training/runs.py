@@ -219,7 +219,9 @@ def _write_run(
         onnx_bytes = to_onnx(trained.model.estimator, len(trained.spec.output_names))
         (stage / artifacts.MODEL_FILE).write_bytes(onnx_bytes)
         (stage / artifacts.ENCODERS_FILE).write_text(trained.spec.to_json(), encoding="utf-8")
-        x_train = encoding.encode(trained.train_frame, trained.spec)
+        # Only logreg needs the training matrix (its column means); trees read covers.
+        linear = trained.name == "logreg"
+        x_train = encoding.encode(trained.train_frame, trained.spec) if linear else None
         explanations.write_explain_file(stage, trained.model.estimator, trained.name, x_train)
         manifest = _manifest(trained, metrics, ff, target.name, file_hashes(stage))
         artifacts.write_manifest(stage, manifest)
