@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from hubscore.cli import app
@@ -324,3 +326,62 @@ def test_outcome_by_tier_ranks_each_week_apart() -> None:
         "conversion_rate": 0.5,
         "share_of_converters": 1 / 3,
     }
+
+
+# --- every family, and any raw values --------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["logreg", "random_forest", "xgboost", "lightgbm"])
+def test_every_family_adds_up_to_its_native_margin(
+    name: str, features_file: Path, tmp_path: Path
+) -> None:
+    from conftest_train import small_config
+
+    from hubscore.core.artifacts import MODEL_FILE
+    from hubscore.core.encoding import encode
+    from hubscore.core.explain import load_explainer
+    from hubscore.training import dataset, explanations, export, models
+
+    frame = dataset.read_features(features_file).frame
+    model, spec = models.fit_family(name, frame, small_config(name))
+    models.round_thresholds_down(model)
+    matrix = encode(frame, spec)
+    (tmp_path / MODEL_FILE).write_bytes(export.to_onnx(model.estimator, matrix.shape[1]))
+    explanations.write_explain_file(tmp_path, model.estimator, name, matrix)
+    explainer = load_explainer(tmp_path, model_file=MODEL_FILE, n_columns=matrix.shape[1])
+    phi = explainer.contributions(matrix[:300])
+    margin = explanations.native_margin(model.estimator, name, matrix[:300])
+    np.testing.assert_allclose(phi.sum(axis=1), margin, rtol=0, atol=1e-5)
+    assert explainer.space == ("probability" if name == "random_forest" else "log-odds")
+
+
+RAW = st.fixed_dictionaries(
+    {
+        "EMPLOYEE_RANGE": st.sampled_from([None, "", "51 TO 200", "never heard of", "1"]),
+        "INDUSTRY": st.sampled_from([None, "COMPUTER_SOFTWARE", "Brand new industry", " "]),
+        "total_actions": st.floats(allow_nan=True, allow_infinity=True, width=32),
+        "actions_recent": st.one_of(st.none(), st.floats(-(2.0**40), 2.0**40, width=32)),
+        "recency_days": st.one_of(st.none(), st.integers(0, 2_000)),
+        "ALEXA_RANK": st.one_of(st.none(), st.integers(1, 16_000_001)),
+    }
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(RAW, min_size=1, max_size=8))
+def test_any_raw_row_is_explained_exactly(rows) -> None:
+    scorer = load_scorer(EXPLAINED / "run")
+    companies = [
+        dict.fromkeys(scorer.manifest.feature_names) | row | {"id": i} for i, row in enumerate(rows)
+    ]
+    frame = scorer.conform(pl.DataFrame(companies, infer_schema_length=None))
+    matrix = scorer.encode(frame)
+    phi = scorer.explainer().contributions(matrix)
+    p = to_probability(phi.sum(axis=1), scorer.explainer().space)
+    np.testing.assert_allclose(p, scorer.run_model(matrix), rtol=0, atol=1e-6)
+    explained = scorer.explain(frame)
+    assert explained.height == len(rows)
+    assert explained["basis"].to_list() == [
+        "profile only" if row["recency_days"] is None else "usage" for row in rows
+    ]
