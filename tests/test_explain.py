@@ -249,6 +249,7 @@ def test_trained_run_records_the_explanation_gate(trained_artifact) -> None:
     assert gate["native"] == "pred_contribs" and gate["rows"] > 0
     assert gate["max_native_delta"] <= 1e-4
     assert gate["max_additivity_delta"] <= 1e-5
+    assert gate["max_native_margin_delta"] <= 1e-4
 
 
 @pytest.mark.slow

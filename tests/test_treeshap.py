@@ -121,9 +121,14 @@ VALUES = st.sampled_from([-1.0, 0.0, 0.5, 2.0, 0.49999997, 2.0000002, -5.0, 9.0,
 @given(ensembles(), st.lists(st.lists(VALUES, min_size=4, max_size=4), min_size=1, max_size=6))
 def test_equals_brute_force_shapley_values_of_the_path_dependent_game(e, rows) -> None:
     x = np.asarray(rows, dtype=np.float32)
-    got = TreeExplainer(e, N_FEATURES).contributions(x)
+    explainer = TreeExplainer(e, N_FEATURES)
+    got = explainer.contributions(x)
     expected = np.stack([brute_force(e, row) for row in x])
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+    everything = frozenset(range(N_FEATURES))
+    margin = [e.base + sum(expectation(e, int(r), row, everything) for r in e.roots) for row in x]
+    np.testing.assert_allclose(explainer.margin(x), margin, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got.sum(axis=1), margin, rtol=1e-9, atol=1e-9)
 
 
 @settings(max_examples=40, deadline=None)

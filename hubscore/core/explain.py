@@ -51,12 +51,17 @@ class Explainer(Protocol):
         """Return (rows, columns + 1): each model column's contribution, then the base value."""
         ...
 
+    def margin(self, x: npt.NDArray[np.float32]) -> Floats:
+        """Return the model's own output before its link, in float64: what contributions add to."""
+        ...
+
 
 class LinearExplainer:
     """coefficient x (x - training mean): exact for a linear margin."""
 
     def __init__(self, coefficients: Floats, intercept: float, means: Floats, space: str) -> None:
         self.coefficients = coefficients
+        self.intercept = intercept
         self.means = means
         self.base = float(intercept + coefficients @ means)
         self.space = space
@@ -65,6 +70,10 @@ class LinearExplainer:
         """Return (rows, columns + 1): each model column's contribution, then the base value."""
         phi = (np.asarray(x, dtype=np.float64) - self.means) * self.coefficients
         return np.hstack([phi, np.full((phi.shape[0], 1), self.base)])
+
+    def margin(self, x: npt.NDArray[np.float32]) -> Floats:
+        """Return the model's own output before its link, in float64: what contributions add to."""
+        return np.asarray(x, dtype=np.float64) @ self.coefficients + self.intercept
 
 
 class EnsembleExplainer:
@@ -77,6 +86,10 @@ class EnsembleExplainer:
     def contributions(self, x: npt.NDArray[np.float32]) -> Floats:
         """Return (rows, columns + 1): each model column's contribution, then the base value."""
         return self.trees.contributions(x)
+
+    def margin(self, x: npt.NDArray[np.float32]) -> Floats:
+        """Return the model's own output before its link, in float64: what contributions add to."""
+        return self.trees.margin(x)
 
 
 def write_explain_file(

@@ -29,6 +29,8 @@ TABLE_BITS = 6
 """Paths of up to this many unique features are tabulated at load: 2**6 outcomes x 6."""
 CHUNK = 1 << 21
 """Elements per temporary array: bounds memory whatever the row count."""
+TABLE_BUDGET = 1 << 24
+"""Floats (128 MB) a per-call table of long paths may take; beyond it rows are evaluated."""
 MAX_PATH_FEATURES = 63  # one bit per unique feature of a path in a uint64 pattern
 
 Floats = npt.NDArray[np.float64]
@@ -187,11 +189,42 @@ class TreeExplainer:
         out[:, -1] = self.expected
         if not self._values.size:
             return out
+        tables = [self._table_for(group, rows=x.shape[0]) for group in self._groups]
         step = max(1, CHUNK // max(self._nodes.size, 1))
         for start in range(0, x.shape[0], step):
             block = x[start : start + step]
-            self._add_block(self._patterns(block), out[start : start + step])
+            self._add_block(self._patterns(block), out[start : start + step], tables)
         return out
+
+    def margin(self, x: npt.NDArray[np.float32]) -> Floats:
+        """Return the ensemble's own output per row: base plus the reached leaves, in float64."""
+        e = self.ensemble
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        total = np.full(x.shape[0], e.base, dtype=np.float64)
+        step = max(1, CHUNK // max(e.mode.size, 1))
+        for start in range(0, x.shape[0], step):
+            taken = self._decisions(x[start : start + step])
+            rows = np.arange(taken.shape[0])
+            for root in e.roots.tolist():
+                node = np.full(rows.size, root, dtype=np.int64)
+                while np.any(branch := e.mode[node] != LEAF):
+                    down = np.where(taken[rows, node], e.true_child[node], e.false_child[node])
+                    node = np.where(branch, down, node)
+                total[start : start + rows.size] += e.leaf_value[node]
+        return total
+
+    def _table_for(self, group: _Group, *, rows: int) -> Floats | None:
+        """Return the group's table; tabulate long paths for this call when it is cheaper.
+
+        A path of k features has 2**k outcomes: when that is fewer than the rows (and the
+        table fits in TABLE_BUDGET floats) one table per call beats evaluating every row.
+        """
+        k = group.zero.shape[1]
+        if group.table is not None or (1 << k) >= rows:
+            return group.table
+        if group.members.size * (1 << k) * k > TABLE_BUDGET:
+            return None
+        return _tabulate(group.zero, self._values[group.members])
 
     def _patterns(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:
         """Bit s of pattern[row, path] is set when the row follows every split of slot s."""
@@ -214,13 +247,15 @@ class TreeExplainer:
         taken[:, nodes] = part
         return taken
 
-    def _add_block(self, patterns: npt.NDArray[np.uint64], out: Floats) -> None:
+    def _add_block(
+        self, patterns: npt.NDArray[np.uint64], out: Floats, tables: list[Floats | None]
+    ) -> None:
         rows = patterns.shape[0]
-        for group in self._groups:
+        for group, table in zip(self._groups, tables, strict=True):
             chosen = patterns[:, group.members]
-            if group.table is not None:
+            if table is not None:
                 index = np.arange(group.members.size)[None, :]
-                values = group.table[index, chosen.astype(np.intp)]
+                values = table[index, chosen.astype(np.intp)]
             else:
                 values = self._evaluate(group, chosen)
             flat = group.features.reshape(-1)
@@ -265,13 +300,22 @@ def _groups(zeros: list[list[float]], features: list[list[int]], values: Floats)
         members = np.flatnonzero(lengths == k)
         zero = np.asarray([zeros[i] for i in members], dtype=np.float64).reshape(-1, k)
         slot_features = np.asarray([features[i] for i in members], dtype=np.int64).reshape(-1, k)
-        table = None
-        if k <= TABLE_BITS:
-            patterns = every_pattern(k)
-            ones = np.broadcast_to(patterns, (members.size, *patterns.shape))
-            table = path_shares(zero, ones) * values[members][:, None, None]
+        table = _tabulate(zero, values[members]) if k <= TABLE_BITS else None
         groups.append(_Group(members, zero, slot_features, table))
     return groups
+
+
+def _tabulate(zero: Floats, leaf_values: Floats) -> Floats:
+    """Return (G, 2**k, k): every outcome pattern's values, leaf values applied."""
+    g, k = zero.shape
+    patterns = every_pattern(k)
+    table = np.empty((g, *patterns.shape), dtype=np.float64)
+    step = max(1, CHUNK // (patterns.size + patterns.shape[0]))  # bounds EXTEND's (G, 2**k, k+1)
+    for start in range(0, g, step):
+        part = slice(start, start + step)
+        ones = np.broadcast_to(patterns, (zero[part].shape[0], *patterns.shape))
+        table[part] = path_shares(zero[part], ones) * leaf_values[part][:, None, None]
+    return table
 
 
 def every_pattern(k: int) -> Bools:
