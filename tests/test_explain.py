@@ -386,3 +386,17 @@ def test_any_raw_row_is_explained_exactly(rows) -> None:
     assert explained["basis"].to_list() == [
         "profile only" if row["recency_days"] is None else "usage" for row in rows
     ]
+
+
+def test_priority_quantiles_are_validated_by_key() -> None:
+    from hubscore.core.config import load_config
+    from hubscore.core.errors import ConfigError
+
+    overrides = {"scoring.priority_quantiles": [0.1, 0.3, 0.6]}
+    assert load_config(None, overrides=overrides, environ={}).scoring.priority_quantiles == (
+        0.1,
+        0.3,
+        0.6,
+    )
+    with pytest.raises(ConfigError, match="scoring.priority_quantiles"):
+        load_config(None, overrides={"scoring.priority_quantiles": [0.5, 0.2, 0.9]}, environ={})

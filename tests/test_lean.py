@@ -63,6 +63,19 @@ def test_scoring_loads_no_training_stack(tmp_path: Path) -> None:
     assert pl.read_parquet(out).height == 60
 
 
+def test_scoring_without_reasons_does_not_load_protobuf(tmp_path: Path) -> None:
+    out = tmp_path / "scores.parquet"
+    args = [str(GOLDEN / "input.parquet"), str(out), str(GOLDEN / "run")]
+    # protobuf's descriptors cost ~0.2 s at start-up; only explaining reads model.onnx with them
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args, "google.protobuf.descriptor_pb2"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"exit_code": 0, "loaded": []}
+
+
 def test_explaining_loads_no_training_stack(tmp_path: Path) -> None:
     explained = ROOT / "tests" / "golden" / "explained"
     out = tmp_path / "list.parquet"

@@ -12,26 +12,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
 from hubscore.core.errors import ArtifactError
 
-_FIELD = descriptor_pb2.FieldDescriptorProto
-# (message, field, number, type, repeated, message type), as in onnx-ml.proto.
+# (message, field, number, type, repeated, message type), as in onnx-ml.proto; types are
+# FieldDescriptorProto's: 11 message, 9 string, 5 int32, 2 float, 3 int64, 12 bytes.
 _SCHEMA = (
-    ("Model", "graph", 7, _FIELD.TYPE_MESSAGE, False, "Graph"),
-    ("Graph", "node", 1, _FIELD.TYPE_MESSAGE, True, "Node"),
-    ("Node", "op_type", 4, _FIELD.TYPE_STRING, False, None),
-    ("Node", "domain", 7, _FIELD.TYPE_STRING, False, None),
-    ("Node", "attribute", 5, _FIELD.TYPE_MESSAGE, True, "Attribute"),
-    ("Attribute", "name", 1, _FIELD.TYPE_STRING, False, None),
-    ("Attribute", "type", 20, _FIELD.TYPE_INT32, False, None),
-    ("Attribute", "f", 2, _FIELD.TYPE_FLOAT, False, None),
-    ("Attribute", "i", 3, _FIELD.TYPE_INT64, False, None),
-    ("Attribute", "s", 4, _FIELD.TYPE_BYTES, False, None),
-    ("Attribute", "floats", 7, _FIELD.TYPE_FLOAT, True, None),
-    ("Attribute", "ints", 8, _FIELD.TYPE_INT64, True, None),
-    ("Attribute", "strings", 9, _FIELD.TYPE_BYTES, True, None),
+    ("Model", "graph", 7, 11, False, "Graph"),
+    ("Graph", "node", 1, 11, True, "Node"),
+    ("Node", "op_type", 4, 9, False, None),
+    ("Node", "domain", 7, 9, False, None),
+    ("Node", "attribute", 5, 11, True, "Attribute"),
+    ("Attribute", "name", 1, 9, False, None),
+    ("Attribute", "type", 20, 5, False, None),
+    ("Attribute", "f", 2, 2, False, None),
+    ("Attribute", "i", 3, 3, False, None),
+    ("Attribute", "s", 4, 12, False, None),
+    ("Attribute", "floats", 7, 2, True, None),
+    ("Attribute", "ints", 8, 3, True, None),
+    ("Attribute", "strings", 9, 12, True, None),
 )
 # AttributeProto.AttributeType values -> the field that holds the value
 _VALUE_FIELDS = {1: "f", 2: "i", 3: "s", 6: "floats", 7: "ints", 8: "strings"}
@@ -48,6 +46,11 @@ class Operator:
 
 @functools.cache
 def _model_class() -> Any:
+    # Imported here: protobuf's descriptors take ~0.1-0.25 s to import, and only explaining
+    # needs them; every scoring run would pay that at start-up otherwise.
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    field_type = descriptor_pb2.FieldDescriptorProto
     file = descriptor_pb2.FileDescriptorProto(name="hubscore_onnx_subset.proto", package="hs")
     file.syntax = "proto2"
     messages: dict[str, Any] = {}
@@ -55,7 +58,7 @@ def _model_class() -> Any:
         if message not in messages:
             messages[message] = file.message_type.add(name=message)
         field = messages[message].field.add(name=name, number=number, type=kind)
-        field.label = _FIELD.LABEL_REPEATED if repeated else _FIELD.LABEL_OPTIONAL
+        field.label = field_type.LABEL_REPEATED if repeated else field_type.LABEL_OPTIONAL
         if type_name:
             field.type_name = f".hs.{type_name}"
     pool = descriptor_pool.DescriptorPool()
