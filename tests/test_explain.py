@@ -398,5 +398,5 @@ def test_priority_quantiles_are_validated_by_key() -> None:
         0.3,
         0.6,
     )
-    with pytest.raises(ConfigError, match="scoring.priority_quantiles"):
+    with pytest.raises(ConfigError, match=r"scoring\.priority_quantiles"):
         load_config(None, overrides={"scoring.priority_quantiles": [0.5, 0.2, 0.9]}, environ={})
