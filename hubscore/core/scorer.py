@@ -117,16 +117,19 @@ class Scorer:
         """Return keys, reasons, basis, base value and contributions (JSON) for every row."""
         frame = self.conform(data if isinstance(data, pl.DataFrame) else to_frame(data))
         keys, matrix = self.prepare(frame)
+        return keys.hstack(self.explain_encoded(frame, matrix).get_columns())
+
+    def explain_encoded(self, frame: pl.DataFrame, matrix: np.ndarray) -> pl.DataFrame:
+        """Return the explanation columns of conformed `frame` and its encoded `matrix`."""
         contributions = self.explainer().contributions(matrix)
         windows = self.manifest.target
-        columns = reasons.explain_rows(
+        return reasons.explain_rows(
             frame,
             contributions,
             self.spec.output_names,
             recent_days=int(windows.get("recent_days", 28)),
             lookback_days=int(windows.get("lookback_days", 91)),
         )
-        return keys.hstack(columns.get_columns())
 
     @classmethod
     def load(cls, run_dir: Path, *, threads: int = 1) -> Scorer:

@@ -44,7 +44,16 @@ from hubscore.core import encoding
 from hubscore.core.errors import ArtifactError, ConfigError
 from hubscore.core.errors import ValidationError as HubscoreValidationError
 from hubscore.core.reasons import BASIS, REASON_COLUMNS
-from hubscore.core.scorer import CONFIDENCE, ID, PREDICTION, PROBABILITY, Scorer, load_scorer, now
+from hubscore.core.scorer import (
+    CONFIDENCE,
+    ID,
+    PREDICTION,
+    PROBABILITY,
+    Scorer,
+    load_scorer,
+    now,
+    with_probabilities,
+)
 from hubscore.serving.schema import (
     ERRORS,
     BatchPredictionResponse,
@@ -108,15 +117,17 @@ class Service:
     ) -> pl.DataFrame:
         """Score companies in request order into the `PredictionResponse` columns."""
         frame = pl.from_dicts([company.__dict__ for company in companies], schema=self.dtypes)
-        scored = self.scorer.score_frame(frame, scored_at=scored_at)
+        keys, matrix = self.scorer.prepare(frame)  # encoded once, for the score and the reasons
+        probabilities = with_probabilities(keys, self.scorer.run_model(matrix))
+        scored = self.scorer.label(probabilities, scored_at=scored_at)
         response = [scored.get_column(ID).alias("company_id")]
         response += [scored.get_column(name) for name in (PREDICTION, PROBABILITY, CONFIDENCE)]
         out = pl.DataFrame(response).hstack(self.imputed(frame))
-        return out.hstack(self.reasons(frame)) if explain and self.explains else out
+        return out.hstack(self.reasons(frame, matrix)) if explain and self.explains else out
 
-    def reasons(self, frame: pl.DataFrame) -> list[pl.Series]:
+    def reasons(self, frame: pl.DataFrame, matrix: np.ndarray) -> list[pl.Series]:
         """Return `reasons` (a list of up to three), `reason_against` and `basis`."""
-        explained = self.scorer.explain(frame)
+        explained = self.scorer.explain_encoded(frame, matrix)
         listed = explained.select(pl.concat_list(REASON_COLUMNS[:3]).list.drop_nulls())
         return [
             listed.to_series().alias("reasons"),
