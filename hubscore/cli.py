@@ -246,6 +246,11 @@ def score(
     fail_on_drift: Annotated[
         float | None, typer.Option(min=0.0, help="Exit 7 if any feature's PSI exceeds this.")
     ] = None,
+    explain: Annotated[
+        int | None,
+        typer.Option(min=0, help="Explain the top N (per cutoff). Default: the --top-k list."),
+    ] = None,
+    no_explain: Annotated[bool, typer.Option("--no-explain", help="Write no reasons.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
     log_format: Annotated[LogFormat, typer.Option(help="stderr log format.")] = LogFormat.text,
@@ -272,6 +277,8 @@ def score(
                 batch_size=cfg.scoring.batch_size,
                 fail_on_drift=fail_on_drift,
                 on_progress=on_progress,
+                explain=0 if no_explain else explain,
+                priority_quantiles=cfg.scoring.priority_quantiles,
             )
     render_summary(summary.to_dict(), as_json=json_output, quiet=quiet, log_format=log_format)
 

@@ -53,6 +53,8 @@ class Manifest:
     verification: dict[str, Any] = field(default_factory=dict)
     training_data: dict[str, Any] = field(default_factory=dict)
     library_versions: dict[str, str] = field(default_factory=dict)
+    explanations: dict[str, Any] = field(default_factory=dict)
+    """file, output space and gate deltas of the explanations; empty in older run folders."""
     format_version: int = FORMAT_VERSION
 
     @property

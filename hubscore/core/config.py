@@ -124,10 +124,18 @@ class EncodingConfig:
 class ScoringConfig:
     batch_size: int = 65536
     threads: int = 1
+    priority_quantiles: tuple[float, ...] = (0.25, 0.5, 0.75)
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "scoring.batch_size", self.batch_size, ">= 1")
         _require(self.threads >= 0, "scoring.threads", self.threads, ">= 0 (0: onnxruntime picks)")
+        q = self.priority_quantiles
+        _require(
+            len(q) == 3 and all(0 < a < b <= 1 for a, b in zip(q, (*q[1:], 1.0), strict=True)),
+            "scoring.priority_quantiles",
+            q,
+            "three increasing shares in (0, 1), e.g. [0.25, 0.5, 0.75]",
+        )
 
 
 @dataclass(frozen=True)

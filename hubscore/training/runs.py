@@ -24,7 +24,8 @@ from hubscore.core.config import MODEL_NAMES, Config, ModelName
 from hubscore.core.contract import RAW_FEATURES
 from hubscore.core.drift import profile_features
 from hubscore.core.errors import ConfigError
-from hubscore.training import dataset, evaluate, models, report
+from hubscore.core.explain import EXPLAIN_FILE
+from hubscore.training import dataset, evaluate, explanations, models, report
 from hubscore.training.export import (
     INPUT,
     OUTPUT,
@@ -205,6 +206,7 @@ def evaluate_trained(
         "confidence_bands": evaluate.confidence_bands(thresholds),
         "threshold_table": evaluate.threshold_table(y, p, weeks, grid),
         "ablation": evaluate.ablation_summary(test, without, t.top_k),
+        "priority_tiers": evaluate.outcome_by_tier(y, p, weeks, config.scoring.priority_quantiles),
         "quality": json.loads(quality.read_text(encoding="utf-8")) if quality.is_file() else None,
     }
 
@@ -223,6 +225,10 @@ def _write_run(
         onnx_bytes = to_onnx(trained.model.estimator, len(trained.spec.output_names))
         (stage / artifacts.MODEL_FILE).write_bytes(onnx_bytes)
         (stage / artifacts.ENCODERS_FILE).write_text(trained.spec.to_json(), encoding="utf-8")
+        # Only logreg needs the training matrix (its column means); trees read covers.
+        linear = trained.name == "logreg"
+        x_train = encoding.encode(trained.train_frame, trained.spec) if linear else None
+        explanations.write_explain_file(stage, trained.model.estimator, trained.name, x_train)
         manifest = _manifest(trained, metrics, ff, target.name, file_hashes(stage))
         artifacts.write_manifest(stage, manifest)
         threshold = manifest.decision_threshold
@@ -230,9 +236,18 @@ def _write_run(
             stage, trained.test, trained.p_test, threshold=threshold, names=RAW_FEATURES
         )
         log.add(f"verification: {json.dumps(verification, sort_keys=True)}")
+        explained = explanations.verify_explanations(
+            stage, trained.model.estimator, trained.name, trained.x_test
+        )
+        log.add(f"explanations: {json.dumps(explained, sort_keys=True)}")
         metrics = {**metrics, "run": target.name, "verification": verification}
         _write_outputs(stage, trained, metrics, config, log)
-        final = replace(manifest, verification=verification, files=file_hashes(stage))
+        final = replace(
+            manifest,
+            verification=verification,
+            files=file_hashes(stage),
+            explanations={"file": EXPLAIN_FILE, "space": explained["space"], "gate": explained},
+        )
         artifacts.write_manifest(stage, final)
     return metrics
 
