@@ -45,7 +45,7 @@ demo: sync build-features
     uv run --frozen hubscore train --model all
     uv run --frozen hubscore build-features --as-of {{demo_as_of}} --out data/build/scoring
     uv run --frozen hubscore score data/build/scoring/features.parquet -o data/build/call_list.csv --top-k 50 --as-of {{demo_as_of}}
-    uv run --frozen python -c "import polars as pl; print(pl.read_csv('data/build/call_list.csv').select('rank', 'id', 'conversion_probability', 'confidence').head(10))"
+    uv run --frozen python -c "import polars as pl; pl.Config(tbl_rows=10, fmt_str_lengths=70, tbl_width_chars=250, tbl_hide_column_data_types=True); print(pl.read_csv('data/build/call_list.csv').select('rank', 'id', 'conversion_probability', 'priority', 'basis', 'reason_1', 'reason_2', 'reason_against').head(10))"
 
 # rewrite the bundled sample in data/ (deterministic: review the diff)
 sample:
@@ -64,7 +64,7 @@ score *args:
     uv run --frozen hubscore score {{args}}
 
 # every benchmark, printing ratios against baselines measured in the same run
-bench: bench-build bench-score bench-serve bench-train
+bench: bench-build bench-score bench-serve bench-train bench-explain
 
 # build-features --as-of on 1M companies / ~20M usage rows vs pandas and a bare DuckDB scan
 bench-build *args:
@@ -77,6 +77,10 @@ bench-score *args:
 # the HTTP API under a bounded loopback load vs the scoring core in-process
 bench-serve *args:
     uv run --frozen python bench/bench_serve.py {{args}}
+
+# explanations per family (1,000 rows, one core) vs native pred_contribs / shap on the same rows
+bench-explain *args:
+    uv run --frozen python bench/bench_explain.py {{args}}
 
 # training time and peak memory per family vs one bare fit (100k companies: about an hour)
 bench-train *args:

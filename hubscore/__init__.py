@@ -5,6 +5,7 @@ The public Python API is the scorer (loaded lazily, so `import hubscore` stays i
     >>> from hubscore import Predictor
     >>> predictor = Predictor.load(Path("models/latest"))
     >>> scores = predictor.score(companies)
+    >>> reasons = predictor.explain(companies)  # reason_1..3, reason_against, basis, ...
 """
 
 from __future__ import annotations

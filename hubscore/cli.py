@@ -251,6 +251,11 @@ def score(
             "scoring.drift_allowances).",
         ),
     ] = None,
+    explain: Annotated[
+        int | None,
+        typer.Option(min=0, help="Explain the top N (per cutoff). Default: the --top-k list."),
+    ] = None,
+    no_explain: Annotated[bool, typer.Option("--no-explain", help="Write no reasons.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
     log_format: Annotated[LogFormat, typer.Option(help="stderr log format.")] = LogFormat.text,
@@ -283,6 +288,8 @@ def score(
                 fail_on_drift=cfg.scoring.fail_on_drift,
                 drift_allowances=cfg.scoring.drift_allowances,
                 on_progress=on_progress,
+                explain=0 if no_explain else explain,
+                priority_quantiles=cfg.scoring.priority_quantiles,
             )
     render_summary(summary.to_dict(), as_json=json_output, quiet=quiet, log_format=log_format)
 

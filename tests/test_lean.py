@@ -30,6 +30,7 @@ BANNED = (
     "fastapi",
     "uvicorn",
     "mlflow",
+    "shap",
     # Not "pickle": the standard library loads it for its own use (typer and rich import it);
     # the import-linter contracts forbid our own modules from importing it.
     "hubscore.training",
@@ -43,7 +44,7 @@ import json, sys
 from pathlib import Path
 from typer.testing import CliRunner
 import hubscore.cli, hubscore.core.scorer
-args = ["score", sys.argv[1], "-o", sys.argv[2], "--model", sys.argv[3], "-q"]
+args = ["score", sys.argv[1], "-o", sys.argv[2], "--model", sys.argv[3], "-q", *sys.argv[5:]]
 result = CliRunner().invoke(hubscore.cli.app, args)
 banned = sys.argv[4].split(",")
 loaded = sorted(m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in banned))
@@ -60,6 +61,34 @@ def test_scoring_loads_no_training_stack(tmp_path: Path) -> None:
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report == {"exit_code": 0, "loaded": []}
     assert pl.read_parquet(out).height == 60
+
+
+def test_scoring_without_reasons_does_not_load_protobuf(tmp_path: Path) -> None:
+    out = tmp_path / "scores.parquet"
+    args = [str(GOLDEN / "input.parquet"), str(out), str(GOLDEN / "run")]
+    # protobuf's descriptors cost ~0.2 s at start-up; only explaining reads model.onnx with them
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args, "google.protobuf.descriptor_pb2"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"exit_code": 0, "loaded": []}
+
+
+def test_explaining_loads_no_training_stack(tmp_path: Path) -> None:
+    explained = ROOT / "tests" / "golden" / "explained"
+    out = tmp_path / "list.parquet"
+    args = [str(explained / "input.parquet"), str(out), str(explained / "run"), ",".join(BANNED)]
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args, "--top-k", "5"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"exit_code": 0, "loaded": []}
+    assert pl.read_parquet(out)["reason_1"].null_count() == 0
 
 
 @pytest.mark.slow

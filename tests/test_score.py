@@ -84,7 +84,7 @@ def test_score_batch_is_pure_and_matches_score(scorer: Scorer, companies: pl.Dat
     first = scorer.score_batch(batch, scored_at=SCORED_AT)
     assert first.equals(scorer.score_batch(batch, scored_at=SCORED_AT))
     whole = scorer.score(companies, scored_at=SCORED_AT).sort("id")
-    assert pl.from_arrow(first).sort("id").equals(whole.drop("rank"))  # type: ignore[union-attr]
+    assert pl.from_arrow(first).sort("id").equals(whole.drop("rank", "priority"))  # type: ignore[union-attr]
 
 
 def test_empty_input_gives_empty_output_with_schema(
@@ -92,7 +92,7 @@ def test_empty_input_gives_empty_output_with_schema(
 ) -> None:
     empty = scorer.score(companies.head(0))
     assert empty.height == 0
-    assert empty.columns == output_columns([])
+    assert empty.columns == output_columns(["priority"])
     schema = companies.to_arrow().schema
     batch = scorer.score_batch(empty_batch(schema), scored_at=SCORED_AT)
     assert batch.num_rows == 0

@@ -60,6 +60,8 @@ class Manifest:
     """The rows the shipped model was fitted on: refit mode, rows, positives, cutoffs."""
     metrics_describe: str = ""
     """What `metrics` were measured on (the evaluated fit, which may not be the shipped one)."""
+    explanations: dict[str, Any] = field(default_factory=dict)
+    """file, output space and gate deltas of the explanations; empty in older run folders."""
     format_version: int = FORMAT_VERSION
 
     @property

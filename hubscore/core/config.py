@@ -142,6 +142,7 @@ class ScoringConfig:
     threads: int = 1
     fail_on_drift: float | None = None
     drift_allowances: Mapping[str, float] = field(default_factory=dict)
+    priority_quantiles: tuple[float, ...] = (0.25, 0.5, 0.75)
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "scoring.batch_size", self.batch_size, ">= 1")
@@ -155,6 +156,13 @@ class ScoringConfig:
                 allowed,
                 "a PSI > 0",
             )
+        q = self.priority_quantiles
+        _require(
+            len(q) == 3 and all(0 < a < b <= 1 for a, b in zip(q, (*q[1:], 1.0), strict=True)),
+            "scoring.priority_quantiles",
+            q,
+            "three increasing shares in (0, 1), e.g. [0.25, 0.5, 0.75]",
+        )
 
 
 @dataclass(frozen=True)

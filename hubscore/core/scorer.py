@@ -24,7 +24,7 @@ import onnxruntime as ort
 import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
 
-from hubscore.core import encoding
+from hubscore.core import encoding, explain, reasons
 from hubscore.core.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, read_manifest
 from hubscore.core.calibration import calibrate
 from hubscore.core.contract import KEY_COLUMNS, METADATA_KEYS
@@ -34,6 +34,7 @@ ID, CUTOFF = KEY_COLUMNS
 PROBABILITY = "conversion_probability"
 PREDICTION = "prediction"
 CONFIDENCE = "confidence"
+PRIORITY = "priority"
 RANK = "rank"
 MODEL_VERSION = "model_version"
 SCORED_AT = "scored_at"
@@ -48,6 +49,7 @@ OUTPUT_DTYPES: dict[str, pl.DataType] = {
     PROBABILITY: pl.Float32(),
     PREDICTION: pl.Int8(),
     CONFIDENCE: pl.String(),
+    PRIORITY: pl.String(),
     RANK: pl.Int64(),
     MODEL_VERSION: pl.String(),
     SCORED_AT: pl.Datetime("us", "UTC"),
@@ -55,6 +57,10 @@ OUTPUT_DTYPES: dict[str, pl.DataType] = {
 
 CONFIDENCE_LEVELS = ("low", "medium", "high")
 _BAND_NAMES = pl.Series(CONFIDENCE, CONFIDENCE_LEVELS, dtype=pl.String)
+PRIORITY_LEVELS = ("very high", "high", "medium", "low")
+PRIORITY_QUANTILES = (0.25, 0.5, 0.75)
+"""Shares of the scored population (by rank) that end each tier: HubSpot's quartiles."""
+_PRIORITY_NAMES = pl.Series(PRIORITY, PRIORITY_LEVELS, dtype=pl.String)
 
 _DTYPE_CLASSES: tuple[type[pl.DataType], ...] = (
     pl.Float64,
@@ -83,12 +89,48 @@ class Scorer:
     """A loaded run folder: validate inputs against its manifest and score them."""
 
     def __init__(
-        self, manifest: Manifest, spec: encoding.EncoderSpec, session: ort.InferenceSession
+        self,
+        manifest: Manifest,
+        spec: encoding.EncoderSpec,
+        session: ort.InferenceSession,
+        run_dir: Path | None = None,
     ) -> None:
         self.manifest = manifest
         self.spec = spec
         self.session = session
         self.feature_dtypes = {f["name"]: parse_dtype(f["dtype"]) for f in manifest.features}
+        self.run_dir = run_dir
+        self._explainer: explain.Explainer | None = None
+
+    def explainer(self) -> explain.Explainer:
+        """Return the run folder's explainer, built on first use (scoring never pays for it)."""
+        if self._explainer is None:
+            if self.run_dir is None:
+                raise ArtifactError(
+                    "this scorer was built without its run folder", hint=explain.RETRAIN_HINT
+                )
+            self._explainer = explain.load_explainer(
+                self.run_dir, model_file=MODEL_FILE, n_columns=len(self.spec.output_names)
+            )
+        return self._explainer
+
+    def explain(self, data: pl.DataFrame | pa.Table | Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+        """Return keys, reasons, basis, base value and contributions (JSON) for every row."""
+        frame = self.conform(data if isinstance(data, pl.DataFrame) else to_frame(data))
+        keys, matrix = self.prepare(frame)
+        return keys.hstack(self.explain_encoded(frame, matrix).get_columns())
+
+    def explain_encoded(self, frame: pl.DataFrame, matrix: np.ndarray) -> pl.DataFrame:
+        """Return the explanation columns of conformed `frame` and its encoded `matrix`."""
+        contributions = self.explainer().contributions(matrix)
+        windows = self.manifest.target
+        return reasons.explain_rows(
+            frame,
+            contributions,
+            self.spec.output_names,
+            recent_days=int(windows.get("recent_days", 28)),
+            lookback_days=int(windows.get("lookback_days", 91)),
+        )
 
     @classmethod
     def load(cls, run_dir: Path, *, threads: int = 1) -> Scorer:
@@ -217,7 +259,7 @@ class Scorer:
         else:
             frame = with_absent_features(to_frame(data), self.feature_dtypes)
         scored = with_probabilities(*self.probabilities(frame))
-        ranked = rank_scores(scored)
+        ranked = with_priority(rank_scores(scored))
         out = self.label(ranked, scored_at=scored_at or now(), threshold=threshold)
         return out.select(output_columns(out.columns))
 
@@ -245,7 +287,7 @@ def load_scorer(run_dir: Path, *, threads: int = 1) -> Scorer:
                 f"{run_dir / MODEL_FILE} has no {role} {wanted!r}; it has {names}",
                 hint="the manifest and model disagree; retrain",
             )
-    return Scorer(manifest, spec, session)
+    return Scorer(manifest, spec, session, run_dir)
 
 
 def open_session(path: Path, *, threads: int) -> ort.InferenceSession:
@@ -413,7 +455,21 @@ def rank_scores(scores: pl.DataFrame) -> pl.DataFrame:
 def output_columns(columns: Sequence[str]) -> list[str]:
     """Return the output column order for a frame with or without `cutoff`."""
     keys = [ID, CUTOFF] if CUTOFF in columns else [ID]
-    return [*keys, PROBABILITY, PREDICTION, CONFIDENCE, RANK, MODEL_VERSION, SCORED_AT]
+    tiers = [PRIORITY] if PRIORITY in columns else []
+    labels = [PROBABILITY, PREDICTION, CONFIDENCE, *tiers, RANK, MODEL_VERSION, SCORED_AT]
+    return [*keys, *labels, *(c for c in reasons.EXPLANATION_COLUMNS if c in columns)]
+
+
+def with_priority(
+    ranked: pl.DataFrame, quantiles: Sequence[float] = PRIORITY_QUANTILES
+) -> pl.DataFrame:
+    """Add `priority`: the tier of each row's rank among the scored rows (of its cutoff)."""
+    by = [CUTOFF] if CUTOFF in ranked.columns else []
+    size = pl.len().over(by) if by else pl.len()
+    share = ((pl.col(RANK) - 1) / size).alias("_share")
+    shares = ranked.select(share).to_series().to_numpy()
+    tiers = np.searchsorted(np.asarray(quantiles, dtype=np.float64), shares, side="right")
+    return ranked.with_columns(_PRIORITY_NAMES.gather(tiers).alias(PRIORITY))
 
 
 def scored_at_for(as_of: date | None) -> datetime:

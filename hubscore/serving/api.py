@@ -41,9 +41,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubscore import __version__
 from hubscore.core import encoding
-from hubscore.core.errors import ConfigError
+from hubscore.core.errors import ArtifactError, ConfigError
 from hubscore.core.errors import ValidationError as HubscoreValidationError
-from hubscore.core.scorer import CONFIDENCE, ID, PREDICTION, PROBABILITY, Scorer, load_scorer, now
+from hubscore.core.reasons import BASIS, REASON_COLUMNS
+from hubscore.core.scorer import (
+    CONFIDENCE,
+    ID,
+    PREDICTION,
+    PROBABILITY,
+    Scorer,
+    load_scorer,
+    now,
+    with_probabilities,
+)
 from hubscore.serving.docs import add_offline_docs
 from hubscore.serving.schema import (
     ERRORS,
@@ -80,6 +90,7 @@ class Service:
         self.company = company_model(scorer.feature_dtypes)
         self.request = request_model(self.company, max_batch=max_batch)
         self.dtypes = {ID: pl.Int64(), **scorer.feature_dtypes}
+        self.explains = _can_explain(scorer)
         # Score once now: the first call pays for lazy setup (~100 ms), not the first client.
         self.predict(b'{"id": 0}', batch=False, state={})
         self.started = time.monotonic()
@@ -102,13 +113,28 @@ class Service:
                 [{"loc": ("body", *e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
             ) from None
 
-    def score(self, companies: list[BaseModel], *, scored_at: datetime) -> pl.DataFrame:
+    def score(
+        self, companies: list[BaseModel], *, scored_at: datetime, explain: bool = False
+    ) -> pl.DataFrame:
         """Score companies in request order into the `PredictionResponse` columns."""
         frame = pl.from_dicts([company.__dict__ for company in companies], schema=self.dtypes)
-        scored = self.scorer.score_frame(frame, scored_at=scored_at)
+        keys, matrix = self.scorer.prepare(frame)  # encoded once, for the score and the reasons
+        probabilities = with_probabilities(keys, self.scorer.run_model(matrix))
+        scored = self.scorer.label(probabilities, scored_at=scored_at)
         response = [scored.get_column(ID).alias("company_id")]
         response += [scored.get_column(name) for name in (PREDICTION, PROBABILITY, CONFIDENCE)]
-        return pl.DataFrame(response).hstack(self.imputed(frame))
+        out = pl.DataFrame(response).hstack(self.imputed(frame))
+        return out.hstack(self.reasons(frame, matrix)) if explain and self.explains else out
+
+    def reasons(self, frame: pl.DataFrame, matrix: np.ndarray) -> list[pl.Series]:
+        """Return `reasons` (a list of up to three), `reason_against` and `basis`."""
+        explained = self.scorer.explain_encoded(frame, matrix)
+        listed = explained.select(pl.concat_list(REASON_COLUMNS[:3]).list.drop_nulls())
+        return [
+            listed.to_series().alias("reasons"),
+            explained.get_column(REASON_COLUMNS[3]),
+            explained.get_column(BASIS),
+        ]
 
     def imputed(self, frame: pl.DataFrame) -> list[pl.Series]:
         """Return `features_imputed` and `employee_range_unseen`, by the encoder's own rules."""
@@ -130,11 +156,18 @@ class Service:
             pl.Series("employee_range_unseen", text.employee_unseen, dtype=pl.Boolean),
         ]
 
-    def predict(self, body: bytes, *, batch: bool, state: MutableMapping[str, Any]) -> bytes:
-        """Turn a request body into a response body (one company, or a batch envelope)."""
+    def predict(
+        self, body: bytes, *, batch: bool, state: MutableMapping[str, Any], explain: bool = False
+    ) -> bytes:
+        """Turn a request body into a response body (one company, or a batch envelope).
+
+        One company is always explained (when the run folder can be); a batch on request.
+        """
         companies, at = self.parse(body, batch=batch), now()
         state["companies"] = len(companies)
-        scores = self.score(companies, scored_at=at).write_json().encode() if companies else b"[]"
+        explained = explain or not batch
+        scored = self.score(companies, scored_at=at, explain=explained) if companies else None
+        scores = scored.write_json().encode() if scored is not None else b"[]"
         if not batch:
             return scores[1:-1]  # the one row of a one-row JSON array: identical formatting
         head = {
@@ -237,6 +270,15 @@ class Guard:
         """Return the 413 for an oversized body."""
         limit = self.max_body_bytes
         return JSONResponse({"detail": f"body over {limit:,} bytes"}, status_code=413)
+
+
+def _can_explain(scorer: Scorer) -> bool:
+    """Build the explainer now; a run folder from before explanations serves without reasons."""
+    try:
+        scorer.explainer()
+    except ArtifactError:
+        return False
+    return True
 
 
 def replay(body: bytes, receive: Receive) -> Receive:
@@ -355,8 +397,11 @@ def create_app(
     async def scored(request: Request, *, batch: bool) -> Response:
         body, state = await request.body(), request.scope["state"]
         if batch:
+            explain = request.query_params.get("explain", "false").lower() in ("true", "1")
             # Off the event loop, so probes are answered while a large batch scores.
-            out = await run_in_threadpool(service.predict, body, batch=True, state=state)
+            out = await run_in_threadpool(
+                service.predict, body, batch=True, state=state, explain=explain
+            )
         else:
             # One company is about 3 ms of CPU, nearly all Python under the GIL, so a thread
             # buys no parallelism; the hop added 1-3 ms per call on a busy 2-core host

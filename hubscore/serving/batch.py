@@ -26,12 +26,15 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 from hubscore import __version__
 from hubscore.core.atomic import atomic_file, exclusive_lock
 from hubscore.core.drift import DriftCounter, worst_features
-from hubscore.core.errors import ConfigError, DriftError, ValidationError
+from hubscore.core.errors import ArtifactError, ConfigError, DriftError, ValidationError
+from hubscore.core.reasons import EXPLANATION_DTYPES
 from hubscore.core.scorer import (
     CONFIDENCE_LEVELS,
     CUTOFF,
     ID,
+    PRIORITY_QUANTILES,
     PROBABILITY,
+    RANK,
     Scorer,
     check_unique_keys,
     check_windows,
@@ -40,6 +43,8 @@ from hubscore.core.scorer import (
     output_columns,
     rank_scores,
     scored_at_for,
+    to_frame,
+    with_priority,
     with_probabilities,
 )
 
@@ -70,6 +75,7 @@ class ScoreSummary:
     confidence: dict[str, int]
     drift_worst: list[tuple[str, float]]
     warnings: list[str] = field(default_factory=list)
+    rows_explained: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return plain JSON-ready data."""
@@ -90,12 +96,16 @@ def score_file(
     fail_on_drift: float | None = None,
     drift_allowances: Mapping[str, float] | None = None,
     on_progress: Progress | None = None,
+    explain: int | None = None,
+    priority_quantiles: tuple[float, ...] = PRIORITY_QUANTILES,
 ) -> ScoreSummary:
     """Score INPUT (Parquet or CSV) into OUTPUT (format from its extension), atomically.
 
     Args:
         fail_on_drift: refuse (DriftError, exit 7) when a feature's PSI exceeds it.
         drift_allowances: per-feature PSI limits that replace `fail_on_drift` for them.
+        explain: explain the top N rows (per cutoff); None explains the `top_k` list when
+            the run folder can (older folders cannot: a warning), 0 explains nothing.
     """
     allowances = dict(drift_allowances or {})
     check_allowances(allowances, scorer)
@@ -105,16 +115,19 @@ def score_file(
     scored_at = scored_at_for(as_of)
     cut = scorer.manifest.decision_threshold if threshold is None else threshold
     warnings = check_windows(reader.metadata, scorer.manifest)
+    explained = _rows_to_explain(scorer, explain, top_k, warnings)
     with exclusive_lock(output_path), atomic_file(output_path) as temp:
         scratch = temp.with_name(temp.name + ".scores.parquet")
         try:
             drift = _score_to_scratch(reader, scorer, scratch, on_progress=on_progress)
             psi = drift.psi()
             _check_drift(psi, fail_on_drift, allowances)
-            ranked = _rank_scratch(scratch)
+            ranked = with_priority(_rank_scratch(scratch), priority_quantiles)
         finally:
             scratch.unlink(missing_ok=True)
         listed = ranked.filter(pl.col("rank") <= top_k) if top_k else ranked
+        if explained:
+            listed = _with_explanations(listed, input_path, scorer, explained, batch_size)
         _write_output(listed, temp, out_format, scorer, scored_at=scored_at, threshold=cut)
     if not scorer.manifest.feature_distributions:
         warnings.append("the model stores no training distributions; drift not checked")
@@ -133,7 +146,42 @@ def score_file(
         confidence=_confidence_counts(probs, scorer.manifest.confidence_bands),
         drift_worst=worst_features(psi),
         warnings=warnings,
+        rows_explained=int(ranked.filter(pl.col(RANK) <= explained).height) if explained else 0,
     )
+
+
+def _rows_to_explain(
+    scorer: Scorer, explain: int | None, top_k: int | None, warnings: list[str]
+) -> int:
+    """Return how many top rows to explain; load the explainer now, before any scoring."""
+    wanted = (top_k or 0) if explain is None else explain
+    if not wanted:
+        return 0
+    try:
+        scorer.explainer()
+    except ArtifactError:
+        if explain is not None:
+            raise  # asked for by name: a clear error (exit 5) naming the missing file
+        warnings.append("the run folder has no explanations (trained before them); none written")
+        return 0
+    return wanted
+
+
+def _with_explanations(
+    listed: pl.DataFrame, input_path: Path, scorer: Scorer, n: int, batch_size: int
+) -> pl.DataFrame:
+    """Explain the top `n` rows of `listed` (per cutoff): a second pass over the input."""
+    keys = [ID, CUTOFF] if CUTOFF in listed.columns else [ID]
+    wanted = listed.filter(pl.col(RANK) <= n).select(keys)
+    parts = []
+    for batch in open_input(input_path, scorer, batch_size=batch_size).batches:
+        frame = scorer.conform(batch if isinstance(batch, pl.DataFrame) else to_frame(batch))
+        rows = frame.join(wanted, on=keys, how="semi")
+        if rows.height:
+            parts.append(scorer.explain(rows))
+    schema = {**dict(wanted.schema), **EXPLANATION_DTYPES}
+    found = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+    return listed.join(found, on=keys, how="left", maintain_order="left")
 
 
 def file_format(path: Path, *, role: str) -> str:

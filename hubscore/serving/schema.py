@@ -77,6 +77,15 @@ class PredictionResponse(BaseModel):
     employee_range_unseen: bool = Field(
         description="EMPLOYEE_RANGE was given but is no known bucket; it was imputed."
     )
+    reasons: list[str] | None = Field(
+        default=None,
+        description="Up to three strongest reasons for, in words from the company's own values "
+        "(on /predict with ?explain=true; null when the run folder predates explanations).",
+    )
+    reason_against: str | None = Field(default=None, description="The strongest reason against.")
+    basis: Literal["usage", "profile only"] | None = Field(
+        default=None, description="'profile only': no active week before the cutoff."
+    )
 
 
 class BatchPredictionResponse(BaseModel):

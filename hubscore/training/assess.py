@@ -85,6 +85,7 @@ def evaluate_trained(
         "threshold_table": evaluate.threshold_table(y, p, weeks, grid),
         "calibration": calibration_report(y, raw, p, fitted),
         "ablation": evaluate.ablation_summary(test, without, ks),
+        "priority_tiers": evaluate.outcome_by_tier(y, p, weeks, config.scoring.priority_quantiles),
         "quality": json.loads(quality.read_text(encoding="utf-8")) if quality.is_file() else None,
     }
 

@@ -313,3 +313,36 @@ def ablation_summary(
         out[f"lift_retained_at_{k}"] = retained
     out["pr_auc_without_flags"] = without.get("pr_auc")
     return out
+
+
+PRIORITY_TIERS = ("very high", "high", "medium", "low")
+
+
+def outcome_by_tier(
+    y: Ints, p: Vector, weeks: Ints, quantiles: Sequence[float]
+) -> list[dict[str, Any]]:
+    """Return rows, converters and conversion rate per priority tier (tiers ranked per week).
+
+    A tier is a share of each week's ranked companies, as `score` assigns it (`priority`).
+    """
+    tiers = np.empty(len(y), dtype=np.int64)
+    for week in np.unique(weeks):
+        rows = np.flatnonzero(weeks == week)
+        order = rows[np.lexsort((rows, -p[rows]))]  # best first; ties keep row order
+        shares = np.arange(order.size) / order.size
+        tiers[order] = np.searchsorted(np.asarray(quantiles), shares, side="right")
+    positives = max(int(y.sum()), 1)
+    table = []
+    for index, name in enumerate(PRIORITY_TIERS):
+        members = tiers == index
+        converted = int(y[members].sum())
+        table.append(
+            {
+                "priority": name,
+                "rows": int(members.sum()),
+                "converted": converted,
+                "conversion_rate": converted / max(int(members.sum()), 1),
+                "share_of_converters": converted / positives,
+            }
+        )
+    return table

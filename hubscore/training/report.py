@@ -147,6 +147,11 @@ def write_report(path: Path, metrics: Mapping[str, Any], *, plots: Sequence[Path
             + _table(metrics["threshold_table"]),
         ),
         *_section(
+            "Outcome by priority tier (test weeks)",
+            "<p><code>score</code> tiers each week's ranked list by share "
+            "(scoring.priority_quantiles).</p>" + _table(metrics.get("priority_tiers")),
+        ),
+        *_section(
             "Lift without missingness flags",
             _table([{"metric": k, "value": v} for k, v in metrics["ablation"].items()]),
         ),

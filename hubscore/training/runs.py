@@ -26,11 +26,13 @@ from hubscore.core.config import MODEL_NAMES, Config, ModelName
 from hubscore.core.contract import RAW_FEATURES
 from hubscore.core.drift import profile_features
 from hubscore.core.errors import ConfigError
+from hubscore.core.explain import EXPLAIN_FILE
 from hubscore.training import (
     assess,
     calibration,
     dataset,
     evaluate,
+    explanations,
     models,
     plots,
     report,
@@ -255,6 +257,8 @@ class _Shipped:
     model: models.Model
     spec: encoding.EncoderSpec
     fitted_on: dict[str, Any]
+    fit_frame: pl.DataFrame
+    """The rows it was fitted on (logistic regression explains against their means)."""
     native_test: np.ndarray
     """Its calibrated probabilities on the held-out rows (what the gate compares)."""
 
@@ -277,16 +281,17 @@ def _ship(
             np.concatenate([p_oof, trained.p_test]),
             np.concatenate([weeks_oof, test_weeks]),
         )
-        described = assess.fitted_on(ff.frame, refit="all")
+        fit_frame = ff.frame
         log.add(f"refitted {name} on all {ff.frame.height} labelled rows")
     else:
         model, spec = trained.model, trained.spec
         fitted = calibration.fit_calibration(y_oof, p_oof, weeks_oof)
-        described = assess.fitted_on(trained.train_frame, refit="train_side")
+        fit_frame = trained.train_frame
+    described = assess.fitted_on(fit_frame, refit=config.training.refit)
     spec = replace(spec, calibration=fitted)
     native = calibrate(model.predict_proba(encoding.encode(trained.test, spec)), fitted)
     described["calibration"] = {k: v for k, v in fitted.items() if k not in ("x", "y")}
-    return _Shipped(model, spec, described, native.astype(np.float64))
+    return _Shipped(model, spec, described, fit_frame, native.astype(np.float64))
 
 
 def _export(
@@ -301,9 +306,13 @@ def _export(
 ) -> artifacts.Manifest:
     """Write model.onnx, encoders.json and the manifest; pass the verification gate on the
     held-out rows (parity of the shipped model's ONNX export with the native fit)."""
-    onnx_bytes = to_onnx(shipped.model.estimator, len(shipped.spec.output_names))
+    estimator, kind = shipped.model.estimator, shipped.model.name
+    onnx_bytes = to_onnx(estimator, len(shipped.spec.output_names))
     (stage / artifacts.MODEL_FILE).write_bytes(onnx_bytes)
     (stage / artifacts.ENCODERS_FILE).write_text(shipped.spec.to_json(), encoding="utf-8")
+    # Only logreg needs its training matrix (the column means); trees read their covers.
+    x_fit = encoding.encode(shipped.fit_frame, shipped.spec) if kind == "logreg" else None
+    explanations.write_explain_file(stage, estimator, kind, x_fit)
     manifest = _manifest(shipped, metrics, ff, name, file_hashes(stage))
     artifacts.write_manifest(stage, manifest)
     verification = verify_export(
@@ -314,7 +323,11 @@ def _export(
         names=RAW_FEATURES,
     )
     log.add(f"verification: {json.dumps(verification, sort_keys=True)}")
-    return replace(manifest, verification=verification)
+    x_held_out = encoding.encode(held_out, shipped.spec)
+    explained = explanations.verify_explanations(stage, estimator, kind, x_held_out)
+    log.add(f"explanations: {json.dumps(explained, sort_keys=True)}")
+    gate = {"file": EXPLAIN_FILE, "space": explained["space"], "gate": explained}
+    return replace(manifest, verification=verification, explanations=gate)
 
 
 def _write_outputs(

@@ -65,9 +65,7 @@ def choose_params(
     def objective(trial: optuna.Trial) -> float:
         sampled = {key: _suggest(trial, key, spec) for key, spec in sorted(space.items())}
         choice = _choice(base, sampled)
-        records.append(
-            _evaluate(name, ff, split, config, choice, number=trial.number, trial=trial)
-        )
+        records.append(_evaluate(name, ff, split, config, choice, number=trial.number, trial=trial))
         if len(records) > 1:  # keep the predictions of the best trial only: they are large
             best_so_far = max(records[:-1], key=_rank)
             for record in records:

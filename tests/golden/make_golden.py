@@ -27,8 +27,11 @@ from hubscore.core.contract import (
     USAGE_STAT_FEATURES,
 )
 from hubscore.core.drift import profile_features
-from hubscore.core.encoding import EncoderSpec, encode, fit_encoders
+from hubscore.core.encoding import EncoderSpec, encode
+from hubscore.core.explain import EXPLAIN_FILE
 from hubscore.core.scorer import load_scorer, scored_at_for
+from hubscore.training.encoders import fit_encoders
+from hubscore.training.explanations import write_explain_file
 from hubscore.training.export import INPUT, OUTPUT, to_onnx
 
 HERE = Path(__file__).parent
@@ -76,8 +79,11 @@ def label(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (rng.random(len(x)) < 1 / (1 + np.exp(-logit))).astype(np.int64)
 
 
-def build(out: Path) -> None:
-    """Train a small XGBoost model, export it as `train` does, and write the golden files."""
+def build(out: Path, *, explained: bool = False) -> None:
+    """Train a small XGBoost model, export it as `train` does, and write the golden files.
+
+    `basic` is a run folder from before explanations (no explain.npz); `explained` adds it.
+    """
     rng = np.random.default_rng(0)
     train = make_features(N_TRAIN, rng, first_id=1)
     spec = fit_encoders(train, EncodingConfig(industry_min_frequency=5), scale=False)
@@ -88,11 +94,15 @@ def build(out: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / MODEL_FILE).write_bytes(to_onnx(model, x.shape[1]))
     (run_dir / ENCODERS_FILE).write_text(spec.to_json(), encoding="utf-8")
-    write_manifest(run_dir, _manifest(train, spec, run_dir))
+    if explained:
+        write_explain_file(run_dir, model, "xgboost", x)
+    write_manifest(run_dir, _manifest(train, spec, run_dir, explained=explained))
     scoring = with_edge_cases(make_features(N_INPUT, rng, first_id=100_000))
     _write_input(scoring, out / "input.parquet")
     native = model.predict_proba(encode(scoring, spec))[:, 1]
     _write_expected(scoring, native, run_dir, out / "expected_scores.parquet")
+    if explained:
+        load_scorer(run_dir).explain(scoring).write_parquet(out / "expected_explanations.parquet")
 
 
 def _strings(rng: np.random.Generator, choices: list[str | None], n: int) -> pl.Series:
@@ -100,21 +110,25 @@ def _strings(rng: np.random.Generator, choices: list[str | None], n: int) -> pl.
     return pl.Series([choices[i] for i in picks], dtype=pl.String)
 
 
-def _manifest(train: pl.DataFrame, spec: EncoderSpec, run_dir: Path) -> Manifest:
+def _manifest(
+    train: pl.DataFrame, spec: EncoderSpec, run_dir: Path, *, explained: bool
+) -> Manifest:
     names = spec.input_names
+    files = (MODEL_FILE, ENCODERS_FILE, *([EXPLAIN_FILE] if explained else []))
     return Manifest(
-        model_version="golden-basic-1",
+        model_version="golden-explained-1" if explained else "golden-basic-1",
         model_kind="xgboost",
         created_at="2024-01-07T00:00:00+00:00",
         hubscore_version=__version__,
         features=[{"name": n, "dtype": str(train.schema[n])} for n in names],
         onnx_input=INPUT,
         onnx_output=OUTPUT,
-        files={f: sha256_file(run_dir / f) for f in (MODEL_FILE, ENCODERS_FILE)},
+        files={f: sha256_file(run_dir / f) for f in files},
         target=TARGET,
         decision_threshold=0.5,
         confidence_bands={"high": 0.7, "medium": 0.4},
         feature_distributions=profile_features(train, names),
+        explanations={"file": EXPLAIN_FILE, "space": "log-odds"} if explained else {},
     )
 
 
@@ -134,4 +148,5 @@ def _write_expected(df: pl.DataFrame, native: np.ndarray, run_dir: Path, path: P
 
 if __name__ == "__main__":
     build(HERE / "basic")
-    print(f"wrote {HERE / 'basic'}; review with: git diff --stat tests/golden")
+    build(HERE / "explained", explained=True)
+    print(f"wrote {HERE / 'basic'} and {HERE / 'explained'}; review: git diff --stat tests/golden")
