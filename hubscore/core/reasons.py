@@ -63,7 +63,7 @@ Wording = Callable[[Row], str]
 
 def group_of(column: str) -> str:
     """Return the feature a model column belongs to ("INDUSTRY=retail" -> "INDUSTRY")."""
-    if column.startswith("INDUSTRY="):
+    if column.startswith(("INDUSTRY=", "INDUSTRY_")):  # one-hot levels, frequency, flag
         return "INDUSTRY"
     if column.endswith("_missing"):
         column = column.removesuffix("_missing")
