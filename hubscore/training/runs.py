@@ -238,7 +238,7 @@ def _stage_family(
     y_oof, p_oof, weeks_oof = assess.out_of_fold(trained.folds)
     held_out = calibration.fit_calibration(y_oof, p_oof, weeks_oof)
     metrics = assess.evaluate_trained(trained, held_out, p_without, config, ff)
-    metrics["search"] = {**searched.summary, "chosen": searched.best, "trials": searched.trials}
+    metrics["search"] = {**searched.summary, "chosen": searched.best, "history": searched.trials}
     shipped = _ship(name, ff, trained, config, log)
     metrics["shipped"] = shipped.fitted_on
     stage.chmod(0o755)  # mkdtemp makes it owner-only; scoring may run as another user

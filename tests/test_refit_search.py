@@ -1,0 +1,104 @@
+"""The shipped model: refitted on every labelled row, with parameters the time folds chose."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest_train import make_features, small_config, write_features
+
+from hubscore.core.artifacts import read_manifest
+from hubscore.core.scorer import load_scorer
+from hubscore.training import dataset, runs
+
+SEARCH = {"trials": 4}
+SPACE = {
+    "xgboost": {
+        "max_depth": {"low": 2, "high": 4, "int": True},
+        "learning_rate": {"low": 0.05, "high": 0.3, "log": True},
+        "min_child_weight": {"low": 0.001, "high": 0.05, "log": True, "per_positive": True},
+        "encoding.industry": {"choices": ["missing_flag", "frequency", "onehot"]},
+    },
+}
+
+
+def train(features: Path, out: Path, model: str = "xgboost", **overrides: Any) -> runs.RunResult:
+    (result,) = runs.train_and_export(features, small_config(model, **overrides), out_dir=out)
+    return result
+
+
+@pytest.mark.slow
+def test_the_shipped_model_is_refitted_on_the_test_side_too(
+    features_file: Path, tmp_path: Path
+) -> None:
+    shipped = train(features_file, tmp_path / "all")
+    ff = dataset.read_features(features_file)
+    manifest = read_manifest(shipped.run_dir)
+    assert manifest.fitted_on["refit"] == "all"
+    assert manifest.fitted_on["rows"] == ff.frame.height
+    split = shipped.metrics["split"]
+    assert manifest.fitted_on["last_cutoff"] == split["test"]["last_cutoff"]
+    assert "refitted on every labelled row" in manifest.metrics_describe
+    side = train(features_file, tmp_path / "side", **{"training.refit": "train_side"})
+    assert read_manifest(side.run_dir).fitted_on["rows"] == split["train"]["rows"]
+
+
+@pytest.mark.slow
+def test_changing_only_test_side_labels_changes_the_shipped_model(
+    features_file: Path, tmp_path: Path
+) -> None:
+    ff = dataset.read_features(features_file)
+    first_test = pl.lit(ff.frame.get_column("cutoff").max()) - pl.duration(days=21)
+    changed = ff.frame.drop(dataset.ORDER).with_columns(
+        label=pl.when(pl.col("cutoff") >= first_test).then(1 - pl.col("label")).otherwise("label")
+    )
+    other = write_features(changed, tmp_path / "changed.parquet")
+    rows = ff.frame.head(200)
+    before = load_scorer(train(features_file, tmp_path / "a").run_dir).score(rows)
+    after_run = train(other, tmp_path / "b")
+    after = load_scorer(after_run.run_dir).score(rows)
+    # The train side is identical, so the train-side fit (what the metrics describe) is too...
+    assert after_run.metrics["cv"] == train(features_file, tmp_path / "c").metrics["cv"]
+    # ...but the shipped model saw the new test-side labels.
+    diff = np.abs(before["conversion_probability"] - after["conversion_probability"]).to_numpy()
+    assert diff.max() > 1e-3
+
+
+@pytest.mark.slow
+def test_the_same_seed_and_trials_choose_the_same_parameters_and_bytes(
+    features_file: Path, tmp_path: Path
+) -> None:
+    overrides = {"training.search": SEARCH, "search_space.xgboost": SPACE["xgboost"]}
+    first = train(features_file, tmp_path / "1", **overrides)
+    second = train(features_file, tmp_path / "2", **overrides)
+    search = first.metrics["search"]
+    assert search["trials"] + search["pruned"] == SEARCH["trials"]
+    assert search["chosen"] == second.metrics["search"]["chosen"]
+    assert len(search["history"]) == search["trials"] >= 1
+    for name in ("model.onnx", "encoders.json", "explain.npz"):
+        assert (first.run_dir / name).read_bytes() == (second.run_dir / name).read_bytes()
+    chosen = search["chosen"]["params"]
+    assert set(SPACE["xgboost"]) <= set(chosen)
+    # Sizes relative to the positives are resolved at fit time, trees by early stopping.
+    assert "per_positive" in chosen["min_child_weight"]
+    assert chosen["n_estimators"] == int(np.median(search["chosen"]["fold_trees"]))
+    encoders = json.loads((first.run_dir / "encoders.json").read_text())
+    assert encoders["industry"] == chosen["encoding.industry"]
+
+
+def test_search_off_trains_the_config_parameters_through_the_same_folds(
+    tmp_path: Path,
+) -> None:
+    features = write_features(make_features(80, 12), tmp_path / "f.parquet")
+    result = train(features, tmp_path / "m", "logreg")
+    search = result.metrics["search"]
+    assert search["trials"] == 0 and search["chosen_by"] == "config (search off)"
+    assert search["chosen"]["params"]["C"] == 0.5  # conftest_train.SMALL_MODELS
+    # The chosen trial's CV figures are the run's CV figures: one set of folds.
+    assert search["chosen"]["tie_break_mean"] == pytest.approx(
+        result.metrics["cv"]["pr_auc"]["mean"], rel=0.2
+    )
