@@ -248,7 +248,9 @@ def score(
     ] = None,
     explain: Annotated[
         int | None,
-        typer.Option(min=0, help="Explain the top N (per cutoff). Default: the --top-k list."),
+        typer.Option(
+            min=0, help="Explain the top N (per cutoff).", show_default="the --top-k list"
+        ),
     ] = None,
     no_explain: Annotated[bool, typer.Option("--no-explain", help="Write no reasons.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Summary as JSON on stdout.")] = False,
