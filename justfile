@@ -82,6 +82,10 @@ bench-serve *args:
 bench-train *args:
     uv run --frozen python bench/bench_train.py {{args}}
 
+# every family under issue 9's time protocol on 3 generated seeds vs plain library scripts (~15 min)
+bench-quality *args:
+    uv run --frozen python bench/bench_quality.py {{args}}
+
 # serve the HTTP API on loopback (e.g. `just serve --port 8080`)
 serve *args:
     uv run --frozen hubscore serve {{args}}
