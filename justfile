@@ -64,7 +64,7 @@ score *args:
     uv run --frozen hubscore score {{args}}
 
 # every benchmark, printing ratios against baselines measured in the same run
-bench: bench-build bench-score bench-serve bench-train
+bench: bench-build bench-score bench-serve bench-train bench-quality
 
 # build-features --as-of on 1M companies / ~20M usage rows vs pandas and a bare DuckDB scan
 bench-build *args:

@@ -7,7 +7,7 @@ companies, ~200 customers, ~25k usage rows), and a signal that is as hard to lea
 - conversion depends on firmographics partly non-monotonically (mid-sized companies and
   mid-ranked sites convert most), on a latent engagement that also drives usage, and on a
   larger latent intent the files never show; heavy free users (agencies, automations) rarely
-  convert, so more usage is not always better;
+  convert, and with free trials they crowd the top of any ranking by recent activity;
 - most converters get busier in the weeks before their close, some show no ramp, and about a
   fifth have no usage before it at all; free companies run trials that rise like a ramp and end
   without a purchase;
@@ -170,7 +170,7 @@ class _Usage:
     stop: I64  # last week that may hold usage
     anchor: I64  # a week that surely holds a usage row, or -1
     boost: F64  # a converter's pre-close ramp or a free company's trial burst (0: none)
-    tau: F64  # weeks over which a converter's ramp fades going back from the close
+    tau: F64  # weeks over which a ramp (or a trial) fades going back from its end
     trial_start: I64  # first week of a free company's trial burst
     trial_weeks: I64  # its length (0: no trial)
 
