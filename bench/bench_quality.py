@@ -103,11 +103,13 @@ def find_protocol(given: Path | None) -> Path:
     """Return the protocol script, or exit 2 saying where it was looked for."""
     path = given or PROTOCOL
     if not path.is_file():
-        sys.exit(
+        print(
             f"error: the quality protocol script is missing: {path}\n"
             "hint: CI checks it out beside the clone (../shared/tools/quality_protocol.py "
-            "relative to the repository root); elsewhere pass --protocol PATH"
+            "relative to the repository root); elsewhere pass --protocol PATH",
+            file=sys.stderr,
         )
+        sys.exit(2)
     return path
 
 
