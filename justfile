@@ -64,7 +64,7 @@ score *args:
     uv run --frozen hubscore score {{args}}
 
 # every benchmark, printing ratios against baselines measured in the same run
-bench: bench-build bench-score bench-serve bench-train bench-explain
+bench: bench-build bench-score bench-serve bench-train bench-explain bench-quality
 
 # build-features --as-of on 1M companies / ~20M usage rows vs pandas and a bare DuckDB scan
 bench-build *args:
@@ -85,6 +85,10 @@ bench-explain *args:
 # training time and peak memory per family vs one bare fit (100k companies: about an hour)
 bench-train *args:
     uv run --frozen python bench/bench_train.py {{args}}
+
+# every family under issue 9's time protocol on 3 generated seeds vs plain library scripts (~15 min)
+bench-quality *args:
+    uv run --frozen python bench/bench_quality.py {{args}}
 
 # serve the HTTP API on loopback (e.g. `just serve --port 8080`)
 serve *args:

@@ -114,7 +114,7 @@ def sample_data(
     seed: Annotated[
         int, typer.Option(help="Random seed: the same seed writes the same bytes.")
     ] = 42,
-    companies: Annotated[int, typer.Option(min=10, help="Companies in total.")] = 5000,
+    companies: Annotated[int, typer.Option(min=10, help="Companies in total.")] = 5200,
     weeks: Annotated[int, typer.Option(min=8, help="Weeks of usage history.")] = 78,
     parquet: Annotated[bool, typer.Option("--parquet", help="Write Parquet, streamed.")] = False,
     activity: Annotated[float, typer.Option(min=0.01, help="Usage rows multiplier.")] = 1.0,
@@ -253,7 +253,9 @@ def score(
     ] = None,
     explain: Annotated[
         int | None,
-        typer.Option(min=0, help="Explain the top N (per cutoff). Default: the --top-k list."),
+        typer.Option(
+            min=0, help="Explain the top N (per cutoff).", show_default="the --top-k list"
+        ),
     ] = None,
     no_explain: Annotated[bool, typer.Option("--no-explain", help="Write no reasons.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Summary as JSON on stdout.")] = False,

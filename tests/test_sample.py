@@ -24,6 +24,9 @@ from hubscore.dev.sample import (
 )
 
 COMPANIES = 3000
+LARGE = 15_000
+FIRST_CUTOFF = date(2025, 8, 31)  # the first Sunday with 13 complete weeks of usage behind it
+HORIZON = timedelta(days=30)
 WEEKS = 78
 END = date(2026, 11, 23)
 LAST_MONDAY = date(2026, 11, 23)
@@ -47,10 +50,8 @@ def _read(path: Path) -> pl.DataFrame:
     return pl.read_csv(path, null_values=[""], infer_schema_length=None)
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
-    out = tmp_path_factory.mktemp("sample")
-    summary = generate_sample(out, companies=COMPANIES, weeks=WEEKS, end=END)
+def _load(summary: SampleSummary) -> Sample:
+    out = summary.paths[0].parent
     usage = _read(out / "usage_actions.csv").with_columns(
         week=pl.col("WHEN_TIMESTAMP").str.to_datetime("%Y-%m-%d %H:%M:%S%.3f").dt.date()
     )
@@ -64,9 +65,22 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
 
 
 @pytest.fixture(scope="module")
-def customer_usage(sample: Sample) -> pl.DataFrame:
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
+    out = tmp_path_factory.mktemp("sample")
+    return _load(generate_sample(out, companies=COMPANIES, weeks=WEEKS, end=END))
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> Sample:
+    """A sample large enough that rates by week, bucket or rank are not noise."""
+    out = tmp_path_factory.mktemp("large")
+    return _load(generate_sample(out, companies=LARGE, weeks=WEEKS, end=END))
+
+
+@pytest.fixture(scope="module")
+def customer_usage(large: Sample) -> pl.DataFrame:
     """Customer usage rows with `lead`: whole weeks from the row's Monday to CLOSEDATE."""
-    return sample.usage.join(sample.customers.select("id", "CLOSEDATE"), on="id").with_columns(
+    return large.usage.join(large.customers.select("id", "CLOSEDATE"), on="id").with_columns(
         lead=(pl.col("CLOSEDATE") - pl.col("week")).dt.total_days() // 7,
         total=pl.sum_horizontal(ACTIONS),
     )
@@ -163,9 +177,9 @@ def test_mrr_is_float_with_a_few_negative_or_zero(sample: Sample) -> None:
     assert (mrr < 0).any() and (mrr == 0).any()
 
 
-def test_conversion_rate_is_six_to_eight_percent(sample: Sample) -> None:
+def test_about_four_percent_convert_as_in_the_real_files(sample: Sample) -> None:
     rate = sample.customers.height / COMPANIES
-    assert 0.055 <= rate <= 0.085
+    assert 0.028 <= rate <= 0.052
 
 
 # --- firmographics --------------------------------------------------------------------------
@@ -343,14 +357,14 @@ def test_most_customer_usage_is_after_close_and_heavier(customer_usage: pl.DataF
     assert after["total"].mean() > 1.5 * before["total"].mean()  # type: ignore[operator]
 
 
-def test_about_a_quarter_of_customers_have_no_usage_before_close(
-    sample: Sample, customer_usage: pl.DataFrame
+def test_about_a_fifth_of_customers_have_no_usage_before_close(
+    large: Sample, customer_usage: pl.DataFrame
 ) -> None:
     complete_before = customer_usage.filter(
         pl.col("week") + pl.duration(days=6) < pl.col("CLOSEDATE")
     )
-    share = 1 - complete_before["id"].n_unique() / sample.customers.height
-    assert 0.15 <= share <= 0.35
+    share = 1 - complete_before["id"].n_unique() / large.customers.height
+    assert 0.15 <= share <= 0.25
 
 
 # --- learnable signal -----------------------------------------------------------------------
@@ -363,25 +377,115 @@ def test_customer_activity_rises_in_the_weeks_before_close(customer_usage: pl.Da
     assert near["total"].mean() > far["total"].mean()  # type: ignore[operator]
 
 
-def test_converters_are_bigger_and_better_ranked(sample: Sample) -> None:
-    def size(frame: pl.DataFrame) -> float:
-        order = {label: k for k, label in enumerate(EMPLOYEE_RANGES)}
-        return float(frame["EMPLOYEE_RANGE"].drop_nulls().replace_strict(order).mean())  # type: ignore[arg-type]
-
+def test_converters_are_better_ranked(sample: Sample) -> None:
     def ranked(frame: pl.DataFrame) -> float:
         rank = frame["ALEXA_RANK"].drop_nulls()
         return float((rank < NO_RANK).mean())  # type: ignore[arg-type]
 
-    assert size(sample.customers) > size(sample.noncustomers) + 0.5
     assert ranked(sample.customers) > ranked(sample.noncustomers) + 0.2
 
 
 def test_converters_were_more_active_before_close_than_free_companies(
-    sample: Sample, customer_usage: pl.DataFrame
+    large: Sample, customer_usage: pl.DataFrame
 ) -> None:
-    free = sample.usage.filter(pl.col("id").is_in(sample.noncustomers["id"].implode()))
+    free = large.usage.filter(pl.col("id").is_in(large.noncustomers["id"].implode()))
     before = customer_usage.filter(pl.col("lead") >= 1)
-    assert before["total"].mean() > 1.5 * free.select(pl.sum_horizontal(ACTIONS)).to_series().mean()  # type: ignore[operator]
+    free_total = free.select(pl.sum_horizontal(ACTIONS)).to_series()
+    assert before["total"].median() > 1.5 * free_total.median()  # type: ignore[operator]
+
+
+# --- a signal as hard as the real files' -----------------------------------------------------
+
+
+def _weekly_rates(sample: Sample) -> pl.DataFrame:
+    """Per Sunday cutoff with a full look-back and horizon: converters within 30 days, eligible."""
+    close = sample.customers["CLOSEDATE"]
+    companies = sample.customers.height + sample.noncustomers["id"].n_unique()
+    last = LAST_MONDAY + timedelta(days=6) - HORIZON
+    cutoffs = pl.date_range(FIRST_CUTOFF, last, "1w", eager=True)
+    rows = [
+        (((close > s) & (close <= s + HORIZON)).sum(), companies - (close <= s).sum())
+        for s in cutoffs
+    ]
+    return pl.DataFrame(rows, schema=["positives", "eligible"], orient="row")
+
+
+def test_a_dozen_or_so_converters_a_week_well_under_one_percent(large: Sample) -> None:
+    weekly = _weekly_rates(large)
+    per_real_file = weekly["positives"].mean() * 5200 / LARGE  # type: ignore[operator]
+    assert 8 <= per_real_file <= 16
+    assert (weekly["positives"] / weekly["eligible"]).max() < 0.01
+
+
+def test_later_months_convert_about_1_4_times_as_often_as_earlier_ones(large: Sample) -> None:
+    weekly = _weekly_rates(large)
+    third = weekly.height // 3
+
+    def rate(frame: pl.DataFrame) -> float:
+        return float(frame["positives"].sum() / frame["eligible"].sum())
+
+    assert 1.2 <= rate(weekly.tail(third)) / rate(weekly.head(third)) <= 1.7
+
+
+def test_about_one_customer_in_six_closes_before_the_first_full_look_back(large: Sample) -> None:
+    share = (large.customers["CLOSEDATE"] <= FIRST_CUTOFF).mean()
+    assert 0.1 <= share <= 0.22  # type: ignore[operator]
+
+
+def _conversion_rate_by(large: Sample, key: pl.Expr) -> dict[object, float]:
+    companies = pl.concat(
+        [
+            large.customers.select("EMPLOYEE_RANGE", "ALEXA_RANK", converted=pl.lit(1.0)),
+            large.noncustomers.unique("id").select(
+                "EMPLOYEE_RANGE", "ALEXA_RANK", converted=pl.lit(0.0)
+            ),
+        ]
+    )
+    rates = companies.group_by(key.alias("key")).agg(pl.col("converted").mean()).drop_nulls()
+    return dict(zip(rates["key"], rates["converted"], strict=True))
+
+
+def test_conversion_peaks_at_mid_sized_companies(large: Sample) -> None:
+    buckets = pl.col("EMPLOYEE_RANGE").replace_strict(
+        {label: k for k, label in enumerate(EMPLOYEE_RANGES)}, default=None
+    )
+    rate = _conversion_rate_by(large, buckets.clip(0, 7))  # 7: the two largest buckets
+    peak = max(rate[3], rate[4], rate[5])
+    assert rate[0] < peak / 2
+    assert rate[7] < 0.8 * peak
+    assert rate[7] < rate[6] < peak
+
+
+def test_conversion_peaks_at_mid_web_ranks(large: Sample) -> None:
+    ranked = pl.when(pl.col("ALEXA_RANK") < NO_RANK).then(pl.col("ALEXA_RANK").log10().floor())
+    rate = _conversion_rate_by(large, ranked.clip(2, 6))
+    assert rate[4] > 1.4 * rate[2]
+    assert rate[4] > 1.4 * rate[6]
+
+
+def test_recent_activity_finds_converters_but_mostly_lists_free_companies(large: Sample) -> None:
+    """Rank by actions in the 4 weeks before a cutoff: trials and heavy free users crowd the top."""
+    close = large.customers.select("id", "CLOSEDATE")
+    usage = large.usage.join(close, on="id", how="left").with_columns(
+        total=pl.sum_horizontal(ACTIONS), end=pl.col("week") + pl.duration(days=6)
+    )
+    top = LARGE // 50
+    precision, recall = [], []
+    for cutoff in pl.date_range(FIRST_CUTOFF, date(2026, 10, 18), "4w", eager=True):
+        eligible = pl.col("CLOSEDATE").is_null() | (pl.col("CLOSEDATE") > cutoff)
+        recent = pl.col("end").is_between(cutoff - timedelta(days=27), cutoff)
+        listed = set(
+            usage.filter(eligible & recent)
+            .group_by("id")
+            .agg(pl.col("total").sum())
+            .top_k(top, by="total")["id"]
+        )
+        window = pl.col("CLOSEDATE").is_between(cutoff + timedelta(days=1), cutoff + HORIZON)
+        converters = set(close.filter(window)["id"])
+        precision.append(len(listed & converters) / top)
+        recall.append(len(listed & converters) / len(converters))
+    assert np.mean(precision) < 0.08
+    assert 0.15 <= np.mean(recall) <= 0.6
 
 
 # --- determinism, sizes, parquet, arguments ---------------------------------------------------
@@ -398,12 +502,10 @@ def test_different_seed_gives_different_files(sample: Sample, tmp_path: Path) ->
         assert path.read_bytes() != sample.raw[path.stem]
 
 
-def test_default_size_gives_a_few_hundred_customers_and_about_25k_usage_rows(
-    tmp_path: Path,
-) -> None:
+def test_default_size_is_the_real_files_size(tmp_path: Path) -> None:
     summary = generate_sample(tmp_path)
-    assert 250 <= summary.customers <= 450
-    assert 4500 <= summary.noncustomers <= 4800
+    assert 150 <= summary.customers <= 260
+    assert 4900 <= summary.noncustomers <= 5150
     assert 20_000 <= summary.usage_rows <= 30_000
 
 

@@ -1,10 +1,19 @@
 """Generate a deterministic synthetic sample shaped like the real input files.
 
 The three files (customers, noncustomers, usage_actions) follow the data contract
-(DATA_CONTRACT.md): same columns, encodings and kinds of mess, plus a learnable signal.
-Conversion depends on firmographics and on a latent engagement that also drives usage;
-converters ramp up in the weeks before their close, and keep using the product (more heavily)
-afterwards.
+(DATA_CONTRACT.md): same columns, encodings and kinds of mess, the real files' sizes (~5,200
+companies, ~200 customers, ~25k usage rows), and a signal that is as hard to learn as theirs:
+
+- conversion depends on firmographics partly non-monotonically (mid-sized companies and
+  mid-ranked sites convert most), on a latent engagement that also drives usage, and on a
+  larger latent intent the files never show; heavy free users (agencies, automations) rarely
+  convert, and with free trials they crowd the top of any ranking by recent activity;
+- most converters get busier in the weeks before their close, some show no ramp, and about a
+  fifth have no usage before it at all; free companies run trials that rise like a ramp and end
+  without a purchase;
+- a dozen or so converters a week, at a rate rising over the history (the later months convert
+  about 1.4x as often as the earlier ones), and every customer keeps using the product, more
+  heavily, after its close.
 
 Company-level draws come from `numpy.random.default_rng(seed)`; the row-level usage draws of
 each block of `_BLOCK` companies come from their own stream seeded by `(seed, block)`, so the
@@ -65,7 +74,14 @@ NONCUSTOMER_SCHEMA = pa.schema([CUSTOMER_SCHEMA.field(name) for name in NONCUSTO
 _BLOCK = 1_000  # companies per independent row-level random stream
 BENCHMARK_ACTIVITY = 6.0
 """`activity` for the 1M-company benchmark: ~20 usage rows per company (~5 at 1.0)."""
-_CONVERSION_RATE = 0.07
+_CONVERSION_RATE = 0.04  # ~200 customers in 5,200 companies, as in the real files
+_DRIFT = 2.1  # conversion rate at the end of the files over the start: later months ~1.4x
+_PRE_CLOSE_USAGE_P = 0.84  # converters using the product before closing (with early closes ~4/5)
+_POWER_P = 0.03  # heavy free users (agencies, automations) that rarely convert
+_TRIAL_P = 0.25  # active free companies that try the product hard for weeks, then do not buy
+_RAMP_P = 0.8  # converters whose activity rises before the close; the others show no ramp
+# Conversion log-odds by bucket: mid-sized companies buy self-serve, the largest buy through sales.
+_EMPLOYEE_EFFECT = np.array([-0.9, -0.4, 0.0, 0.35, 0.55, 0.55, 0.2, -0.5, -1.0])
 _MAX_COUNT = 90_000  # weekly actions per object are capped (an API rate limit, in the story)
 _EMPLOYEE_P = (0.22, 0.27, 0.15, 0.12, 0.08, 0.08, 0.045, 0.025, 0.01)
 _CLOSE_WEEKDAY_P = (0.19, 0.21, 0.21, 0.2, 0.16, 0.015, 0.015)  # Monday..Sunday
@@ -153,6 +169,10 @@ class _Usage:
     start: I64  # first week that may hold usage (>= weeks: none)
     stop: I64  # last week that may hold usage
     anchor: I64  # a week that surely holds a usage row, or -1
+    boost: F64  # a converter's pre-close ramp or a free company's trial burst (0: none)
+    tau: F64  # weeks over which a ramp (or a trial) fades going back from its end
+    trial_start: I64  # first week of a free company's trial burst
+    trial_weeks: I64  # its length (0: no trial)
 
 
 def industry_vocabulary() -> tuple[str, ...]:
@@ -216,15 +236,19 @@ def _draw_companies(
 ) -> _Companies:
     """Draw true firmographics, the label (customers first), then what the files show."""
     engagement = rng.standard_normal(n)
+    intent = rng.standard_normal(n)  # budget, timing, a champion: nothing the files show
+    power = rng.random(n) < _POWER_P
     employee = _choose(rng, n, p=_EMPLOYEE_P)
     ranked = rng.random(n) < 0.34
     rank = np.floor(10 ** rng.uniform(2.0, 7.2, n)).astype(np.int64)
     industry = _choose(rng, n, p=1 / np.arange(1, len(vocab) + 1) ** 1.05)
     logit = (
-        0.35 * (employee - 3)
-        + ranked * (1.3 + 0.45 * (6 - np.log10(rank)))
-        + _industry_effect(vocab)[industry]
-        + 0.7 * engagement
+        _EMPLOYEE_EFFECT[employee]
+        + _alexa_effect(ranked, rank)
+        + 0.6 * _industry_effect(vocab)[industry]
+        + 0.6 * engagement
+        + 1.3 * intent
+        - 2.0 * power
     )
     p_convert = _sigmoid(logit + _solve_intercept(logit, _CONVERSION_RATE))
     is_customer = rng.random(n) < p_convert
@@ -245,11 +269,19 @@ def _draw_companies(
             is_customer,
             engagement=engagement,
             employee=employee,
+            power=power[order],
             close_week=close_day // 7,
             weeks=weeks,
             activity=activity,
         ),
     )
+
+
+def _alexa_effect(ranked: Bool, rank: I64) -> F64:
+    """Return the log-odds shift of a web rank: ranked sites convert more, the very top less."""
+    peak = np.exp(-(((np.log10(rank) - 4.8) / 1.0) ** 2))
+    out: F64 = ranked * (0.7 + 1.6 * peak)
+    return out
 
 
 def _mask(rng: np.random.Generator, values: I64, *, p_missing: F64) -> I64:
@@ -258,10 +290,20 @@ def _mask(rng: np.random.Generator, values: I64, *, p_missing: F64) -> I64:
 
 
 def _draw_close_days(rng: np.random.Generator, n: int, *, weeks: int) -> I64:
-    """Draw close days (relative to the first Monday) spread a little beyond the history."""
-    day = rng.integers(-21, 7 * weeks + 21, n)
+    """Draw close days (relative to the first Monday), ever more frequent over the history."""
+    lo, hi = -21, 7 * weeks + 21
+    day = np.floor(lo + _rising(rng.random(n), end_over_start=_DRIFT) * (hi - lo))
     weekday = _choose(rng, n, p=_CLOSE_WEEKDAY_P)
     return (7 * (day // 7) + weekday).astype(np.int64)
+
+
+def _rising(u: F64, *, end_over_start: float) -> F64:
+    """Map uniform draws onto [0, 1] with a density rising linearly `end_over_start`-fold."""
+    k = end_over_start - 1
+    if k == 0:
+        return u
+    out: F64 = (np.sqrt(1 + k * (k + 2) * u) - 1) / k  # the inverse of the linear density's CDF
+    return out
 
 
 def _draw_mrr(rng: np.random.Generator, employee: I64) -> F64:
@@ -281,6 +323,7 @@ def _draw_usage(
     *,
     engagement: F64,
     employee: I64,
+    power: Bool,
     close_week: I64,
     weeks: int,
     activity: float,
@@ -289,27 +332,49 @@ def _draw_usage(
     n = len(is_customer)
     start = np.where(rng.random(n) < 0.4, 0, rng.integers(0, weeks, n))
     stop = np.where(rng.random(n) < 0.6, weeks - 1, rng.integers(start, weeks))
-    active = rng.random(n) < _sigmoid(0.75 + 0.6 * engagement)  # others never use the product
-    # Customers: ~3/4 use it before the close (and surely in the last full week before it);
-    # the rest start in the close week or a little after. A few never use it at all.
-    has_pre = (rng.random(n) < 0.77) & (close_week >= 1)
-    never = rng.random(n) < 0.01
-    delay = rng.geometric(0.5, n) - 1
-    cust_start = np.where(has_pre, np.minimum(start, close_week - 1), np.maximum(close_week, 0))
-    cust_start = np.where(has_pre, cust_start, cust_start + delay)
-    cust_start = np.where(never, weeks, cust_start)
-    cust_anchor = np.where(has_pre, np.minimum(close_week - 1, weeks - 1), cust_start)
-    first = np.where(is_customer, cust_start, np.where(active, start, weeks))
-    anchor = np.where(is_customer, cust_anchor, first)
+    active = power | (rng.random(n) < _sigmoid(0.75 + 0.6 * engagement))  # others never use it
+    first, anchor = _customer_span(
+        rng, is_customer, start=start, close_week=close_week, weeks=weeks
+    )
+    first = np.where(is_customer, first, np.where(active, start, weeks))
+    anchor = np.where(is_customer, anchor, first)
+    trial = ~is_customer & active & (rng.random(n) < _TRIAL_P)
+    ramps = rng.random(n) < _RAMP_P
+    boost = np.where(is_customer & ~ramps, 0.0, 6.0 * rng.lognormal(0.0, 0.5, n))
+    p_week = activity * 0.07 * np.exp(0.55 * engagement + 0.5 * rng.standard_normal(n))
+    p_post = activity * 0.4 * np.exp(0.3 * rng.standard_normal(n))
+    level = np.exp(2.4 + 0.25 * employee + 0.4 * engagement + 0.8 * rng.standard_normal(n))
     return _Usage(
-        p_week=activity * 0.085 * np.exp(0.55 * engagement + 0.5 * rng.standard_normal(n)),
-        p_post=activity * 0.4 * np.exp(0.3 * rng.standard_normal(n)),
-        level=np.exp(2.4 + 0.25 * employee + 0.4 * engagement + 0.8 * rng.standard_normal(n)),
+        p_week=p_week * np.where(power, 3.0, 1.0),
+        p_post=p_post,
+        level=level * np.where(power, 20.0, 1.0),
         users=1 + rng.poisson(0.4 + 0.7 * employee),
         start=first.astype(np.int64),
         stop=np.where(is_customer, weeks - 1, stop).astype(np.int64),
         anchor=np.where(anchor < weeks, anchor, -1).astype(np.int64),
+        boost=np.where(is_customer | trial, boost, 0.0),
+        tau=rng.uniform(3.0, 12.0, n),
+        trial_start=rng.integers(0, weeks, n),
+        trial_weeks=np.where(trial, rng.integers(3, 13, n), 0),
     )
+
+
+def _customer_span(
+    rng: np.random.Generator, is_customer: Bool, *, start: I64, close_week: I64, weeks: int
+) -> tuple[I64, I64]:
+    """Return a customer's first usage week and a week that surely holds a row.
+
+    Most use the product before the close, last in one of the few weeks before it; the rest
+    start in the close week or a little after; a few never use it at all.
+    """
+    n = len(is_customer)
+    last_pre = close_week - rng.geometric(0.45, n)
+    has_pre = (rng.random(n) < _PRE_CLOSE_USAGE_P) & (last_pre >= 0)
+    never = rng.random(n) < 0.01
+    after = np.maximum(close_week, 0) + rng.geometric(0.5, n) - 1
+    first = np.where(never, weeks, np.where(has_pre, np.minimum(start, last_pre), after))
+    anchor = np.where(has_pre, np.minimum(last_pre, weeks - 1), first)
+    return first.astype(np.int64), anchor.astype(np.int64)
 
 
 def _usage_block(
@@ -321,11 +386,12 @@ def _usage_block(
     lead = c.close_day[sl, None] // 7 - 1 - np.arange(weeks)[None, :]  # 0: last week before close
     pre = c.is_customer[sl, None] & (lead >= 0)
     post = c.is_customer[sl, None] & ~pre
+    boost = _boost(c.usage, sl, lead=lead, pre=pre)
     row, col = np.nonzero(
-        rng.random(pre.shape) < _row_probability(c.usage, sl, lead=lead, pre=pre, post=post)
+        rng.random(pre.shape) < _row_probability(c.usage, sl, boost=boost, post=post)
     )
-    # Converters get busier as the close nears, and stay heavier after it.
-    scale = np.where(post, 3.5, np.where(pre, 1 + 2 * np.exp(-np.maximum(lead, 0) / 4.0), 1.0))
+    # Converters that ramp get busier as the close nears (trials too), and all stay heavier after.
+    scale = np.where(post, 8.0, 1 + boost)
     zero_p = np.where(post, 0.15, np.where(pre, 0.3, 0.45))
     uses = rng.random((sl.stop - sl.start, len(OBJECTS))) < _OBJECT_USE_P
     actions, users = _draw_counts(
@@ -339,11 +405,22 @@ def _usage_block(
     return _usage_frame(ids, col, first_monday=first_monday, actions=actions, users=users)
 
 
-def _row_probability(u: _Usage, sl: slice, *, lead: I64, pre: Bool, post: Bool) -> F64:
-    """Return each (company, week) chance of a usage row; activity rises before a close."""
+def _boost(u: _Usage, sl: slice, *, lead: I64, pre: Bool) -> F64:
+    """Return each (company, week) activity boost: a pre-close ramp or a free trial's burst."""
     week = np.arange(lead.shape[1])[None, :]
-    ramp = 1 + 5 * np.exp(-np.maximum(lead, 0) / 3.0)
-    prob = np.where(post, u.p_post[sl, None], u.p_week[sl, None] * np.where(pre, ramp, 1.0))
+    ramp = u.boost[sl, None] * np.exp(-np.maximum(lead, 0) / u.tau[sl, None])
+    # A trial rises like a converter's ramp towards a close that never comes, then stops.
+    until_end = u.trial_start[sl, None] + u.trial_weeks[sl, None] - 1 - week
+    trial = (until_end >= 0) & (until_end < u.trial_weeks[sl, None])
+    fade = u.boost[sl, None] * np.exp(-np.maximum(until_end, 0) / u.tau[sl, None])
+    out: F64 = np.where(pre, ramp, np.where(trial, fade, 0.0))
+    return out
+
+
+def _row_probability(u: _Usage, sl: slice, *, boost: F64, post: Bool) -> F64:
+    """Return each (company, week) chance of a usage row within the company's span."""
+    week = np.arange(boost.shape[1])[None, :]
+    prob = np.where(post, u.p_post[sl, None], u.p_week[sl, None] * (1 + 1.5 * boost))
     in_span = (week >= u.start[sl, None]) & (week <= u.stop[sl, None])
     prob = np.where(in_span, np.minimum(prob, 0.95), 0.0)
     out: F64 = np.where(week == u.anchor[sl, None], 1.0, prob)
@@ -518,7 +595,7 @@ def generate_sample(
     out: Path,
     *,
     seed: int = 42,
-    companies: int = 5000,
+    companies: int = 5200,
     weeks: int = 78,
     fmt: Literal["csv", "parquet"] = "csv",
     end: date = date(2026, 11, 23),
@@ -528,10 +605,10 @@ def generate_sample(
     """Write customers, noncustomers and usage_actions files into `out`; same seed, same bytes.
 
     Args:
-        companies: customers + noncustomers (about 7% convert); twin rows are extra.
+        companies: customers + noncustomers (about 4% convert); twin rows are extra.
         weeks: weeks of usage history, ending at the Monday on or before `end`.
         activity: multiplies every company's weekly chance of a usage row (capped at 0.95).
-            1.0 gives ~5 usage rows per company (the bundled 5k-company sample, ~25k rows);
+            1.0 gives ~5 usage rows per company (the bundled 5,200-company sample, ~25k rows);
             the 1M-company benchmark uses 4.0 (~20 rows per company, ~20M rows).
         row_group_rows: least rows per Parquet row group / CSV write (groups hold whole blocks of
             1000 companies); it bounds memory and never changes the data.
