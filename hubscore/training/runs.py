@@ -270,22 +270,23 @@ def _ship(
     config: Config,
     log: RunLog,
 ) -> _Shipped:
-    """Refit on every labelled row (`training.refit: all`) and calibrate on all held-out
-    predictions: out-of-fold ones and the test side's, the newest weeks."""
-    y_oof, p_oof, weeks_oof = assess.out_of_fold(trained.folds)
-    test_weeks = dataset.week_codes(trained.test)
+    """Refit on every labelled row (`training.refit: all`) and calibrate it for the weeks ahead.
+
+    The refitted model will score weeks after all its training rows, as the train-side fit
+    scored the test side a horizon after its own: so its calibration is fitted on that fit's
+    test-side predictions, the newest and closest analogue (out-of-fold predictions come from
+    models trained on less history, which under-predict a rising rate more). With
+    `train_side`, the shipped model is the evaluated one, calibrated on out-of-fold weeks.
+    """
     if config.training.refit == "all":
         model, spec = models.refit_all(name, ff, config, choice=trained.choice)
-        fitted = calibration.fit_calibration(
-            np.concatenate([y_oof, trained.y_test]),
-            np.concatenate([p_oof, trained.p_test]),
-            np.concatenate([weeks_oof, test_weeks]),
-        )
+        weeks = dataset.week_codes(trained.test)
+        fitted = calibration.fit_calibration(trained.y_test, trained.p_test, weeks)
         fit_frame = ff.frame
         log.add(f"refitted {name} on all {ff.frame.height} labelled rows")
     else:
         model, spec = trained.model, trained.spec
-        fitted = calibration.fit_calibration(y_oof, p_oof, weeks_oof)
+        fitted = calibration.fit_calibration(*assess.out_of_fold(trained.folds))
         fit_frame = trained.train_frame
     described = assess.fitted_on(fit_frame, refit=config.training.refit)
     spec = replace(spec, calibration=fitted)
