@@ -122,7 +122,7 @@ class EncodingConfig:
     industry: Literal["auto", "onehot", "frequency", "missing_flag", "drop"] = "auto"
     industry_min_frequency: int = 10
     missing_values: Literal["auto", "native", "impute"] = "auto"
-    missing_flags: Literal["pattern", "column", "none"] = "pattern"
+    missing_flags: Literal["auto", "pattern", "column", "none"] = "auto"
     missing_strategy: Literal["auto", "median", "mean", "mode", "zero", "constant"] = "auto"
     missing_constant: float = 0.0
     scaling: Literal["standard", "minmax", "robust", "none"] = "standard"

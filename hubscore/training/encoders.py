@@ -52,8 +52,9 @@ def choose_encoding(
 ) -> EncodingChoice:
     """Resolve the encoding of a linear (logreg) or tree family.
 
-    Trees read missing values natively and one INDUSTRY indicator; a linear model needs
-    imputed, scaled numbers and one-hot levels. `missing_flags=False` is the ablation
+    Trees read missing values natively, one INDUSTRY indicator and one flag per missingness
+    pattern; a linear model needs imputed, scaled numbers, one-hot levels and a flag per
+    column. `missing_flags=False` is the ablation
     without any missingness signal (so nothing is left NaN either).
     """
     native = config.missing_values == "native" or (config.missing_values == "auto" and not linear)
@@ -62,12 +63,15 @@ def choose_encoding(
         industry = "onehot" if linear else "missing_flag"
     if not missing_flags and industry == "missing_flag":
         industry = "drop"
+    flags = config.missing_flags
+    if flags == "auto":  # measured: per column served logistic regression better (README)
+        flags = "column" if linear else "pattern"
     return EncodingChoice(
         scaling=config.scaling if linear else "none",
         native_missing=native and missing_flags,
         industry=industry,
-        flags=missing_flags and config.missing_flags != "none",
-        per_pattern=config.missing_flags == "pattern",
+        flags=missing_flags and flags != "none",
+        per_pattern=flags == "pattern",
     )
 
 

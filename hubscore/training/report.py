@@ -286,7 +286,8 @@ def _search(search: Mapping[str, Any] | None) -> str:
     if not search:
         return ""
     intro = (
-        f"<p>{search['trials']} trials ({search.get('pruned', 0)} more pruned); chosen by {escape(str(search['chosen_by']))}. "
+        f"<p>{search['trials']} trials ({search.get('pruned', 0)} more pruned); chosen by "
+        f"{escape(str(search['chosen_by']))}. "
         f"Chosen parameters: {_fmt(search['chosen']['params'])} "
         f"(CV {escape(str(search['chosen']['metric']))} "
         f"{_fmt(search['chosen']['metric_mean'])} ± {_fmt(search['chosen']['metric_std'])}).</p>"
