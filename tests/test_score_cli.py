@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from hubscore.cli import app
-from hubscore.core.artifacts import MODEL_FILE
+from hubscore.core.artifacts import ENCODERS_FILE, MANIFEST, MODEL_FILE, sha256_file
 from hubscore.core.atomic import TEMP_MARKER
 
 GOLDEN = Path(__file__).parent / "golden" / "basic"
@@ -140,6 +140,33 @@ def test_tampered_model_exits_5(tmp_path: Path) -> None:
     result = score(INPUT, "-o", tmp_path / "s.parquet", model=run)
     assert result.exit_code == 5
     assert "model.onnx does not match its manifest" in result.stderr
+
+
+def test_a_manifest_value_of_the_wrong_type_exits_5_naming_file_key_and_values(
+    tmp_path: Path,
+) -> None:
+    run = Path(shutil.copytree(RUN, tmp_path / "run"))
+    manifest = json.loads((run / MANIFEST).read_text())
+    (run / MANIFEST).write_text(json.dumps({**manifest, "decision_threshold": "high"}))
+    result = score(INPUT, "-o", tmp_path / "s.parquet", model=run)
+    assert result.exit_code == 5
+    assert f"{run / MANIFEST}: key decision_threshold: expected float, got str" in result.stderr
+    assert "(the value is 'high')" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_an_encoder_spec_value_of_the_wrong_type_exits_5_naming_the_key(tmp_path: Path) -> None:
+    run = Path(shutil.copytree(RUN, tmp_path / "run"))
+    spec = json.loads((run / ENCODERS_FILE).read_text())
+    spec["numeric"][0]["fill"] = "median"
+    (run / ENCODERS_FILE).write_text(json.dumps(spec))
+    manifest = json.loads((run / MANIFEST).read_text())
+    manifest["files"][ENCODERS_FILE] = sha256_file(run / ENCODERS_FILE)  # a consistent folder
+    (run / MANIFEST).write_text(json.dumps(manifest))
+    result = score(INPUT, "-o", tmp_path / "s.parquet", model=run)
+    assert result.exit_code == 5
+    assert "key numeric[0].fill: expected float, got str (the value is 'median')" in result.stderr
 
 
 def test_default_model_is_models_latest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hubscore.core.decoding import decode
 from hubscore.core.errors import ArtifactError
 
 FORMAT_VERSION = 1
@@ -124,10 +125,11 @@ def verify_files(run_dir: Path, manifest: Manifest) -> None:
 
 
 def _manifest_from_dict(raw: dict[str, Any], path: Path) -> Manifest:
-    try:
-        return Manifest(**raw)
-    except TypeError as exc:
-        raise ArtifactError(
-            f"{path} does not match format_version {raw['format_version']}: {exc}",
-            hint="retrain with this hubscore version",
-        ) from None
+    return decode(
+        raw,
+        Manifest,
+        source=str(path),
+        error=ArtifactError,
+        hint=f"this hubscore reads format_version {raw['format_version']} manifests as "
+        "hubscore train writes them: restore the run folder or retrain",
+    )

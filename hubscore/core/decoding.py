@@ -1,0 +1,79 @@
+"""Typed decoding of parsed JSON and YAML into hubscore's dataclasses, with msgspec.
+
+The dataclasses stay the one statement of each layout (add a field there, nothing here):
+msgspec checks every value against its annotation, nested dataclasses and Literals included.
+msgspec rather than pydantic: its import keeps the scorer's cold start small.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from hubscore.core.errors import HubscoreError
+
+T = TypeVar("T")
+
+_WHERE = re.compile(r"^(?P<problem>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_STEP = re.compile(r"\.(?P<key>[^.\[]+)|\[(?P<index>\d+|\.\.\.)\]")
+_MISSING = object()
+
+
+def decode(raw: object, cls: type[T], *, source: str, error: type[HubscoreError], hint: str) -> T:
+    """Return `raw` as a `cls`, or raise `error` naming `source`, the key, expected and actual."""
+    _refuse_unknown_keys(raw, cls, source=source, error=error, hint=hint)
+    try:
+        return msgspec.convert(raw, cls, dec_hook=_decode_path)
+    except msgspec.ValidationError as exc:
+        raise error(f"{source}: {describe(exc, raw)}", hint=hint) from None
+
+
+def describe(exc: msgspec.ValidationError, raw: object) -> str:
+    """Turn msgspec's message into `key a.b[0]: expected float, got 'high' (str)`."""
+    match = _WHERE.match(str(exc))
+    assert match is not None  # the pattern matches any text
+    problem = match["problem"].replace("`", "").replace("Expected", "expected")
+    path = match["path"]
+    if path is None:
+        return problem
+    actual = _lookup(raw, path)
+    shown = "" if actual is _MISSING else f" (the value is {actual!r})"
+    return f"key {path.lstrip('.')}: {problem}{shown}"
+
+
+def _lookup(raw: object, path: str) -> object:
+    value = raw
+    for step in _STEP.finditer(path):
+        if step["key"] is not None and isinstance(value, dict):
+            value = value.get(step["key"], _MISSING)
+        elif step["index"] not in (None, "...") and isinstance(value, list):
+            index = int(step["index"])
+            value = value[index] if index < len(value) else _MISSING
+        else:
+            return _MISSING
+    return value
+
+
+def _refuse_unknown_keys(
+    raw: object, cls: type[Any], *, source: str, error: type[HubscoreError], hint: str
+) -> None:
+    # msgspec ignores unknown keys of dataclasses; a misspelt key must not pass silently.
+    if not (dataclasses.is_dataclass(cls) and isinstance(raw, dict)):
+        return
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise error(
+            f"{source}: unknown key {unknown[0]} (known keys: {', '.join(sorted(known))})",
+            hint=hint,
+        )
+
+
+def _decode_path(cls: type[Any], value: Any) -> Any:
+    if cls is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError
