@@ -58,6 +58,7 @@ def test_run_binds_parameters() -> None:
             "(1, date '2025-03-05'), (2, null), (3, date '2025-01-01')) t(id, closedate)"
         )
         con.execute("create table usage as select 1 as id, date '2025-01-12' as week_end")
+        sql.run(con, "first_usage_macro")
         sql.run(con, "spine_as_of", {"as_of": "2025-02-01", "eligibility": "file_start"})
         rows = con.execute("select id, cutoff::varchar from spine order by id").fetchall()
     assert rows == [(1, "2025-02-01"), (2, "2025-02-01")]

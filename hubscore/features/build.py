@@ -21,7 +21,12 @@ import duckdb
 from hubscore import __version__
 from hubscore.core.atomic import atomic_file
 from hubscore.core.config import FeaturesConfig
-from hubscore.core.contract import ALEXA_NO_RANK_SENTINEL, EMPLOYEE_RANGES, USAGE_COLUMNS
+from hubscore.core.contract import (
+    ALEXA_NO_RANK_SENTINEL,
+    EMPLOYEE_RANGES,
+    USAGE_COLUMNS,
+    USAGE_STAT_FEATURES,
+)
 from hubscore.core.errors import SchemaError, ValidationError
 from hubscore.features import sql
 
@@ -96,6 +101,8 @@ def build_features(request: BuildRequest) -> BuildResult:
         target = "as_of" if request.as_of else request.features.target
         quality["spine"] = spine = _build_spine(con, request, target)
         sql.run(con, "history_at_as_of" if request.as_of else "history_by_cutoff")
+        sql.register_layout(con, "usage_stat_layout", USAGE_STAT_FEATURES)
+        sql.run(con, "no_usage_macro")
         # Nothing is written before this point, so a failed check leaves `out` untouched.
         with _staged_outputs(out) as staged:
             sql.run(con, "write_rejects", {"out": staged[REJECTS_FILE]})
@@ -283,6 +290,7 @@ def _build_spine(
         params |= {"cutoffs": weekly_cutoffs(timeline, cfg), "horizon_days": cfg.horizon_days}
     else:
         params["as_of"] = request.as_of or timeline["usage_end"]
+    sql.run(con, "first_usage_macro")
     sql.run(con, f"spine_{target}", params)
     summary = sql.fetch_dicts(con, "spine_summary")[0]
     if target != "as_of":

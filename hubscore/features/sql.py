@@ -7,7 +7,7 @@ Values, paths included, are always bound as `$name` parameters: no SQL is built 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -111,6 +111,13 @@ def run(
         return con.execute(block.text, bound)
     except duckdb.Error as exc:
         raise SqlRunError(block, exc) from exc
+
+
+def register_layout(con: duckdb.DuckDBPyConnection, name: str, columns: Sequence[str]) -> None:
+    """Expose `columns`, in order and without rows, as the view `name` (for unions by name)."""
+    nulls = [duckdb.ConstantExpression(None).alias(column) for column in columns]
+    empty = con.values([None]).filter(duckdb.ConstantExpression(False))
+    con.register(name, empty.select(*nulls))
 
 
 def fetch_dicts(
