@@ -82,8 +82,8 @@ def write_manifest(run_dir: Path, manifest: Manifest) -> Path:
     return path
 
 
-def read_manifest(run_dir: Path, *, verify: bool = True) -> Manifest:
-    """Load and check a run folder's manifest; with `verify`, check every file's sha256."""
+def read_manifest(run_dir: Path) -> Manifest:
+    """Load and check a run folder's manifest and the sha256 of every file it lists."""
     path = run_dir / MANIFEST
     if not path.is_file():
         raise ArtifactError(
@@ -104,8 +104,7 @@ def read_manifest(run_dir: Path, *, verify: bool = True) -> Manifest:
             hint="score with the hubscore version that trained it, or retrain",
         )
     manifest = _manifest_from_dict(raw, path)
-    if verify:
-        verify_files(run_dir, manifest)
+    verify_files(run_dir, manifest)
     return manifest
 
 

@@ -50,7 +50,6 @@ EMPLOYEE = "EMPLOYEE_RANGE"
 INDUSTRY = "INDUSTRY"
 OTHER = "other"
 MISSING = "(missing)"  # cannot collide: normalised values hold only [a-z0-9 ]
-UNKNOWN = OTHER  # the level unseen categories map to
 Transform = Literal["none", "log1p", "log"]
 Scaling = Literal["standard", "minmax", "robust", "none"]
 
