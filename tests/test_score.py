@@ -25,6 +25,7 @@ from hubscore.core.scorer import (
     load_scorer,
     output_columns,
     scored_at_for,
+    to_frame,
 )
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -291,10 +292,20 @@ def test_rows_the_model_cannot_score_are_refused_not_labelled(
         logreg.run_model(overflowed)
 
 
-def test_record_batch_input_needs_no_copy_of_extra_columns(scorer: Scorer) -> None:
-    table = pa.table({"id": pa.array([], pa.int64())})
-    with pytest.raises(SchemaError, match="missing: EMPLOYEE_RANGE"):
-        scorer.score(table)
+def test_record_batch_input_needs_no_copy_of_extra_columns(
+    scorer: Scorer, companies: pl.DataFrame
+) -> None:
+    table = companies.to_arrow()
+    wide = table.append_column("notes", pa.array(["x" * 1000] * table.num_rows)).combine_chunks()
+    batch = wide.to_batches()[0]
+    conformed = scorer.conform(to_frame(batch))
+    assert "notes" not in conformed.columns
+    # The feature columns are the batch's own buffers: conforming copied nothing.
+    for name in ("total_actions", "ALEXA_RANK"):
+        given = batch.column(batch.schema.get_field_index(name)).buffers()[1].address
+        assert conformed.get_column(name).to_arrow().buffers()[1].address == given
+    scored = scorer.score(wide, scored_at=SCORED_AT)
+    assert scored.equals(scorer.score(table, scored_at=SCORED_AT))
 
 
 def test_manifest_naming_a_missing_onnx_output_is_refused(run_copy: Path) -> None:

@@ -27,7 +27,7 @@ from hubscore.core.contract import (
     USAGE_COLUMNS,
     USAGE_STAT_FEATURES,
 )
-from hubscore.core.errors import SchemaError, ValidationError
+from hubscore.core.errors import SchemaError, ValidationError, first_line
 from hubscore.features import sql
 
 InputKind = Literal["customers", "noncustomers", "usage_actions"]
@@ -152,7 +152,7 @@ def register_input(con: duckdb.DuckDBPyConnection, kind: InputKind, path: Path) 
             )
     except duckdb.Error as exc:
         raise ValidationError(
-            f"{path} could not be read: {_first_line(exc)}",
+            f"{path} could not be read: {first_line(exc)}",
             hint="check that it is a UTF-8 CSV with a header row, or a Parquet file",
         ) from None
     if path.suffix == ".parquet":
@@ -187,11 +187,6 @@ def _check_columns(path: Path, kind: InputKind, columns: list[str]) -> None:
             hint=f"a {kind} file needs {', '.join(REQUIRED_COLUMNS[kind])}; names match "
             "case-insensitively, order does not matter",
         )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _validate_and_dedupe(

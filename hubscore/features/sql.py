@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 
-from hubscore.core.errors import HubscoreError
+from hubscore.core.errors import HubscoreError, ValidationError, first_line
 
 _NAME = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$")
 
@@ -129,13 +129,23 @@ def fetch_dicts(
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
-class SqlRunError(HubscoreError):
-    """DuckDB failed on a named block; carries the block's location and DuckDB's message."""
+# Failures of the machine, not of hubscore's SQL: a file that cannot be read or written, a
+# full disk (DuckDB spills past its memory limit), memory. Every other DuckDB error on our
+# blocks is a bug in them: the data reach the SQL typed and checked.
+_MACHINE_ERRORS = (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.PermissionException)
 
-    exit_code = 3
+
+class SqlRunError(HubscoreError):
+    """DuckDB failed on a named block: exit 1 (a bug in hubscore's SQL), or 3 for I/O and memory."""
+
+    exit_code = 1
 
     def __init__(self, block: Query, exc: duckdb.Error) -> None:
         self.block = block
         self.cause = exc
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        super().__init__(f"{block.location} failed: {first_line}")
+        if isinstance(exc, _MACHINE_ERRORS):
+            self.exit_code = ValidationError.exit_code
+            hint = "check the input and output paths, free disk space and memory"
+        else:
+            hint = "this is a bug in hubscore: report it with the command that failed"
+        super().__init__(f"{block.location} failed: {first_line(exc)}", hint=hint)

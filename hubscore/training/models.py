@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from hubscore.core import encoding
 from hubscore.core.config import ClassWeight, Config, ModelName
 from hubscore.core.contract import LABEL
-from hubscore.core.errors import ConfigError
+from hubscore.core.errors import ConfigError, first_line
 from hubscore.training import encoders
 from hubscore.training.dataset import (
     FeatureFile,
@@ -55,9 +55,8 @@ class Model:
         try:
             self.estimator.fit(x, y)
         except (ValueError, TypeError, xgb.core.XGBoostError, lgb.basic.LightGBMError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(
-                f"models.{self.name}: training rejected the hyperparameters: {first}",
+                f"models.{self.name}: training rejected the hyperparameters: {first_line(exc)}",
                 hint=f"fix models.{self.name} in your --config file",
             ) from None
         if self.name == "random_forest":
