@@ -19,7 +19,7 @@ from typing import Any, Literal
 import duckdb
 
 from hubscore import __version__
-from hubscore.core.atomic import atomic_file
+from hubscore.core.atomic import atomic_file, scratch_dir
 from hubscore.core.config import FeaturesConfig
 from hubscore.core.contract import (
     ALEXA_NO_RANK_SENTINEL,
@@ -93,7 +93,13 @@ def build_features(request: BuildRequest) -> BuildResult:
     """Run validation, deduplication, the spine and the aggregates; write the three outputs."""
     inputs = {kind: find_input(request.data_dir, kind) for kind in INPUT_KINDS}
     out = request.out_dir
-    with duckdb.connect(config=DUCKDB_CONFIG) as con:
+    # DuckDB spills into a scratch folder of ours beside `out` (by default `.tmp/` in the
+    # working directory), so a killed run's spill files are litter the next run removes, and
+    # a run that fails its checks still creates nothing in `out`.
+    with (
+        scratch_dir(out) as spill,
+        duckdb.connect(config={**DUCKDB_CONFIG, "temp_directory": str(spill)}) as con,
+    ):
         con.execute("set enable_progress_bar = false")  # cron mail stays clean
         for kind, path in inputs.items():
             register_input(con, kind, path)
