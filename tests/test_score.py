@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hubscore.core.artifacts import FORMAT_VERSION, MANIFEST, MODEL_FILE
+from hubscore.core.config import MODEL_NAMES
 from hubscore.core.errors import ArtifactError, SchemaError, ValidationError
 from hubscore.core.scorer import (
     Predictor,
@@ -64,6 +65,12 @@ def test_every_golden_folder_loads_and_reproduces_its_scores(case: str) -> None:
     np.testing.assert_allclose(
         got["conversion_probability"], expected["native_probability"], rtol=1e-5, atol=1e-6
     )
+
+
+def test_every_model_family_has_a_golden_run_folder() -> None:
+    for family in MODEL_NAMES:
+        manifest = json.loads((GOLDEN / family / "run" / MANIFEST).read_text())
+        assert manifest["model_kind"] == family
 
 
 def test_golden_basic_is_the_current_format_version() -> None:

@@ -1,7 +1,10 @@
-"""Rebuild tests/golden/basic: a tiny run folder, its input, and the scores it must give.
+"""Rebuild tests/golden/<family>: a tiny run folder per model family, its input and scores.
 
 A dev tool (`just golden`), never imported by the package: it may use the training stack.
 Review `git diff tests/golden` after running it; the scorer tests compare against these files.
+Each family is trained through the same `models.make_model(...).fit` and `to_onnx` as
+`hubscore train`. `tests/golden/basic` (xgboost) is the format-version-1 golden: frozen, it is
+not rewritten here, and every later hubscore must still load it and reproduce its scores.
 
     uv run python tests/golden/make_golden.py
 """
@@ -14,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
-from xgboost import XGBClassifier
 
 from hubscore import __version__
 from hubscore.core.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, sha256_file, write_manifest
-from hubscore.core.config import EncodingConfig
+from hubscore.core.config import MODEL_NAMES, EncodingConfig, ModelName, load_config
 from hubscore.core.contract import (
     ACTIVITY_FEATURES,
     EMPLOYEE_RANGES,
@@ -27,15 +29,24 @@ from hubscore.core.contract import (
     USAGE_STAT_FEATURES,
 )
 from hubscore.core.drift import profile_features
-from hubscore.core.encoding import EncoderSpec, encode, fit_encoders
+from hubscore.core.encoding import EncoderSpec, encode
 from hubscore.core.scorer import load_scorer, scored_at_for
+from hubscore.training.encoders import fit_encoders
 from hubscore.training.export import INPUT, OUTPUT, to_onnx
+from hubscore.training.models import make_model
 
 HERE = Path(__file__).parent
 TARGET = {"target": "converted_within", "horizon_days": 30, "lookback_days": 91, "recent_days": 28}
 INDUSTRIES = ["COMPUTER_SOFTWARE", "Technology - Software", "real estate", "REAL_ESTATE", "Other"]
 INT_FEATURES = {"ALEXA_RANK", "days_active", "weeks_active_recent", "recency_days", "tenure_days"}
 N_TRAIN, N_INPUT = 400, 60
+# Small models: the folders stay a few hundred kB and still exercise every converter.
+SIZES: dict[ModelName, dict[str, object]] = {
+    "logreg": {},
+    "random_forest": {"n_estimators": 20, "max_depth": 5, "min_samples_leaf": 5},
+    "xgboost": {"n_estimators": 30, "max_depth": 3},
+    "lightgbm": {"n_estimators": 30, "num_leaves": 7, "min_child_samples": 10},
+}
 
 
 def make_features(n: int, rng: np.random.Generator, *, first_id: int) -> pl.DataFrame:
@@ -76,22 +87,23 @@ def label(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (rng.random(len(x)) < 1 / (1 + np.exp(-logit))).astype(np.int64)
 
 
-def build(out: Path) -> None:
-    """Train a small XGBoost model, export it as `train` does, and write the golden files."""
-    rng = np.random.default_rng(0)
+def build(family: ModelName, out: Path) -> None:
+    """Train a small model of `family`, export it as `train` does, write the golden files."""
+    rng = np.random.default_rng(MODEL_NAMES.index(family))
     train = make_features(N_TRAIN, rng, first_id=1)
-    spec = fit_encoders(train, EncodingConfig(industry_min_frequency=5), scale=False)
+    config = load_config(overrides={f"models.{family}": SIZES[family]})
+    encoding = EncodingConfig(industry_min_frequency=5)
+    spec = fit_encoders(train, encoding, scale=family == "logreg")
     x = encode(train, spec)
-    model = XGBClassifier(n_estimators=30, max_depth=3, random_state=0, n_jobs=1)
-    model.fit(x, label(x, rng))
+    model = make_model(family, config).fit(x, label(x, rng))
     run_dir = out / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / MODEL_FILE).write_bytes(to_onnx(model, x.shape[1]))
+    (run_dir / MODEL_FILE).write_bytes(to_onnx(model.estimator, x.shape[1]))
     (run_dir / ENCODERS_FILE).write_text(spec.to_json(), encoding="utf-8")
-    write_manifest(run_dir, _manifest(train, spec, run_dir))
+    write_manifest(run_dir, _manifest(family, train, spec, run_dir))
     scoring = with_edge_cases(make_features(N_INPUT, rng, first_id=100_000))
     _write_input(scoring, out / "input.parquet")
-    native = model.predict_proba(encode(scoring, spec))[:, 1]
+    native = model.predict_proba(encode(scoring, spec))
     _write_expected(scoring, native, run_dir, out / "expected_scores.parquet")
 
 
@@ -100,11 +112,11 @@ def _strings(rng: np.random.Generator, choices: list[str | None], n: int) -> pl.
     return pl.Series([choices[i] for i in picks], dtype=pl.String)
 
 
-def _manifest(train: pl.DataFrame, spec: EncoderSpec, run_dir: Path) -> Manifest:
+def _manifest(family: str, train: pl.DataFrame, spec: EncoderSpec, run_dir: Path) -> Manifest:
     names = spec.input_names
     return Manifest(
-        model_version="golden-basic-1",
-        model_kind="xgboost",
+        model_version=f"golden-{family}-1",
+        model_kind=family,
         created_at="2024-01-07T00:00:00+00:00",
         hubscore_version=__version__,
         features=[{"name": n, "dtype": str(train.schema[n])} for n in names],
@@ -133,5 +145,7 @@ def _write_expected(df: pl.DataFrame, native: np.ndarray, run_dir: Path, path: P
 
 
 if __name__ == "__main__":
-    build(HERE / "basic")
-    print(f"wrote {HERE / 'basic'}; review with: git diff --stat tests/golden")
+    for name in MODEL_NAMES:
+        build(name, HERE / name)
+        print(f"wrote {HERE / name}")
+    print("review with: git diff --stat tests/golden")
