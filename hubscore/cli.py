@@ -23,6 +23,7 @@ from rich.table import Table
 
 from hubscore import __version__
 from hubscore.core.config import Config, load_config
+from hubscore.core.display import cell
 from hubscore.core.errors import INTERRUPTED_EXIT_CODE, HubscoreError
 
 app = typer.Typer(
@@ -336,15 +337,11 @@ def leaderboard_table(results: list[Any], metric: str, top_k: tuple[int, ...]) -
     for name in ["model", *columns, "max |Δp|"]:
         table.add_column(name)
     for r in results:
-        values = [_cell(r.metrics["test"].get(c)) for c in columns]
+        values = [cell(r.metrics["test"].get(c)) for c in columns]
         table.add_row(r.model, *values, f"{r.metrics['verification']['max_abs_delta']:.1e}")
     baseline = results[0].metrics["baseline"]
-    table.add_row("baseline (actions_recent)", *(_cell(baseline.get(c)) for c in columns), "")
+    table.add_row("baseline (actions_recent)", *(cell(baseline.get(c)) for c in columns), "")
     return table
-
-
-def _cell(value: object) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else "—"
 
 
 @app.command()

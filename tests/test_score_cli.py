@@ -110,8 +110,8 @@ def test_missing_columns_exit_4_with_one_message(tmp_path: Path) -> None:
     assert result.stderr == (
         "error: model expects 47 feature columns and id, the input lacks 2; "
         "missing: days_active, tenure_days\n"
-        "hint: build the input with hubscore build-features --as-of DATE from the same "
-        "hubscore version\n"
+        "hint: build it with hubscore build-features --as-of DATE (a scoring input) or without "
+        "--as-of (training features), from the same hubscore version\n"
     )
 
 

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import polars as pl
-import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
+import pyarrow as pa
 
 from hubscore.core import encoding
 from hubscore.core.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, read_manifest
-from hubscore.core.contract import KEY_COLUMNS, METADATA_KEYS
+from hubscore.core.contract import BUILD_HINT, KEY_COLUMNS, METADATA_KEYS
 from hubscore.core.errors import ArtifactError, SchemaError, ValidationError, first_line
 
 ID, CUTOFF = KEY_COLUMNS
@@ -37,9 +37,6 @@ RANK = "rank"
 MODEL_VERSION = "model_version"
 SCORED_AT = "scored_at"
 WINDOW_KEYS = tuple(key for key in METADATA_KEYS if key != "hubscore_version")
-BUILD_HINT = (
-    "build the input with hubscore build-features --as-of DATE from the same hubscore version"
-)
 
 # Probabilities stay float32, the model's own precision: float64 would only add digits the
 # model never computed (and noise like 0.12345679104328156 in CSV output).

@@ -23,6 +23,7 @@ from hubscore.core.atomic import atomic_file, scratch_dir
 from hubscore.core.config import FeaturesConfig
 from hubscore.core.contract import (
     ALEXA_NO_RANK_SENTINEL,
+    DATA_ASSUMPTIONS,
     EMPLOYEE_RANGES,
     USAGE_COLUMNS,
     USAGE_STAT_FEATURES,
@@ -56,17 +57,6 @@ QUALITY_FILE = "quality.json"
 # DuckDB spills to disk past the memory limit, which keeps the nightly build's peak memory
 # bounded.
 DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {"memory_limit": "1GB"}
-
-ASSUMPTIONS = (
-    "There is no sign-up date: a free-tier company is eligible from the start of the files "
-    "unless eligibility is 'first_usage'.",
-    "A usage row stamped Monday M covers M..M+6 and is known only from the end of M+6.",
-    "A customer's features use only usage weeks that end before its CLOSEDATE.",
-    "Firmographic missingness differs between customers and free companies; if fields were "
-    "filled in after conversion, missingness flags leak the label (see missing_by_label).",
-    "Companies that never used the product before converting can only be found by "
-    "firmographics: recall has a ceiling (see usage.customers_without_usage_before_close).",
-)
 
 
 @dataclass(frozen=True)
@@ -226,7 +216,7 @@ def _validate_and_dedupe(
         ),
         "usage": sql.fetch_dicts(con, "usage_profile")[0],
         "customers": sql.fetch_dicts(con, "customer_profile")[0],
-        "assumptions": list(ASSUMPTIONS),
+        "assumptions": list(DATA_ASSUMPTIONS),
     }
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
+from hubscore.core.contract import DATA_ASSUMPTIONS
 from hubscore.training.evaluate import Ints, Vector, WeeklyRanking, threshold_metrics
 
 
@@ -108,14 +109,8 @@ def _plot_importance(ax: Any, importance: pl.DataFrame) -> None:
 
 
 ASSUMPTIONS = (
-    "There is no sign-up date: a free company counts as eligible from the start of the file.",
-    "About a quarter of converters show no usage before converting; usage cannot find them, "
-    "so recall has a ceiling.",
-    "Firmographic missingness differs sharply between customers and free companies; if fields "
-    "were filled in after conversion, missingness flags leak the label. The ablation below "
-    "shows how much lift survives without them.",
-    "Positives are few and clustered (one company is positive at several consecutive "
-    "cutoffs): small differences between models may be noise.",
+    *DATA_ASSUMPTIONS,
+    "The ablation below shows how much lift survives without the missingness flags.",
     "Models weight positives up (class imbalance), so probabilities are over-stated; rank "
     "and thresholds, not the raw probability, carry the meaning.",
 )

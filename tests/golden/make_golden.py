@@ -23,6 +23,7 @@ from hubscore.core.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, sha256_
 from hubscore.core.config import MODEL_NAMES, EncodingConfig, ModelName, load_config
 from hubscore.core.contract import (
     ACTIVITY_FEATURES,
+    ALEXA_NO_RANK_SENTINEL,
     EMPLOYEE_RANGES,
     HISTORY_FEATURES,
     RAW_FEATURES,
@@ -56,7 +57,7 @@ def make_features(n: int, rng: np.random.Generator, *, first_id: int) -> pl.Data
     columns["INDUSTRY"] = _strings(rng, [*INDUSTRIES, None, None, None], n)
     rank = rng.integers(1, 2_000_000, n)
     no_rank = rng.random(n) < 0.4
-    rank[no_rank] = 16_000_001
+    rank[no_rank] = ALEXA_NO_RANK_SENTINEL
     columns["ALEXA_RANK"] = pl.Series(rank, dtype=pl.Int64)
     columns["alexa_no_rank"] = pl.Series(no_rank)
     for name in (*ACTIVITY_FEATURES, *USAGE_STAT_FEATURES, *HISTORY_FEATURES):
