@@ -177,9 +177,8 @@ def build_features(
 def score(
     input_path: Annotated[
         Path,
-        typer.Argument(
-            metavar="INPUT", help="Features from build-features (.parquet or .csv).", exists=True
-        ),
+        # No exists=True: typer would exit 2; a missing input is a data error (3, README).
+        typer.Argument(metavar="INPUT", help="Features from build-features (.parquet or .csv)."),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Scores (.parquet or .csv).")],
     model: Annotated[

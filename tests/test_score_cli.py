@@ -124,6 +124,12 @@ def test_duplicate_ids_exit_3(tmp_path: Path) -> None:
     assert "share their id key with another row; first: 100059" in result.stderr
 
 
+def test_a_missing_input_exits_3_as_documented(tmp_path: Path) -> None:
+    result = score(tmp_path / "absent.parquet", "-o", tmp_path / "s.parquet")
+    assert result.exit_code == 3
+    assert f"input {tmp_path / 'absent.parquet'} does not exist" in result.stderr
+
+
 def test_other_feature_windows_exit_4(tmp_path: Path) -> None:
     table = pq.read_table(INPUT)
     other = tmp_path / "other.parquet"

@@ -86,7 +86,7 @@ class Model:
         return np.asarray(self.estimator.feature_importances_, dtype=np.float64)
 
 
-@dataclass
+@dataclass(kw_only=True)  # ten fields: positional construction would mix them up
 class Trained:
     """A family fitted on the training side, with everything evaluation and export need."""
 
@@ -180,16 +180,16 @@ def train_family(name: ModelName, ff: FeatureFile, split: Split, config: Config)
     x_test = encoding.encode(test, spec)
     y_test = test.get_column(LABEL).cast(pl.Int64).to_numpy()
     return Trained(
-        name,
-        model,
-        spec,
-        split,
-        folds,
-        test,
-        x_test,
-        y_test,
-        model.predict_proba(x_test),
-        train_frame,
+        name=name,
+        model=model,
+        spec=spec,
+        split=split,
+        folds=folds,
+        test=test,
+        x_test=x_test,
+        y_test=y_test,
+        p_test=model.predict_proba(x_test),
+        train_frame=train_frame,
     )
 
 
