@@ -93,7 +93,7 @@ def build_features(request: BuildRequest) -> BuildResult:
         con.execute("set enable_progress_bar = false")  # cron mail stays clean
         for kind, path in inputs.items():
             register_input(con, kind, path)
-        quality = _validate_and_dedupe(con, request, inputs)
+        quality = validate_and_dedupe(con, request, inputs)
         target = "as_of" if request.as_of else request.features.target
         quality["spine"] = spine = _build_spine(con, request, target)
         sql.run(con, "history_at_as_of" if request.as_of else "history_by_cutoff")
@@ -185,7 +185,7 @@ def _check_columns(path: Path, kind: InputKind, columns: list[str]) -> None:
         )
 
 
-def _validate_and_dedupe(
+def validate_and_dedupe(
     con: duckdb.DuckDBPyConnection, request: BuildRequest, inputs: dict[InputKind, Path]
 ) -> dict[str, Any]:
     """Check, quarantine and deduplicate; return the quality profile so far."""
