@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,20 +30,36 @@ def decode(raw: object, cls: type[T], *, source: str, error: type[HubscoreError]
     try:
         return msgspec.convert(raw, cls, dec_hook=_decode_path)
     except msgspec.ValidationError as exc:
-        raise error(f"{source}: {describe(exc, raw)}", hint=hint) from None
+        raise error(f"{source}: {describe(exc, raw, cls)}", hint=hint) from None
 
 
-def describe(exc: msgspec.ValidationError, raw: object) -> str:
-    """Turn msgspec's message into `key a.b[0]: expected float, got 'high' (str)`."""
+def describe(exc: msgspec.ValidationError, raw: object, cls: type[Any]) -> str:
+    """Turn msgspec's message into `key a.b[0]: expected float, got str (the value is 'x')`."""
     match = _WHERE.match(str(exc))
     assert match is not None  # the pattern matches any text
     problem = match["problem"].replace("`", "").replace("Expected", "expected")
     path = match["path"]
     if path is None:
         return problem
+    if problem.startswith("Invalid enum value"):
+        problem = f"expected {_allowed(cls, path)}"
     actual = _lookup(raw, path)
     shown = "" if actual is _MISSING else f" (the value is {actual!r})"
     return f"key {path.lstrip('.')}: {problem}{shown}"
+
+
+def _allowed(cls: Any, path: str) -> str:
+    """Describe what the annotation at `path` of `cls` allows: `float or 'auto'`."""
+    hint = cls
+    for step in _STEP.finditer(path):
+        if step["key"] is None or not dataclasses.is_dataclass(hint):
+            return "another value"
+        hint = typing.get_type_hints(hint).get(step["key"])
+    options = typing.get_args(hint) if typing.get_origin(hint) is not typing.Literal else (hint,)
+    literal = [o for o in options if typing.get_origin(o) is typing.Literal]
+    choices = [repr(v) for o in literal for v in typing.get_args(o)]
+    others = [getattr(o, "__name__", str(o)) for o in options if o not in literal]
+    return " or ".join([*others, f"one of {', '.join(choices)}"])
 
 
 def _lookup(raw: object, path: str) -> object:
@@ -59,21 +76,34 @@ def _lookup(raw: object, path: str) -> object:
 
 
 def _refuse_unknown_keys(
-    raw: object, cls: type[Any], *, source: str, error: type[HubscoreError], hint: str
+    raw: object,
+    cls: type[Any],
+    *,
+    source: str,
+    error: type[HubscoreError],
+    hint: str,
+    prefix: str = "",
 ) -> None:
     # msgspec ignores unknown keys of dataclasses; a misspelt key must not pass silently.
     if not (dataclasses.is_dataclass(cls) and isinstance(raw, dict)):
         return
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - known)
+    fields = typing.get_type_hints(cls)
+    unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise error(
-            f"{source}: unknown key {unknown[0]} (known keys: {', '.join(sorted(known))})",
+            f"{source}: unknown key {prefix}{unknown[0]} (known keys here: "
+            f"{', '.join(sorted(fields))})",
             hint=hint,
         )
+    for name, value in raw.items():
+        nested = fields[name]
+        if dataclasses.is_dataclass(nested) and isinstance(nested, type):
+            _refuse_unknown_keys(
+                value, nested, source=source, error=error, hint=hint, prefix=f"{prefix}{name}."
+            )
 
 
 def _decode_path(cls: type[Any], value: Any) -> Any:
-    if cls is Path and isinstance(value, str):
+    if cls is Path and isinstance(value, str | Path):  # YAML gives str, flags give Path
         return Path(value)
-    raise NotImplementedError
+    raise TypeError(f"Expected `{cls.__name__}`, got `{type(value).__name__}`")
