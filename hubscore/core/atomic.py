@@ -77,20 +77,6 @@ def atomic_file(target: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temp folder beside `target`; rename it to `target` only if the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(target)
-    temp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), dir=target.parent))
-    try:
-        yield temp
-        os.rename(temp, target)
-    finally:
-        if temp.exists():
-            shutil.rmtree(temp, ignore_errors=True)
-
-
-@contextlib.contextmanager
 def scratch_dir(target: Path) -> Iterator[Path]:
     """Yield a temp folder beside `target` for a library's scratch files; always remove it."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +86,14 @@ def scratch_dir(target: Path) -> Iterator[Path]:
         yield temp
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temp folder beside `target`; rename it to `target` only if the block succeeds."""
+    with scratch_dir(target) as temp:
+        yield temp
+        os.rename(temp, target)  # nothing left for scratch_dir to remove
 
 
 def replace_symlink(link: Path, target: str) -> None:
