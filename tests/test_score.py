@@ -315,6 +315,13 @@ def test_record_batch_input_needs_no_copy_of_extra_columns(
     assert scored.equals(scorer.score(table, scored_at=SCORED_AT))
 
 
+def test_a_manifest_key_this_format_version_lacks_is_refused(run_copy: Path) -> None:
+    manifest = json.loads((run_copy / MANIFEST).read_text())
+    (run_copy / MANIFEST).write_text(json.dumps({**manifest, "decision_treshold": 0.5}))
+    with pytest.raises(ArtifactError, match="unknown key decision_treshold"):
+        load_scorer(run_copy)
+
+
 def test_manifest_naming_a_missing_onnx_output_is_refused(run_copy: Path) -> None:
     manifest = json.loads((run_copy / MANIFEST).read_text())
     (run_copy / MANIFEST).write_text(json.dumps({**manifest, "onnx_output": "label"}))
