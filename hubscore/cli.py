@@ -24,6 +24,7 @@ from rich.table import Table
 from hubscore import __version__
 from hubscore.cli_help import HelpGroup, config_default
 from hubscore.core.config import Config, load_config
+from hubscore.core.display import cell
 from hubscore.core.errors import INTERRUPTED_EXIT_CODE, HubscoreError
 
 app = typer.Typer(
@@ -407,15 +408,11 @@ def leaderboard_table(results: list[Any], metric: str, top_k: tuple[int, ...]) -
     for name in ["model", *columns, "max |Δp|"]:
         table.add_column(name)
     for r in results:
-        values = [_cell(r.metrics["test"].get(c)) for c in columns]
+        values = [cell(r.metrics["test"].get(c)) for c in columns]
         table.add_row(r.model, *values, f"{r.metrics['verification']['max_abs_delta']:.1e}")
     baseline = results[0].metrics["baseline"]
-    table.add_row("baseline (actions_recent)", *(_cell(baseline.get(c)) for c in columns), "")
+    table.add_row("baseline (actions_recent)", *(cell(baseline.get(c)) for c in columns), "")
     return table
-
-
-def _cell(value: object) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else "—"
 
 
 @app.command()
@@ -482,7 +479,7 @@ def runs_list(models_dir: ModelsDirOption = None, config: ConfigOption = None) -
     for run in list_runs(cfg.data.models_dir):
         latest = "*" if run.is_latest else "-"
         rows.append(
-            (latest, run.name, run.model_kind, run.created_at, _cell(run.metrics.get(metric)))
+            (latest, run.name, run.model_kind, run.created_at, cell(run.metrics.get(metric)))
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

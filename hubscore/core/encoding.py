@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from hubscore.core.artifacts import ENCODERS_FILE
 from hubscore.core.contract import (
     ACTIVITY_FEATURES,
     HISTORY_FEATURES,
@@ -39,6 +40,7 @@ from hubscore.core.contract import (
     NUMERIC_FEATURES,
     USAGE_STAT_FEATURES,
 )
+from hubscore.core.decoding import decode
 from hubscore.core.errors import ArtifactError, SchemaError
 
 ENCODER_VERSION = 1
@@ -48,7 +50,6 @@ EMPLOYEE = "EMPLOYEE_RANGE"
 INDUSTRY = "INDUSTRY"
 OTHER = "other"
 MISSING = "(missing)"  # cannot collide: normalised values hold only [a-z0-9 ]
-UNKNOWN = OTHER  # the level unseen categories map to
 Transform = Literal["none", "log1p", "log"]
 Scaling = Literal["standard", "minmax", "robust", "none"]
 
@@ -96,30 +97,32 @@ class EncoderSpec:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> EncoderSpec:
+    def from_json(cls, text: str, source: str = ENCODERS_FILE) -> EncoderSpec:
         """Parse a spec written by `to_json`; raise ArtifactError on any other content."""
+        hint = "restore the run folder, or retrain"
         try:
             raw = json.loads(text)
-            if raw.get("version") != ENCODER_VERSION:
-                raise ArtifactError(
-                    f"encoders.json has version {raw.get('version')!r}, "
-                    f"this hubscore reads {ENCODER_VERSION}",
-                    hint="score with the hubscore version that trained the model, or retrain",
-                )
-            raw["employee"] = NumericSpec(**raw["employee"])
-            raw["numeric"] = [NumericSpec(**n) for n in raw["numeric"]]
-            return cls(**raw)
-        except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
+        except json.JSONDecodeError as exc:
+            raise ArtifactError(f"{source} is not valid JSON: {exc}", hint=hint) from None
+        if not isinstance(raw, dict):
             raise ArtifactError(
-                f"encoders.json is not a hubscore encoder spec: {exc}", hint="retrain"
-            ) from None
+                f"{source} is not a hubscore encoder spec: a {type(raw).__name__}, not an object",
+                hint=hint,
+            )
+        if raw.get("version") != ENCODER_VERSION:
+            raise ArtifactError(
+                f"{source} has version {raw.get('version')!r}, "
+                f"this hubscore reads {ENCODER_VERSION}",
+                hint="score with the hubscore version that trained the model, or retrain",
+            )
+        return decode(raw, cls, source=source, error=ArtifactError, hint=hint)
 
 
 def read_encoders(path: Path) -> EncoderSpec:
     """Load an encoder spec from a JSON file."""
     if not path.is_file():
         raise ArtifactError(f"{path} is missing", hint="restore the whole run folder")
-    return EncoderSpec.from_json(path.read_text(encoding="utf-8"))
+    return EncoderSpec.from_json(path.read_text(encoding="utf-8"), str(path))
 
 
 def encode(df: pl.DataFrame, spec: EncoderSpec) -> npt.NDArray[np.float32]:

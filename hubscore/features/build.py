@@ -19,10 +19,16 @@ from typing import Any, Literal
 import duckdb
 
 from hubscore import __version__
-from hubscore.core.atomic import atomic_file
+from hubscore.core.atomic import atomic_file, scratch_dir
 from hubscore.core.config import FeaturesConfig
-from hubscore.core.contract import ALEXA_NO_RANK_SENTINEL, EMPLOYEE_RANGES, USAGE_COLUMNS
-from hubscore.core.errors import SchemaError, ValidationError
+from hubscore.core.contract import (
+    ALEXA_NO_RANK_SENTINEL,
+    DATA_ASSUMPTIONS,
+    EMPLOYEE_RANGES,
+    USAGE_COLUMNS,
+    USAGE_STAT_FEATURES,
+)
+from hubscore.core.errors import SchemaError, ValidationError, first_line
 from hubscore.features import sql
 
 InputKind = Literal["customers", "noncustomers", "usage_actions"]
@@ -52,17 +58,6 @@ QUALITY_FILE = "quality.json"
 # bounded.
 DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {"memory_limit": "1GB"}
 
-ASSUMPTIONS = (
-    "There is no sign-up date: a free-tier company is eligible from the start of the files "
-    "unless eligibility is 'first_usage'.",
-    "A usage row stamped Monday M covers M..M+6 and is known only from the end of M+6.",
-    "A customer's features use only usage weeks that end before its CLOSEDATE.",
-    "Firmographic missingness differs between customers and free companies; if fields were "
-    "filled in after conversion, missingness flags leak the label (see missing_by_label).",
-    "Companies that never used the product before converting can only be found by "
-    "firmographics: recall has a ceiling (see usage.customers_without_usage_before_close).",
-)
-
 
 @dataclass(frozen=True)
 class BuildRequest:
@@ -88,14 +83,22 @@ def build_features(request: BuildRequest) -> BuildResult:
     """Run validation, deduplication, the spine and the aggregates; write the three outputs."""
     inputs = {kind: find_input(request.data_dir, kind) for kind in INPUT_KINDS}
     out = request.out_dir
-    with duckdb.connect(config=DUCKDB_CONFIG) as con:
+    # DuckDB spills into a scratch folder of ours beside `out` (by default `.tmp/` in the
+    # working directory), so a killed run's spill files are litter the next run removes, and
+    # a run that fails its checks still creates nothing in `out`.
+    with (
+        scratch_dir(out) as spill,
+        duckdb.connect(config={**DUCKDB_CONFIG, "temp_directory": str(spill)}) as con,
+    ):
         con.execute("set enable_progress_bar = false")  # cron mail stays clean
         for kind, path in inputs.items():
             register_input(con, kind, path)
-        quality = _validate_and_dedupe(con, request, inputs)
+        quality = validate_and_dedupe(con, request, inputs)
         target = "as_of" if request.as_of else request.features.target
         quality["spine"] = spine = _build_spine(con, request, target)
         sql.run(con, "history_at_as_of" if request.as_of else "history_by_cutoff")
+        sql.register_layout(con, "usage_stat_layout", USAGE_STAT_FEATURES)
+        sql.run(con, "no_usage_macro")
         # Nothing is written before this point, so a failed check leaves `out` untouched.
         with _staged_outputs(out) as staged:
             sql.run(con, "write_rejects", {"out": staged[REJECTS_FILE]})
@@ -153,7 +156,7 @@ def register_input(con: duckdb.DuckDBPyConnection, kind: InputKind, path: Path) 
             )
     except duckdb.Error as exc:
         raise ValidationError(
-            f"{path} could not be read: {_first_line(exc)}",
+            f"{path} could not be read: {first_line(exc)}",
             hint="check that it is a UTF-8 CSV with a header row, or a Parquet file",
         ) from None
     if path.suffix == ".parquet":
@@ -190,12 +193,7 @@ def _check_columns(path: Path, kind: InputKind, columns: list[str]) -> None:
         )
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _validate_and_dedupe(
+def validate_and_dedupe(
     con: duckdb.DuckDBPyConnection, request: BuildRequest, inputs: dict[InputKind, Path]
 ) -> dict[str, Any]:
     """Check, quarantine and deduplicate; return the quality profile so far."""
@@ -226,7 +224,7 @@ def _validate_and_dedupe(
         ),
         "usage": sql.fetch_dicts(con, "usage_profile")[0],
         "customers": sql.fetch_dicts(con, "customer_profile")[0],
-        "assumptions": list(ASSUMPTIONS),
+        "assumptions": list(DATA_ASSUMPTIONS),
     }
 
 
@@ -291,6 +289,7 @@ def _build_spine(
         params |= {"cutoffs": weekly_cutoffs(timeline, cfg), "horizon_days": cfg.horizon_days}
     else:
         params["as_of"] = request.as_of or timeline["usage_end"]
+    sql.run(con, "first_usage_macro")
     sql.run(con, f"spine_{target}", params)
     summary = sql.fetch_dicts(con, "spine_summary")[0]
     if target != "as_of":

@@ -19,12 +19,13 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import polars as pl
-import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
-import pyarrow.csv as pacsv  # type: ignore[import-untyped,unused-ignore]
-import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from hubscore import __version__
 from hubscore.core.atomic import atomic_file, exclusive_lock
+from hubscore.core.contract import feature_file_metadata
 from hubscore.core.drift import DriftCounter, worst_features
 from hubscore.core.errors import ArtifactError, ConfigError, DriftError, ValidationError
 from hubscore.core.reasons import EXPLANATION_DTYPES
@@ -217,8 +218,7 @@ def open_input(path: Path, scorer: Scorer, *, batch_size: int) -> InputReader:
 
 def _open_parquet(path: Path, scorer: Scorer, *, batch_size: int) -> InputReader:
     handle = pq.ParquetFile(path)  # the footer only: metadata and row count
-    raw = handle.metadata.metadata or {}
-    metadata = {k.decode(): v.decode() for k, v in raw.items() if not k.startswith(b"ARROW:")}
+    metadata = feature_file_metadata(handle.metadata.metadata)
     wanted = {name.lower() for name in (ID, CUTOFF, *scorer.feature_dtypes)}
     columns = [name for name in handle.schema_arrow.names if name.lower() in wanted]
     groups = [handle.metadata.row_group(i).num_rows for i in range(handle.metadata.num_row_groups)]

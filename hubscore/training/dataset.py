@@ -20,18 +20,24 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
+import pyarrow.parquet as pq
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from hubscore import __version__
 from hubscore.core.artifacts import sha256_file
 from hubscore.core.config import Config
-from hubscore.core.contract import KEY_COLUMNS, LABEL, METADATA_KEYS, RAW_FEATURES
+from hubscore.core.contract import (
+    BUILD_HINT,
+    KEY_COLUMNS,
+    LABEL,
+    METADATA_KEYS,
+    RAW_FEATURES,
+    feature_file_metadata,
+)
 from hubscore.core.errors import ConfigError, SchemaError, ValidationError
 
 ID, CUTOFF = KEY_COLUMNS
 ORDER = "_order"
-BUILD_HINT = "build it with hubscore build-features from this hubscore version"
 METADATA_HINT = (
     "to train on some weeks, keep the file and pass hubscore train --since DATE --until DATE; "
     "a rewritten file keeps hubscore's metadata with Polars' "
@@ -74,10 +80,10 @@ def read_features(
     if not path.is_file():
         raise SchemaError(f"feature file {path} does not exist", hint=BUILD_HINT)
     try:
-        raw_meta = pq.read_schema(path).metadata or {}
+        raw_meta = pq.read_schema(path).metadata
     except Exception:  # pyarrow raises several untyped errors for non-Parquet files
         raise SchemaError(f"{path} is not a Parquet file", hint=BUILD_HINT) from None
-    metadata = {k.decode(): v.decode() for k, v in raw_meta.items() if not k.startswith(b"ARROW")}
+    metadata = feature_file_metadata(raw_meta)
     absent = [key for key in METADATA_KEYS if key not in metadata]
     if absent:
         raise SchemaError(

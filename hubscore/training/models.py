@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from hubscore.core import encoding
 from hubscore.core.config import ClassWeight, Config, ModelName
 from hubscore.core.contract import LABEL
-from hubscore.core.errors import ConfigError
+from hubscore.core.errors import ConfigError, first_line
 from hubscore.training import encoders
 from hubscore.training.dataset import (
     FeatureFile,
@@ -55,9 +55,8 @@ class Model:
         try:
             self.estimator.fit(x, y)
         except (ValueError, TypeError, xgb.core.XGBoostError, lgb.basic.LightGBMError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(
-                f"models.{self.name}: training rejected the hyperparameters: {first}",
+                f"models.{self.name}: training rejected the hyperparameters: {first_line(exc)}",
                 hint=f"fix models.{self.name} in your --config file",
             ) from None
         if self.name == "random_forest":
@@ -87,7 +86,7 @@ class Model:
         return np.asarray(self.estimator.feature_importances_, dtype=np.float64)
 
 
-@dataclass
+@dataclass(kw_only=True)  # ten fields: positional construction would mix them up
 class Trained:
     """A family fitted on the training side, with everything evaluation and export need."""
 
@@ -181,16 +180,16 @@ def train_family(name: ModelName, ff: FeatureFile, split: Split, config: Config)
     x_test = encoding.encode(test, spec)
     y_test = test.get_column(LABEL).cast(pl.Int64).to_numpy()
     return Trained(
-        name,
-        model,
-        spec,
-        split,
-        folds,
-        test,
-        x_test,
-        y_test,
-        model.predict_proba(x_test),
-        train_frame,
+        name=name,
+        model=model,
+        spec=spec,
+        split=split,
+        folds=folds,
+        test=test,
+        x_test=x_test,
+        y_test=y_test,
+        p_test=model.predict_proba(x_test),
+        train_frame=train_frame,
     )
 
 

@@ -113,6 +113,7 @@ def train_and_export(
     split = dataset.split_rows(ff, config)
     results = []
     with atomic.exclusive_lock(out_dir / "latest"):
+        atomic.remove_all_temps(out_dir)  # a killed run's staged folder has another name
         for name in names:
             prefix = config.experiment.name + (f"-{name}" if len(names) > 1 else "")
             results.append(_run_family(name, ff, split, config, out_dir=out_dir, prefix=prefix))
