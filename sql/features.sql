@@ -89,6 +89,11 @@ from spine
 -- Positive labels in a labelled spine.
 select sum(label) as positives from spine
 
+-- name: spine_cutoff_list
+-- The spine's distinct cutoffs: partitions of companies share cutoffs, so their counts do not
+-- add up; the Spark engine unites these lists instead.
+select coalesce(list(distinct cutoff order by cutoff), []) as cutoff_list from spine
+
 -- name: history_at_as_of
 -- First usage week and last active week complete at the cutoff, for a spine whose cutoffs are
 -- all $as_of: read from the per-company summary, without another pass over usage.
