@@ -88,7 +88,7 @@ class BuildResult:
 def build_features(request: BuildRequest) -> BuildResult:
     """Run validation, deduplication, the spine and the aggregates; write the three outputs."""
     inputs = {kind: find_input(request.data_dir, kind) for kind in INPUT_KINDS}
-    sources = {kind: str(path) for kind, path in inputs.items()}
+    sources: dict[str, str] = {kind: str(path) for kind, path in inputs.items()}
     out = request.out_dir
     with duckdb.connect(config=DUCKDB_CONFIG) as con:
         con.execute("set enable_progress_bar = false")  # cron mail stays clean
@@ -136,13 +136,13 @@ def register_input(con: duckdb.DuckDBPyConnection, kind: InputKind, path: Path) 
             relation = con.read_parquet(str(path), file_row_number=True)
             relation = relation.project("file_row_number + 1 as _row, * exclude (file_row_number)")
         else:
-            _check_csv_bytes(path)
+            check_csv_bytes(path)
             relation = con.read_csv(
                 str(path), header=True, all_varchar=True, delimiter=",", quotechar='"'
             )
             # Materialised: a CSV is parsed once, and row_number() follows file order.
             relation = relation.project("row_number() over () as _row, *")
-        _check_columns(path, kind, relation.columns)
+        check_columns(path, kind, relation.columns)
         if not relation.limit(1).fetchall():
             raise ValidationError(
                 f"{path} has a header but no rows", hint="check the export that wrote it"
@@ -158,7 +158,7 @@ def register_input(con: duckdb.DuckDBPyConnection, kind: InputKind, path: Path) 
         relation.to_table(RAW_VIEWS[kind])
 
 
-def _check_csv_bytes(path: Path) -> None:
+def check_csv_bytes(path: Path) -> None:
     """Refuse empty and non-UTF-8 files before DuckDB guesses at them."""
     if path.stat().st_size == 0:
         raise ValidationError(f"{path} is empty (0 bytes)", hint="re-export the file")
@@ -174,7 +174,8 @@ def _check_csv_bytes(path: Path) -> None:
                 ) from None
 
 
-def _check_columns(path: Path, kind: InputKind, columns: list[str]) -> None:
+def check_columns(path: Path, kind: InputKind, columns: list[str]) -> None:
+    """Refuse an input without the columns its kind needs (names match case-insensitively)."""
     present = {c.strip().lower() for c in columns}
     missing = [c for c in REQUIRED_COLUMNS[kind] if c.lower() not in present]
     if missing:

@@ -9,6 +9,7 @@ temp file that is renamed over the target only when complete, under an flock on 
 from __future__ import annotations
 
 import csv
+import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 
 from hubscore import __version__
 from hubscore.core.atomic import atomic_file, exclusive_lock
+from hubscore.core.datasets import parquet_parts, read_kv_metadata
 from hubscore.core.drift import DriftCounter, worst_features
 from hubscore.core.errors import ConfigError, DriftError, ValidationError
 from hubscore.core.scorer import (
@@ -153,7 +155,7 @@ class InputReader:
 def open_input(path: Path, scorer: Scorer, *, batch_size: int) -> InputReader:
     """Open a Parquet or CSV input, checking its columns against the model before any row."""
     fmt = file_format(path, role="input")
-    if not path.is_file():
+    if not (path.is_file() or (fmt == "parquet" and path.is_dir())):
         raise ValidationError(f"input {path} does not exist", hint="check the INPUT path")
     try:
         if fmt == "parquet":
@@ -166,17 +168,25 @@ def open_input(path: Path, scorer: Scorer, *, batch_size: int) -> InputReader:
 
 
 def _open_parquet(path: Path, scorer: Scorer, *, batch_size: int) -> InputReader:
-    handle = pq.ParquetFile(path)  # the footer only: metadata and row count
-    raw = handle.metadata.metadata or {}
-    metadata = {k.decode(): v.decode() for k, v in raw.items() if not k.startswith(b"ARROW:")}
+    # A folder of part files (build-features --engine spark) reads as one file, in part order.
+    parts = parquet_parts(path)
+    handles = [pq.ParquetFile(part) for part in parts]  # the footers only
+    schema = handles[0].schema_arrow
     wanted = {name.lower() for name in (ID, CUTOFF, *scorer.feature_dtypes)}
-    columns = [name for name in handle.schema_arrow.names if name.lower() in wanted]
-    groups = [handle.metadata.row_group(i).num_rows for i in range(handle.metadata.num_row_groups)]
-    return InputReader(
-        batches=_with_schema(_row_groups(path, columns, groups, batch_size), handle.schema_arrow),
-        metadata=metadata,
-        total_rows=handle.metadata.num_rows,
+    columns = [name for name in schema.names if name.lower() in wanted]
+    batches = itertools.chain.from_iterable(
+        _row_groups(part, columns, _group_rows(handle), batch_size)
+        for part, handle in zip(parts, handles, strict=True)
     )
+    return InputReader(
+        batches=_with_schema(batches, schema),
+        metadata=read_kv_metadata(path),
+        total_rows=sum(handle.metadata.num_rows for handle in handles),
+    )
+
+
+def _group_rows(handle: pq.ParquetFile) -> list[int]:
+    return [handle.metadata.row_group(i).num_rows for i in range(handle.metadata.num_row_groups)]
 
 
 def _row_groups(
