@@ -54,7 +54,7 @@ from hubscore.features.build import (
 )
 from hubscore.features.partials import dump_partial, load_partial, merge_partials
 from hubscore.features.partition import ROW, PartitionOutput, build_partition, partition_keys
-from hubscore.spark.session import job_errors, marked_errors
+from hubscore.spark.session import job_errors, marked_errors, spark_session
 
 KEY = "__key"
 BUCKET = "__bucket"
@@ -100,7 +100,7 @@ def build_features_spark(
                 if not cache:
                     check_prepared(request, sources, partials)
                 quality = assemble_quality(plan, partials)
-                _write_outputs(result, out, empty, quality)
+                _write_outputs(result, out, empty, quality, partitions=partitions)
             finally:
                 result.unpersist()
     finally:
@@ -179,7 +179,10 @@ def _plan(
         return plan_build(request, sources, None)
     empty = _empty_partition(inputs, sources, None, None)
     task = _partition_task(inputs, sources, None, None, CALENDAR_SCHEMA)
-    partials = [empty.partial, *_collect_partials(_cogroup(companies, usage, task, CALENDAR_SCHEMA))]
+    partials = [
+        empty.partial,
+        *_collect_partials(_cogroup(companies, usage, task, CALENDAR_SCHEMA)),
+    ]
     check_prepared(request, sources, partials)
     return plan_build(request, sources, merge_partials(partials)["timeline"])
 
@@ -266,7 +269,12 @@ def _collect_partials(result: DataFrame) -> list[dict[str, object]]:
 
 
 def _write_outputs(
-    result: DataFrame, out: Path, empty: PartitionOutput, quality: Mapping[str, object]
+    result: DataFrame,
+    out: Path,
+    empty: PartitionOutput,
+    quality: Mapping[str, object],
+    *,
+    partitions: int,
 ) -> None:
     """Write features and rejects as Parquet folders and quality.json; rename all at the end."""
     assert empty.features is not None and empty.rejects is not None
@@ -281,14 +289,14 @@ def _write_outputs(
         staged_folder(out / REJECTS_FILE) as rejects_dir,
         atomic_file(out / QUALITY_FILE) as quality_file,
     ):
-        # The same row order as the DuckDB build's file: by cutoff, then id.
-        features.orderBy("cutoff", "id").write.mode("overwrite").parquet(
-            str(features_dir), compression="zstd"
-        )
+        # The DuckDB build's row order (cutoff, id) across the part files, one per partition;
+        # the quarantine is small, so it is one sorted file.
+        ordered = features.repartitionByRange(partitions, "cutoff", "id")
+        ordered = ordered.sortWithinPartitions("cutoff", "id")
+        ordered.write.mode("overwrite").parquet(str(features_dir), compression="zstd")
         write_folder_metadata(features_dir, metadata)
-        rejects.orderBy("source_file", "row_number").write.mode("overwrite").parquet(
-            str(rejects_dir), compression="zstd"
-        )
+        listed = rejects.coalesce(1).sortWithinPartitions("source_file", "row_number")
+        listed.write.mode("overwrite").parquet(str(rejects_dir), compression="zstd")
         quality_file.write_text(json.dumps(quality, indent=2, default=str) + "\n")
 
 
@@ -314,3 +322,12 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def run_build_spark(
+    request: BuildRequest, *, master: str, partitions: int | None, log_level: str = "ERROR"
+) -> BuildResult:
+    """Start (or join) a Spark session and build features on it (the CLI's entry point)."""
+    with spark_session(master, log_level=log_level) as spark:
+        parts = partitions or 4 * spark.sparkContext.defaultParallelism
+        return build_features_spark(request, spark, partitions=parts)

@@ -45,7 +45,9 @@ LOOPBACK_CONF = {
 }
 ERROR_MARKER = "hubscore-error"
 """Prefix of a worker's HubscoreError re-raised as text, so the driver can restore it."""
-_MARKED = re.compile(rf"{ERROR_MARKER}\[(?P<code>\d+)\] (?P<message>.*?)(?:\n|$)(?P<hint>hint: .*)?")
+_MARKED = re.compile(
+    rf"{ERROR_MARKER}\[(?P<code>\d+)\] (?P<message>.*?)(?:\n|$)(?P<hint>hint: .*)?"
+)
 
 
 class SparkEngineError(HubscoreError):
@@ -158,10 +160,14 @@ def _start(master: str, log_level: str, log: IO[bytes] | None) -> SparkSession:
     local = master.startswith("local")
     if local:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    conf = SparkConf().setMaster(master).setAll(list({**BASE_CONF, **(LOOPBACK_CONF if local else {})}.items()))
+    conf = (
+        SparkConf()
+        .setMaster(master)
+        .setAll(list({**BASE_CONF, **(LOOPBACK_CONF if local else {})}.items()))
+    )
     streams = {"stdout": log, "stderr": log} if log else None
     try:
-        gateway = launch_gateway(conf, popen_kwargs=streams)
+        gateway = launch_gateway(conf, popen_kwargs=streams)  # type: ignore[no-untyped-call]
         context = SparkContext(conf=conf, gateway=gateway)
     except Exception as exc:  # pyspark raises untyped Py4J and runtime errors at start-up
         raise SparkEngineError(
@@ -170,6 +176,14 @@ def _start(master: str, log_level: str, log: IO[bytes] | None) -> SparkSession:
         ) from None
     context.setLogLevel(log_level)
     return SparkSession(context)
+
+
+def _local_cores(master: str) -> int:
+    """Return N of local[N] (local[*] and local: this machine's cores)."""
+    found = re.fullmatch(r"local(?:\[(\d+|\*)(?:,\s*\d+)?\])?", master.strip())
+    if found and found[1] and found[1] != "*":
+        return int(found[1])
+    return os.cpu_count() or 1
 
 
 def _log_tail(log: IO[bytes] | None, *, lines: int = 3) -> str:
@@ -193,9 +207,7 @@ def job_errors(action: str) -> Iterator[None]:
         marked = _MARKED.search(text)
         if marked:
             hint = marked["hint"].removeprefix("hint: ") if marked["hint"] else None
-            raise WorkerError(
-                marked["message"], hint=hint, exit_code=int(marked["code"])
-            ) from None
+            raise WorkerError(marked["message"], hint=hint, exit_code=int(marked["code"])) from None
         raise SparkEngineError(
             f"the Spark job failed while {action}: {_cause(text)}",
             hint="run with --log-level WARN to see the executors' messages; nothing was written",
@@ -214,7 +226,7 @@ def marked_errors() -> Iterator[None]:
 
 def _cause(text: str) -> str:
     """Return the most telling line of a failed job: a worker's exception, else the first."""
-    raised = re.findall(r"^\s*(\w+(?:Error|Exception): .+)$", text, flags=re.MULTILINE)
+    raised: list[str] = re.findall(r"^\s*(\w+(?:Error|Exception): .+)$", text, flags=re.MULTILINE)
     python = [line for line in raised if not line.startswith(("py4j", "org.", "java."))]
     lines = python or raised or [text.strip().splitlines()[0] if text.strip() else "unknown"]
     return lines[-1].strip()
