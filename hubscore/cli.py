@@ -200,6 +200,9 @@ def build_features(
         )
         request = BuildRequest(cfg.data.dir, cfg.data.build_dir, cfg.features, parse_date(as_of))
         if engine is Engine.spark:
+            from hubscore.spark.session import require_pyspark
+
+            require_pyspark()  # before the engine's own imports, which need it
             from hubscore.spark.build import run_build_spark
 
             result = run_build_spark(
@@ -256,6 +259,9 @@ def score(
         )
         run_dir = model or cfg.data.models_dir / "latest"
         if engine is Engine.spark:
+            from hubscore.spark.session import require_pyspark
+
+            require_pyspark()  # before the engine's own imports, which need it
             from hubscore.spark.score import score_path_spark
 
             summary = score_path_spark(

@@ -127,6 +127,8 @@ group by s.id, s.cutoff
 -- same pass), join firmographics and history, and write the feature Parquet with the windows
 -- as key-value metadata. Rows outside every window ($window_start, $window_end] are dropped
 -- before the join. Without usage in the window, counts are 0 and ratios NULL.
+-- Standard deviations come from exact integer sums, not stddev_pop: its running update rounds
+-- differently with the order rows arrive in (threads, Spark partitions), this does not.
 copy (
     with
         scoped as (
@@ -168,35 +170,43 @@ copy (
                 sum(ACTIONS_CRM_CONTACTS)::bigint as ACTIONS_CRM_CONTACTS_sum,
                 avg(ACTIONS_CRM_CONTACTS) as ACTIONS_CRM_CONTACTS_mean,
                 max(ACTIONS_CRM_CONTACTS) as ACTIONS_CRM_CONTACTS_max,
-                stddev_pop(ACTIONS_CRM_CONTACTS) as ACTIONS_CRM_CONTACTS_std,
+                sqrt((count(ACTIONS_CRM_CONTACTS) * sum(ACTIONS_CRM_CONTACTS::hugeint * ACTIONS_CRM_CONTACTS) - sum(ACTIONS_CRM_CONTACTS::hugeint) * sum(ACTIONS_CRM_CONTACTS))::double
+                    / (count(ACTIONS_CRM_CONTACTS) * count(ACTIONS_CRM_CONTACTS))) as ACTIONS_CRM_CONTACTS_std,
                 sum(ACTIONS_CRM_COMPANIES)::bigint as ACTIONS_CRM_COMPANIES_sum,
                 avg(ACTIONS_CRM_COMPANIES) as ACTIONS_CRM_COMPANIES_mean,
                 max(ACTIONS_CRM_COMPANIES) as ACTIONS_CRM_COMPANIES_max,
-                stddev_pop(ACTIONS_CRM_COMPANIES) as ACTIONS_CRM_COMPANIES_std,
+                sqrt((count(ACTIONS_CRM_COMPANIES) * sum(ACTIONS_CRM_COMPANIES::hugeint * ACTIONS_CRM_COMPANIES) - sum(ACTIONS_CRM_COMPANIES::hugeint) * sum(ACTIONS_CRM_COMPANIES))::double
+                    / (count(ACTIONS_CRM_COMPANIES) * count(ACTIONS_CRM_COMPANIES))) as ACTIONS_CRM_COMPANIES_std,
                 sum(ACTIONS_CRM_DEALS)::bigint as ACTIONS_CRM_DEALS_sum,
                 avg(ACTIONS_CRM_DEALS) as ACTIONS_CRM_DEALS_mean,
                 max(ACTIONS_CRM_DEALS) as ACTIONS_CRM_DEALS_max,
-                stddev_pop(ACTIONS_CRM_DEALS) as ACTIONS_CRM_DEALS_std,
+                sqrt((count(ACTIONS_CRM_DEALS) * sum(ACTIONS_CRM_DEALS::hugeint * ACTIONS_CRM_DEALS) - sum(ACTIONS_CRM_DEALS::hugeint) * sum(ACTIONS_CRM_DEALS))::double
+                    / (count(ACTIONS_CRM_DEALS) * count(ACTIONS_CRM_DEALS))) as ACTIONS_CRM_DEALS_std,
                 sum(ACTIONS_EMAIL)::bigint as ACTIONS_EMAIL_sum,
                 avg(ACTIONS_EMAIL) as ACTIONS_EMAIL_mean,
                 max(ACTIONS_EMAIL) as ACTIONS_EMAIL_max,
-                stddev_pop(ACTIONS_EMAIL) as ACTIONS_EMAIL_std,
+                sqrt((count(ACTIONS_EMAIL) * sum(ACTIONS_EMAIL::hugeint * ACTIONS_EMAIL) - sum(ACTIONS_EMAIL::hugeint) * sum(ACTIONS_EMAIL))::double
+                    / (count(ACTIONS_EMAIL) * count(ACTIONS_EMAIL))) as ACTIONS_EMAIL_std,
                 sum(USERS_CRM_CONTACTS)::bigint as USERS_CRM_CONTACTS_sum,
                 avg(USERS_CRM_CONTACTS) as USERS_CRM_CONTACTS_mean,
                 max(USERS_CRM_CONTACTS) as USERS_CRM_CONTACTS_max,
-                stddev_pop(USERS_CRM_CONTACTS) as USERS_CRM_CONTACTS_std,
+                sqrt((count(USERS_CRM_CONTACTS) * sum(USERS_CRM_CONTACTS::hugeint * USERS_CRM_CONTACTS) - sum(USERS_CRM_CONTACTS::hugeint) * sum(USERS_CRM_CONTACTS))::double
+                    / (count(USERS_CRM_CONTACTS) * count(USERS_CRM_CONTACTS))) as USERS_CRM_CONTACTS_std,
                 sum(USERS_CRM_COMPANIES)::bigint as USERS_CRM_COMPANIES_sum,
                 avg(USERS_CRM_COMPANIES) as USERS_CRM_COMPANIES_mean,
                 max(USERS_CRM_COMPANIES) as USERS_CRM_COMPANIES_max,
-                stddev_pop(USERS_CRM_COMPANIES) as USERS_CRM_COMPANIES_std,
+                sqrt((count(USERS_CRM_COMPANIES) * sum(USERS_CRM_COMPANIES::hugeint * USERS_CRM_COMPANIES) - sum(USERS_CRM_COMPANIES::hugeint) * sum(USERS_CRM_COMPANIES))::double
+                    / (count(USERS_CRM_COMPANIES) * count(USERS_CRM_COMPANIES))) as USERS_CRM_COMPANIES_std,
                 sum(USERS_CRM_DEALS)::bigint as USERS_CRM_DEALS_sum,
                 avg(USERS_CRM_DEALS) as USERS_CRM_DEALS_mean,
                 max(USERS_CRM_DEALS) as USERS_CRM_DEALS_max,
-                stddev_pop(USERS_CRM_DEALS) as USERS_CRM_DEALS_std,
+                sqrt((count(USERS_CRM_DEALS) * sum(USERS_CRM_DEALS::hugeint * USERS_CRM_DEALS) - sum(USERS_CRM_DEALS::hugeint) * sum(USERS_CRM_DEALS))::double
+                    / (count(USERS_CRM_DEALS) * count(USERS_CRM_DEALS))) as USERS_CRM_DEALS_std,
                 sum(USERS_EMAIL)::bigint as USERS_EMAIL_sum,
                 avg(USERS_EMAIL) as USERS_EMAIL_mean,
                 max(USERS_EMAIL) as USERS_EMAIL_max,
-                stddev_pop(USERS_EMAIL) as USERS_EMAIL_std,
+                sqrt((count(USERS_EMAIL) * sum(USERS_EMAIL::hugeint * USERS_EMAIL) - sum(USERS_EMAIL::hugeint) * sum(USERS_EMAIL))::double
+                    / (count(USERS_EMAIL) * count(USERS_EMAIL))) as USERS_EMAIL_std,
                 sum(case when in_recent then actions else 0 end)::bigint as actions_recent,
                 sum(case when in_prior then actions else 0 end)::bigint as actions_prior,
                 sum((in_recent and actions > 0)::integer)::bigint as weeks_active_recent

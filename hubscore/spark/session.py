@@ -68,6 +68,8 @@ class WorkerError(HubscoreError):
 def spark_session(master: str = "local[2]", *, log_level: str = "ERROR") -> Iterator[SparkSession]:
     """Yield a SparkSession: the active one if any (left running), else a new one (stopped)."""
     require_pyspark()
+    check_java()
+    check_master(master)
     from pyspark.sql import SparkSession
 
     quiet_pyspark_warnings()
@@ -76,8 +78,6 @@ def spark_session(master: str = "local[2]", *, log_level: str = "ERROR") -> Iter
         active.sparkContext.setLogLevel(log_level)
         yield active
         return
-    check_java()
-    check_master(master)
     with _jvm_log(log_level) as log:
         session = _start(master, log_level, log)
         try:
