@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hubscore import __version__
@@ -50,9 +51,10 @@ def handle_errors() -> Iterator[None]:
     try:
         yield
     except HubscoreError as exc:
-        stderr.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        # Escaped: messages quote values like local[2] or hubscore[spark], not Rich markup.
+        stderr.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
         if exc.hint:
-            stderr.print(f"hint: {exc.hint}", highlight=False)
+            stderr.print(f"hint: {escape(exc.hint)}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
 
 

@@ -168,6 +168,30 @@ def test_spark_build_equals_duckdb_on_parquet_inputs(spark: object, tmp_path: Pa
     assert_same_build(local, distributed)
 
 
+def test_a_folder_of_parquet_files_reads_like_the_one_file(spark: object, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    generate_sample(data, seed=12, companies=600, weeks=30, fmt="parquet")
+    local = tmp_path / "duckdb"
+    build_features(BuildRequest(data, local, FeaturesConfig()))
+    usage = pq.read_table(data / "usage_actions.parquet")
+    folder = data / "usage_actions"
+    folder.mkdir()
+    third = -(-usage.num_rows // 3)
+    for n in range(3):  # names sort in row order, as the folder's rows are numbered
+        pq.write_table(usage.slice(n * third, third), folder / f"part-{n}.parquet")
+    (data / "usage_actions.parquet").unlink()
+    distributed = tmp_path / "spark"
+    build_features_spark(BuildRequest(data, distributed, FeaturesConfig()), spark, partitions=3)  # type: ignore[arg-type]
+    assert read_any(distributed / "features.parquet").equals(read_any(local / "features.parquet"))
+    quality = json.loads((distributed / "quality.json").read_text())
+    assert quality["files"]["usage_actions"]["path"] == str(folder)
+    assert quality["files"]["usage_actions"]["rows"] == usage.num_rows
+    expected = json.loads((local / "quality.json").read_text())
+    for profile in (quality, expected):
+        profile["files"]["usage_actions"].pop("path")
+    assert quality == expected
+
+
 def test_too_many_bad_rows_fail_before_anything_is_written(
     spark: object, messy: Path, tmp_path: Path
 ) -> None:
@@ -276,7 +300,7 @@ def test_missing_spark_extra_names_the_extra(
 ) -> None:
     monkeypatch.setitem(sys.modules, "pyspark", None)  # import pyspark raises ImportError
     for module in ("hubscore.spark.score", "hubscore.spark.build"):
-        monkeypatch.delitem(sys.modules, module)
+        monkeypatch.delitem(sys.modules, module, raising=False)
     result = score(GOLDEN / "input.parquet", "-o", tmp_path / "s.parquet", "--engine", "spark")
     assert result.exit_code == 2
     assert "hubscore[spark]" in result.stderr

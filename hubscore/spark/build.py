@@ -24,10 +24,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped,unused-ignore]
+import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -36,6 +38,7 @@ from pyspark.sql.types import LongType, StructField, StructType
 
 from hubscore.core.atomic import TEMP_MARKER, atomic_file, remove_stale_temps
 from hubscore.core.datasets import write_folder_metadata
+from hubscore.core.errors import ValidationError
 from hubscore.features.build import (
     FEATURES_FILE,
     INPUT_KINDS,
@@ -60,12 +63,14 @@ KEY = "__key"
 BUCKET = "__bucket"
 SOURCE = "__source"
 INDEX = "__index"
+FILE = "__file"
 KIND = "__kind"
 PROFILE = "__profile"
 REJECT_PREFIX = "__rejects_"
 COMPANY_KINDS: tuple[InputKind, ...] = ("customers", "noncustomers")
 CALENDAR_SCHEMA = pa.schema([(KIND, pa.string()), (PROFILE, pa.string())])
 Task = Callable[[pa.Table, pa.Table], pa.Table]
+BatchMap = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ def build_features_spark(
     request: BuildRequest, spark: SparkSession, *, partitions: int
 ) -> BuildResult:
     """Build features, rejects and quality.json with Spark; the outputs equal the DuckDB build's."""
-    paths = {kind: find_input(request.data_dir, kind) for kind in INPUT_KINDS}
+    paths = {kind: find_spark_input(request.data_dir, kind) for kind in INPUT_KINDS}
     sources: dict[str, str] = {kind: str(path) for kind, path in paths.items()}
     with job_errors("reading the inputs"):
         inputs = {kind: read_input(spark, kind, path) for kind, path in paths.items()}
@@ -110,9 +115,20 @@ def build_features_spark(
     return BuildResult(out / FEATURES_FILE, out / REJECTS_FILE, out / QUALITY_FILE, quality)
 
 
+def find_spark_input(data_dir: Path, kind: InputKind) -> Path:
+    """Return a `<kind>.parquet` or `<kind>/` folder of Parquet files, else the file."""
+    folders = [p for p in (data_dir / f"{kind}.parquet", data_dir / kind) if p.is_dir()]
+    return folders[0] if folders else find_input(data_dir, kind)
+
+
 def read_input(spark: SparkSession, kind: InputKind, path: Path) -> SparkInput:
-    """Read one CSV (all text, as DuckDB reads it) or Parquet file with `_row` and the id key."""
-    if path.suffix == ".parquet":
+    """Read one CSV (all text, as DuckDB reads it) or Parquet input with `_row` and the id key."""
+    offsets: dict[str, int] = {}
+    if path.is_dir():  # a (partitioned) folder: rows numbered through its files in name order
+        offsets = _file_offsets(path)
+        raw = spark.read.parquet(str(path))
+        index = F.col("_metadata.row_index")
+    elif path.suffix == ".parquet":
         raw = spark.read.parquet(str(path))
         index = F.col("_metadata.row_index")
     else:
@@ -122,26 +138,64 @@ def read_input(spark: SparkSession, kind: InputKind, path: Path) -> SparkInput:
         index = F.lit(None).cast("long")
     check_columns(path, kind, raw.columns)
     columns = list(raw.columns)
-    framed = raw.select(*[F.col(f"`{c}`") for c in columns], index.alias(INDEX))
+    framed = raw.select(
+        *[F.col(f"`{c}`") for c in columns],
+        index.alias(INDEX),
+        (F.col("_metadata.file_path") if offsets else F.lit(None).cast("string")).alias(FILE),
+    )
     fields = [StructField(ROW, LongType()), *raw.schema.fields, StructField(KEY, LongType())]
-    numbered = framed.mapInArrow(_number_rows, StructType(fields))
+    numbered = framed.mapInArrow(_row_numberer(offsets), StructType(fields))
     schema = to_arrow_schema(StructType(fields[:-1]))
     return SparkInput(numbered, columns, schema)
 
 
-def _number_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Put each row's 1-based number in its file first and its id key last."""
-    done = 0
-    for batch in batches:
-        index = batch.column(INDEX)
-        if index.null_count:  # CSV: the task reads the whole file in order
-            rows = pa.array(np.arange(done + 1, done + batch.num_rows + 1, dtype=np.int64))
-        else:  # Parquet: Spark knows each row's index in its file
-            rows = pc.add(index, 1)
-        done += batch.num_rows
-        data = batch.drop_columns([INDEX])
-        names = [ROW, *data.schema.names, KEY]
-        yield pa.RecordBatch.from_arrays([rows, *data.columns, partition_keys(data)], names=names)
+def _file_offsets(folder: Path) -> dict[str, int]:
+    """Return each Parquet file's first row number minus one, files in path order."""
+    files = sorted(
+        p
+        for p in folder.rglob("*.parquet")
+        if not any(part.startswith(("_", ".")) for part in p.relative_to(folder).parts)
+    )
+    if not files:
+        raise ValidationError(
+            f"{folder} holds no Parquet files",
+            hint="a folder input is Parquet part files; a CSV input must be one file",
+        )
+    offsets, done = {}, 0
+    for file in files:
+        offsets[str(file.resolve())] = done
+        done += pq.ParquetFile(file).metadata.num_rows  # the footer only
+    return offsets
+
+
+def _row_numberer(
+    offsets: Mapping[str, int],
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """Return the mapInArrow function that numbers rows (through a folder's files, if any)."""
+
+    def number(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        done = 0
+        for batch in batches:
+            index = batch.column(INDEX)
+            if index.null_count:  # CSV: the task reads the whole file in order
+                rows = pa.array(np.arange(done + 1, done + batch.num_rows + 1, dtype=np.int64))
+            else:  # Parquet: Spark knows each row's index in its file
+                rows = pc.add(pc.add(index, 1), _offsets_of(batch.column(FILE), offsets))
+            done += batch.num_rows
+            data = batch.drop_columns([INDEX, FILE])
+            arrays = [rows, *data.columns, partition_keys(data)]
+            yield pa.RecordBatch.from_arrays(arrays, names=[ROW, *data.schema.names, KEY])
+
+    return number
+
+
+def _offsets_of(files: pa.Array, offsets: Mapping[str, int]) -> pa.Array:
+    """Map each row's file URI to its file's row offset (0 for a single-file input)."""
+    if not offsets:
+        return pa.scalar(0, pa.int64())
+    uris = pc.unique(files).to_pylist()
+    local = [offsets[str(Path(unquote(urlparse(uri).path)).resolve())] for uri in uris]
+    return pc.take(pa.array(local, pa.int64()), pc.index_in(files, value_set=pa.array(uris)))
 
 
 def co_partition(
