@@ -110,17 +110,42 @@ def score_file(
             scratch.unlink(missing_ok=True)
         listed = ranked.filter(pl.col("rank") <= top_k) if top_k else ranked
         _write_output(listed, temp, out_format, scorer, scored_at=scored_at, threshold=cut)
+    return summarise_scores(
+        (input_path, output_path),
+        scorer,
+        ranked.get_column(PROBABILITY),
+        rows_written=listed.height,
+        threshold=cut,
+        scored_at=scored_at,
+        started=started,
+        psi=psi,
+        warnings=warnings,
+    )
+
+
+def summarise_scores(
+    paths: tuple[Path, Path],
+    scorer: Scorer,
+    probs: pl.Series,
+    *,
+    rows_written: int,
+    threshold: float,
+    scored_at: datetime,
+    started: float,
+    psi: Mapping[str, float],
+    warnings: list[str],
+) -> ScoreSummary:
+    """Return the run summary of every scored probability (the Spark engine's too)."""
     if not scorer.manifest.feature_distributions:
         warnings.append("the model stores no training distributions; drift not checked")
-    probs = ranked.get_column(PROBABILITY)
     return ScoreSummary(
-        input=str(input_path),
-        output=str(output_path),
+        input=str(paths[0]),
+        output=str(paths[1]),
         model_version=scorer.manifest.model_version,
-        rows_scored=ranked.height,
-        rows_written=listed.height,
-        positives=int((probs >= cut).sum()),
-        threshold=cut,
+        rows_scored=probs.len(),
+        rows_written=rows_written,
+        positives=int((probs >= threshold).sum()),
+        threshold=threshold,
         scored_at=scored_at.isoformat(),
         duration_s=round(time.perf_counter() - started, 3),
         probability=_distribution(probs),

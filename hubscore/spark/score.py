@@ -35,7 +35,7 @@ from hubscore import __version__
 from hubscore.core.artifacts import MODEL_FILE, Manifest
 from hubscore.core.atomic import exclusive_lock
 from hubscore.core.datasets import read_kv_metadata, write_folder_metadata
-from hubscore.core.drift import DriftCounter, worst_features
+from hubscore.core.drift import DriftCounter
 from hubscore.core.encoding import EncoderSpec
 from hubscore.core.errors import ConfigError, ValidationError
 from hubscore.core.scorer import (
@@ -56,9 +56,8 @@ from hubscore.serving.batch import (
     DRIFT_SAMPLE_ROWS,
     ScoreSummary,
     _check_drift,
-    _confidence_counts,
-    _distribution,
     file_format,
+    summarise_scores,
 )
 from hubscore.spark.build import staged_folder
 from hubscore.spark.session import job_errors, marked_errors, spark_session
@@ -248,22 +247,15 @@ def score_path_spark(
                 written = listed.count() if top_k else probs.height
             finally:
                 scored.unpersist()
-    if not scorer.manifest.feature_distributions:
-        warnings.append("the model stores no training distributions; drift not checked")
-    p = probs.get_column(PROBABILITY)
-    return ScoreSummary(
-        input=str(input_path),
-        output=str(output_path),
-        model_version=scorer.manifest.model_version,
-        rows_scored=p.len(),
+    return summarise_scores(
+        (input_path, output_path),
+        scorer,
+        probs.get_column(PROBABILITY),
         rows_written=written,
-        positives=int((p >= cut).sum()),
         threshold=cut,
-        scored_at=scored_at.isoformat(),
-        duration_s=round(time.perf_counter() - started, 3),
-        probability=_distribution(p),
-        confidence=_confidence_counts(p, scorer.manifest.confidence_bands),
-        drift_worst=worst_features(psi),
+        scored_at=scored_at,
+        started=started,
+        psi=psi,
         warnings=warnings,
     )
 
