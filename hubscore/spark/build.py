@@ -34,7 +34,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
-from pyspark.sql.types import LongType, StructField, StructType
+from pyspark.sql.types import ByteType, IntegerType, LongType, ShortType, StructField, StructType
 
 from hubscore.core.atomic import TEMP_MARKER, atomic_file, remove_stale_temps
 from hubscore.core.datasets import write_folder_metadata
@@ -68,6 +68,7 @@ KIND = "__kind"
 PROFILE = "__profile"
 REJECT_PREFIX = "__rejects_"
 COMPANY_KINDS: tuple[InputKind, ...] = ("customers", "noncustomers")
+INTEGERS = (LongType, IntegerType, ShortType, ByteType)
 CALENDAR_SCHEMA = pa.schema([(KIND, pa.string()), (PROFILE, pa.string())])
 Task = Callable[[pa.Table, pa.Table], pa.Table]
 BatchMap = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
@@ -138,14 +139,24 @@ def read_input(spark: SparkSession, kind: InputKind, path: Path) -> SparkInput:
         index = F.lit(None).cast("long")
     check_columns(path, kind, raw.columns)
     columns = list(raw.columns)
+    fields = [StructField(ROW, LongType()), *raw.schema.fields, StructField(KEY, LongType())]
+    schema = to_arrow_schema(StructType(fields[:-1]))
+    id_field = next(f for f in raw.schema.fields if f.name.strip().lower() == "id")
+    if path.is_file() and path.suffix == ".parquet" and isinstance(id_field.dataType, INTEGERS):
+        # An integer id casts the same in Spark as in DuckDB and Parquet numbers its rows:
+        # no pass through Python before the shuffle.
+        numbered = raw.select(
+            (index + 1).alias(ROW),
+            *[F.col(f"`{c}`") for c in columns],
+            F.col(f"`{id_field.name}`").cast("long").alias(KEY),
+        )
+        return SparkInput(numbered, columns, schema)
     framed = raw.select(
         *[F.col(f"`{c}`") for c in columns],
         index.alias(INDEX),
         (F.col("_metadata.file_path") if offsets else F.lit(None).cast("string")).alias(FILE),
     )
-    fields = [StructField(ROW, LongType()), *raw.schema.fields, StructField(KEY, LongType())]
     numbered = framed.mapInArrow(_row_numberer(offsets), StructType(fields))
-    schema = to_arrow_schema(StructType(fields[:-1]))
     return SparkInput(numbered, columns, schema)
 
 
