@@ -80,6 +80,11 @@ from spine
 -- Positive labels in a labelled spine.
 select sum(label) as positives from spine
 
+-- name: spine_cutoff_list
+-- The spine's distinct cutoffs: partitions of companies share cutoffs, so their counts do not
+-- add up; the Spark engine unites these lists instead.
+select coalesce(list(distinct cutoff order by cutoff), []) as cutoff_list from spine
+
 -- name: history_at_as_of
 -- First usage week and last active week complete at the cutoff, for a spine whose cutoffs are
 -- all $as_of: read from the per-company summary, without another pass over usage.
@@ -115,6 +120,13 @@ group by s.id, s.cutoff
 create or replace temp macro no_usage_default(x) as
     case when typeof(x) = 'DOUBLE' then x else coalesce(x, 0) end
 
+-- name: exact_std_macro
+-- exact_std_pop(x): the population standard deviation of integer counts from exact (hugeint)
+-- sums, so every engine and thread order gives the same bits; NULL without rows.
+create or replace temp macro exact_std_pop(x) as
+    sqrt((count(x) * sum(x::hugeint * x) - sum(x::hugeint) * sum(x))::double
+        / (count(x) * count(x)))
+
 -- name: write_features
 -- Aggregate the look-back window's usage per spine row (the recent and prior windows in the
 -- same pass), join firmographics and history, and write the feature Parquet with the windows
@@ -123,6 +135,9 @@ create or replace temp macro no_usage_default(x) as
 -- column gets `_sum`, `_mean`, `_max` and `_std`; the union by name with the empty
 -- `usage_stat_layout` (build.py registers it from the feature contract) puts those in the
 -- contract's order: a usage column's four statistics side by side.
+-- Standard deviations come from exact integer sums (`exact_std_pop`), not stddev_pop: its
+-- running update rounds differently with the order rows arrive in (threads, Spark
+-- partitions); this does not.
 copy (
     with
         scoped as (
@@ -157,7 +172,7 @@ copy (
                 sum(COLUMNS('^(ACTIONS|USERS)_'))::bigint as '\0_sum',
                 avg(COLUMNS('^(ACTIONS|USERS)_')) as '\0_mean',
                 max(COLUMNS('^(ACTIONS|USERS)_')) as '\0_max',
-                stddev_pop(COLUMNS('^(ACTIONS|USERS)_')) as '\0_std',
+                exact_std_pop(COLUMNS('^(ACTIONS|USERS)_')) as '\0_std',
                 sum(case when in_recent then actions else 0 end)::bigint as actions_recent,
                 sum(case when in_prior then actions else 0 end)::bigint as actions_prior,
                 sum((in_recent and actions > 0)::integer)::bigint as weeks_active_recent

@@ -26,9 +26,10 @@ from hubscore.features.build import (
     BuildRequest,
     BuildResult,
     build_features,
+    dedupe_usage,
     find_input,
+    prepare_partition,
     register_input,
-    validate_and_dedupe,
     weekly_cutoffs,
 )
 
@@ -460,12 +461,12 @@ def test_repeated_usage_weeks_keep_the_row_with_most_actions(tmp_path: Path) -> 
 def dedupe_into(inputs: Path, out: Path) -> Path:
     """Write hubscore's own deduplicated companies and usage as input files in `out`."""
     out.mkdir()
-    request = BuildRequest(inputs, out / "build", FeaturesConfig(), AS_OF)
     found = {kind: find_input(inputs, kind) for kind in INPUT_KINDS}
     with duckdb.connect() as con:
         for kind, path in found.items():
             register_input(con, kind, path)
-        validate_and_dedupe(con, request, found)
+        prepare_partition(con, {kind: str(path) for kind, path in found.items()}, AS_OF)
+        dedupe_usage(con)
         con.execute("copy customers to $out", {"out": str(out / "customers.csv")})
         con.execute("copy noncustomers to $out", {"out": str(out / "noncustomers.csv")})
         con.execute(

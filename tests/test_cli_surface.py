@@ -51,7 +51,8 @@ def help_lines(argv: list[str]) -> list[str]:
 
 
 def option_line(lines: list[str], flag: str) -> str:
-    (line,) = [line for line in lines if re.search(rf"\s{re.escape(flag)}(\s|,)", line)]
+    # The option's own row: the flag first in its box, not another option's help naming it.
+    (line,) = [line for line in lines if re.match(rf"^[│\s*]*{re.escape(flag)}(\s|,)", line)]
     return line
 
 
