@@ -19,7 +19,7 @@ COMMANDS = typer.main.get_command(app).commands  # a click Group: every command 
 
 
 def test_the_documented_commands_are_the_app_s_commands() -> None:
-    assert set(COMMANDS) == {"sample-data", "build-features", "train", "score", "serve"}
+    assert set(COMMANDS) == {"sample-data", "build-features", "train", "score", "serve", "runs"}
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -29,8 +29,11 @@ def test_every_command_has_help(command: str) -> None:
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0
     assert " ".join(summary[0].split()) in " ".join(result.output.split())  # Rich wraps lines
-    options = [p for p in COMMANDS[command].params if p.param_type_name == "option"]
-    assert options and all(p.help for p in options), f"{command} has an option without help"
+    subcommands = getattr(COMMANDS[command], "commands", None)  # `runs` is a group
+    for cmd in [COMMANDS[command], *(subcommands or {}).values()]:
+        options = [p for p in cmd.params if p.param_type_name == "option"]
+        assert options or subcommands, f"{command} has no options"
+        assert all(p.help for p in options), f"{command} {cmd.name} has an option without help"
 
 
 def test_version() -> None:

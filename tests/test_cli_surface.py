@@ -88,7 +88,7 @@ def test_a_bad_flag_value_names_the_flag() -> None:
     result = runner.invoke(app, ["train", "--model", "catboost"])
     assert result.exit_code == 2
     assert "set by flag --model" in result.stderr
-    assert "use one of: logreg" in result.stderr
+    assert "expected one of 'logreg'" in result.stderr
 
 
 def test_a_bad_environment_value_names_the_variable() -> None:
