@@ -64,7 +64,7 @@ score *args:
     uv run --frozen hubscore score {{args}}
 
 # every benchmark, printing ratios against baselines measured in the same run
-bench: bench-build bench-score bench-serve bench-train bench-explain bench-quality
+bench: bench-build bench-score bench-serve bench-train bench-explain bench-quality bench-spark
 
 # build-features --as-of on 1M companies / ~20M usage rows vs pandas and a bare DuckDB scan
 bench-build *args:
@@ -93,3 +93,7 @@ bench-quality *args:
 # serve the HTTP API on loopback (e.g. `just serve --port 8080`)
 serve *args:
     uv run --frozen hubscore serve {{args}}
+
+# the Spark engine (local[2]) vs the single-machine build and scorer, Spark start-up apart
+bench-spark *args:
+    uv run --frozen python bench/bench_spark.py {{args}}

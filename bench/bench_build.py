@@ -31,6 +31,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from hubscore.core.contract import ALEXA_NO_RANK_SENTINEL
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 OUT = BENCH / "out"
@@ -40,7 +42,7 @@ SEED = 42
 WEEKS = 78
 LOOKBACK_DAYS = 91
 RECENT_DAYS = 28
-NO_RANK = 16_000_001
+NO_RANK = ALEXA_NO_RANK_SENTINEL
 OBJECTS = ("CRM_CONTACTS", "CRM_COMPANIES", "CRM_DEALS", "EMAIL")
 ACTIONS = tuple(f"ACTIONS_{o}" for o in OBJECTS)
 USERS = tuple(f"USERS_{o}" for o in OBJECTS)
@@ -141,7 +143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def ensure_data(data: Path, *, companies: int, activity: float) -> int:
     """Write the sample Parquet files unless a matching stamp says they exist; return usage rows."""
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq
 
     stamp = {
         "companies": companies,

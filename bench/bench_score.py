@@ -35,7 +35,12 @@ from xgboost import XGBClassifier
 from hubscore import __version__
 from hubscore.core.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, sha256_file, write_manifest
 from hubscore.core.config import EncodingConfig
-from hubscore.core.contract import EMPLOYEE_RANGES, NUMERIC_FEATURES, RAW_FEATURES
+from hubscore.core.contract import (
+    ALEXA_NO_RANK_SENTINEL,
+    EMPLOYEE_RANGES,
+    NUMERIC_FEATURES,
+    RAW_FEATURES,
+)
 from hubscore.core.drift import profile_features
 from hubscore.core.encoding import EncoderSpec, encode, fit_encoders
 from hubscore.core.scorer import open_session
@@ -58,7 +63,7 @@ def features(n: int, rng: np.random.Generator, first_id: int) -> pl.DataFrame:
     cols["INDUSTRY"] = pl.Series(industry, dtype=pl.String).replace("", None)
     rank = rng.integers(1, 2_000_000, n)
     no_rank = rng.random(n) < 0.6
-    cols["ALEXA_RANK"] = np.where(no_rank, 16_000_001, rank)
+    cols["ALEXA_RANK"] = np.where(no_rank, ALEXA_NO_RANK_SENTINEL, rank)
     cols["alexa_no_rank"] = no_rank.astype(np.int32)
     for name in NUMERIC_FEATURES[2:]:
         cols[name] = (rng.pareto(1.5, n) * 5 * (rng.random(n) < 0.6)).astype(np.float64)

@@ -19,11 +19,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hubscore import __version__
 from hubscore.cli_help import HelpGroup, config_default
 from hubscore.core.config import Config, load_config
+from hubscore.core.display import cell
 from hubscore.core.errors import INTERRUPTED_EXIT_CODE, HubscoreError
 
 app = typer.Typer(
@@ -52,9 +54,10 @@ def handle_errors() -> Iterator[None]:
     try:
         yield
     except HubscoreError as exc:
-        stderr.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        # Escaped: messages quote values like local[2] or hubscore[spark], not Rich markup.
+        stderr.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
         if exc.hint:
-            stderr.print(f"hint: {exc.hint}", highlight=False)
+            stderr.print(f"hint: {escape(exc.hint)}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -104,6 +107,31 @@ class LogFormat(StrEnum):
 
     text = "text"
     json = "json"
+
+
+class Engine(StrEnum):
+    """Where build-features and score run: this machine, or Spark (the `spark` extra)."""
+
+    local = "local"
+    spark = "spark"
+
+
+class SparkLogLevel(StrEnum):
+    """Spark's own log level; ERROR keeps the JVM's output off stderr."""
+
+    ERROR = "ERROR"
+    WARN = "WARN"
+    INFO = "INFO"
+    DEBUG = "DEBUG"
+
+
+EngineOption = Annotated[Engine, typer.Option(help="local (DuckDB / onnxruntime here) or spark.")]
+MasterOption = Annotated[
+    str, typer.Option(help="Spark master URL, for --engine spark (e.g. spark://host:7077).")
+]
+SparkLogOption = Annotated[
+    SparkLogLevel, typer.Option(help="Spark's log level, for --engine spark.")
+]
 
 
 @app.command("sample-data")
@@ -181,6 +209,17 @@ def build_features(
         ),
     ] = None,
     config: ConfigOption = None,
+    engine: EngineOption = Engine.local,
+    master: MasterOption = "local[2]",
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Hash partitions of company id, for --engine spark.",
+            show_default="4 x the cores",
+        ),
+    ] = None,
+    log_level: SparkLogOption = SparkLogLevel.ERROR,
 ) -> None:
     """Validate, deduplicate and profile the inputs, then write point-in-time features."""
     from hubscore.features.build import BuildRequest
@@ -200,7 +239,17 @@ def build_features(
             },
         )
         request = BuildRequest(cfg.data.dir, cfg.data.build_dir, cfg.features, parse_date(as_of))
-        result = run_build(request)
+        if engine is Engine.spark:
+            from hubscore.spark.session import require_pyspark
+
+            require_pyspark()  # before the engine's own imports, which need it
+            from hubscore.spark.build import run_build_spark
+
+            result = run_build_spark(
+                request, master=master, partitions=partitions, log_level=log_level.value
+            )
+        else:
+            result = run_build(request)
     render_quality(result.quality, stderr)
     stdout.print(str(result.features_path), highlight=False, soft_wrap=True)
 
@@ -262,6 +311,9 @@ def score(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
     log_format: Annotated[LogFormat, typer.Option(help="stderr log format.")] = LogFormat.text,
     config: ConfigOption = None,
+    engine: EngineOption = Engine.local,
+    master: MasterOption = "local[2]",
+    log_level: SparkLogOption = SparkLogLevel.ERROR,
 ) -> None:
     """Score companies into a ranked list of likely converters (atomic, locked, streaming)."""
     from hubscore.core.scorer import load_scorer
@@ -277,22 +329,45 @@ def score(
                 "scoring.fail_on_drift": fail_on_drift,
             },
         )
-        scorer = load_scorer(model or cfg.data.models_dir / "latest", threads=cfg.scoring.threads)
-        with progress_bar(enabled=not quiet and stderr.is_terminal) as on_progress:
-            summary = score_file(
+        run_dir = model or cfg.data.models_dir / "latest"
+        if engine is Engine.spark:
+            from hubscore.spark.session import require_pyspark
+
+            require_pyspark()  # before the engine's own imports, which need it
+            from hubscore.spark.score import score_path_spark
+
+            summary = score_path_spark(
                 input_path,
                 output,
-                scorer=scorer,
+                run_dir=run_dir,
+                master=master,
+                log_level=log_level.value,
                 threshold=threshold,
                 top_k=top_k,
                 as_of=day,
                 batch_size=cfg.scoring.batch_size,
+                threads=cfg.scoring.threads,
                 fail_on_drift=cfg.scoring.fail_on_drift,
                 drift_allowances=cfg.scoring.drift_allowances,
-                on_progress=on_progress,
-                explain=0 if no_explain else explain,
                 priority_quantiles=cfg.scoring.priority_quantiles,
             )
+        else:
+            scorer = load_scorer(run_dir, threads=cfg.scoring.threads)
+            with progress_bar(enabled=not quiet and stderr.is_terminal) as on_progress:
+                summary = score_file(
+                    input_path,
+                    output,
+                    scorer=scorer,
+                    threshold=threshold,
+                    top_k=top_k,
+                    as_of=day,
+                    batch_size=cfg.scoring.batch_size,
+                    fail_on_drift=cfg.scoring.fail_on_drift,
+                    drift_allowances=cfg.scoring.drift_allowances,
+                    on_progress=on_progress,
+                    explain=0 if no_explain else explain,
+                    priority_quantiles=cfg.scoring.priority_quantiles,
+                )
     render_summary(summary.to_dict(), as_json=json_output, quiet=quiet, log_format=log_format)
 
 
@@ -435,15 +510,11 @@ def leaderboard_table(results: list[Any], metric: str, top_k: tuple[int, ...]) -
     for name in ["model", *columns, "max |Δp|"]:
         table.add_column(name)
     for r in results:
-        values = [_cell(r.metrics["test"].get(c)) for c in columns]
+        values = [cell(r.metrics["test"].get(c)) for c in columns]
         table.add_row(r.model, *values, f"{r.metrics['verification']['max_abs_delta']:.1e}")
     baseline = results[0].metrics["baseline"]
-    table.add_row("baseline (actions_recent)", *(_cell(baseline.get(c)) for c in columns), "")
+    table.add_row("baseline (actions_recent)", *(cell(baseline.get(c)) for c in columns), "")
     return table
-
-
-def _cell(value: object) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else "—"
 
 
 @app.command()
@@ -510,7 +581,7 @@ def runs_list(models_dir: ModelsDirOption = None, config: ConfigOption = None) -
     for run in list_runs(cfg.data.models_dir):
         latest = "*" if run.is_latest else "-"
         rows.append(
-            (latest, run.name, run.model_kind, run.created_at, _cell(run.metrics.get(metric)))
+            (latest, run.name, run.model_kind, run.created_at, cell(run.metrics.get(metric)))
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

@@ -15,26 +15,29 @@ select
     (select max(last_week_end) from usage_by_company) as usage_end,
     (select max(closedate) from companies) as last_close
 
+-- name: first_usage_macro
+-- first_usage(eligibility): each company's first complete usage week, read only when the
+-- eligibility is 'first_usage' (with 'file_start' it is empty and never scans usage). The
+-- three spines share it.
+create or replace temp macro first_usage(eligibility) as table
+    select id, min(week_end) as first_week_end
+    from usage
+    where eligibility = 'first_usage'
+    group by id
+
 -- name: spine_converted_within
 -- One row per company not yet converted at each cutoff in $cutoffs (Sundays); label 1 when
 -- its CLOSEDATE falls in (cutoff, cutoff + $horizon_days]. With $eligibility 'first_usage' a
 -- company enters the spine only once its first usage week is complete.
 create or replace temp table spine as
-with
-    cutoffs as (select unnest($cutoffs::date[]) as cutoff),
-    first_usage as (
-        select id, min(week_end) as first_week_end
-        from usage
-        where $eligibility = 'first_usage'
-        group by id
-    )
+with cutoffs as (select unnest($cutoffs::date[]) as cutoff)
 select
     c.id,
     k.cutoff,
     coalesce(c.closedate <= k.cutoff + $horizon_days::integer, false)::tinyint as label
 from companies as c
 cross join cutoffs as k
-left join first_usage as f using (id)
+left join first_usage($eligibility) as f using (id)
 where
     (c.closedate is null or c.closedate > k.cutoff)
     and ($eligibility = 'file_start' or f.first_week_end <= k.cutoff)
@@ -43,18 +46,12 @@ where
 -- One row per company (the seed's framing): a customer is seen the day before its CLOSEDATE,
 -- the last day it was a prospect; a free-tier company at $as_of. Label: is a customer.
 create or replace temp table spine as
-with first_usage as (
-    select id, min(week_end) as first_week_end
-    from usage
-    where $eligibility = 'first_usage'
-    group by id
-)
 select
     c.id,
     case when c.is_customer then c.closedate - 1 else $as_of::date end as cutoff,
     c.is_customer::tinyint as label
 from companies as c
-left join first_usage as f using (id)
+left join first_usage($eligibility) as f using (id)
 where
     $eligibility = 'file_start'
     or f.first_week_end <= case when c.is_customer then c.closedate - 1 else $as_of::date end
@@ -62,15 +59,9 @@ where
 -- name: spine_as_of
 -- One row per company not yet converted at $as_of, without a label: the nightly scoring input.
 create or replace temp table spine as
-with first_usage as (
-    select id, min(week_end) as first_week_end
-    from usage
-    where $eligibility = 'first_usage'
-    group by id
-)
 select c.id, $as_of::date as cutoff
 from companies as c
-left join first_usage as f using (id)
+left join first_usage($eligibility) as f using (id)
 where
     (c.closedate is null or c.closedate > $as_of::date)
     and ($eligibility = 'file_start' or f.first_week_end <= $as_of::date)
@@ -88,6 +79,11 @@ from spine
 -- name: spine_positives
 -- Positive labels in a labelled spine.
 select sum(label) as positives from spine
+
+-- name: spine_cutoff_list
+-- The spine's distinct cutoffs: partitions of companies share cutoffs, so their counts do not
+-- add up; the Spark engine unites these lists instead.
+select coalesce(list(distinct cutoff order by cutoff), []) as cutoff_list from spine
 
 -- name: history_at_as_of
 -- First usage week and last active week complete at the cutoff, for a spine whose cutoffs are
@@ -117,11 +113,31 @@ from spine as s
 join usage as u on u.id = s.id and u.week_end <= s.cutoff
 group by s.id, s.cutoff
 
+-- name: no_usage_macro
+-- no_usage_default(x): a usage statistic of a spine row without usage in the window. Counts
+-- and maxima (integers) are 0; means and standard deviations (doubles) stay NULL. typeof is
+-- known when the query is planned, so the case costs nothing per row.
+create or replace temp macro no_usage_default(x) as
+    case when typeof(x) = 'DOUBLE' then x else coalesce(x, 0) end
+
+-- name: exact_std_macro
+-- exact_std_pop(x): the population standard deviation of integer counts from exact (hugeint)
+-- sums, so every engine and thread order gives the same bits; NULL without rows.
+create or replace temp macro exact_std_pop(x) as
+    sqrt((count(x) * sum(x::hugeint * x) - sum(x::hugeint) * sum(x))::double
+        / (count(x) * count(x)))
+
 -- name: write_features
 -- Aggregate the look-back window's usage per spine row (the recent and prior windows in the
 -- same pass), join firmographics and history, and write the feature Parquet with the windows
 -- as key-value metadata. Rows outside every window ($window_start, $window_end] are dropped
--- before the join. Without usage in the window, counts are 0 and ratios NULL.
+-- before the join. Without usage in the window, counts are 0 and ratios NULL. Every usage
+-- column gets `_sum`, `_mean`, `_max` and `_std`; the union by name with the empty
+-- `usage_stat_layout` (build.py registers it from the feature contract) puts those in the
+-- contract's order: a usage column's four statistics side by side.
+-- Standard deviations come from exact integer sums (`exact_std_pop`), not stddev_pop: its
+-- running update rounds differently with the order rows arrive in (threads, Spark
+-- partitions); this does not.
 copy (
     with
         scoped as (
@@ -135,14 +151,7 @@ copy (
                 + u.ACTIONS_EMAIL as actions,
                 u.USERS_CRM_CONTACTS + u.USERS_CRM_COMPANIES + u.USERS_CRM_DEALS
                 + u.USERS_EMAIL as users,
-                u.ACTIONS_CRM_CONTACTS,
-                u.ACTIONS_CRM_COMPANIES,
-                u.ACTIONS_CRM_DEALS,
-                u.ACTIONS_EMAIL,
-                u.USERS_CRM_CONTACTS,
-                u.USERS_CRM_COMPANIES,
-                u.USERS_CRM_DEALS,
-                u.USERS_EMAIL
+                COLUMNS('^(ACTIONS|USERS)_')
             from spine as s
             join (
                 select *
@@ -160,44 +169,17 @@ copy (
                 sum(actions)::bigint as total_actions,
                 sum(users)::bigint as total_users,
                 sum((actions > 0)::integer)::bigint as weeks_active,
-                sum(ACTIONS_CRM_CONTACTS)::bigint as ACTIONS_CRM_CONTACTS_sum,
-                avg(ACTIONS_CRM_CONTACTS) as ACTIONS_CRM_CONTACTS_mean,
-                max(ACTIONS_CRM_CONTACTS) as ACTIONS_CRM_CONTACTS_max,
-                stddev_pop(ACTIONS_CRM_CONTACTS) as ACTIONS_CRM_CONTACTS_std,
-                sum(ACTIONS_CRM_COMPANIES)::bigint as ACTIONS_CRM_COMPANIES_sum,
-                avg(ACTIONS_CRM_COMPANIES) as ACTIONS_CRM_COMPANIES_mean,
-                max(ACTIONS_CRM_COMPANIES) as ACTIONS_CRM_COMPANIES_max,
-                stddev_pop(ACTIONS_CRM_COMPANIES) as ACTIONS_CRM_COMPANIES_std,
-                sum(ACTIONS_CRM_DEALS)::bigint as ACTIONS_CRM_DEALS_sum,
-                avg(ACTIONS_CRM_DEALS) as ACTIONS_CRM_DEALS_mean,
-                max(ACTIONS_CRM_DEALS) as ACTIONS_CRM_DEALS_max,
-                stddev_pop(ACTIONS_CRM_DEALS) as ACTIONS_CRM_DEALS_std,
-                sum(ACTIONS_EMAIL)::bigint as ACTIONS_EMAIL_sum,
-                avg(ACTIONS_EMAIL) as ACTIONS_EMAIL_mean,
-                max(ACTIONS_EMAIL) as ACTIONS_EMAIL_max,
-                stddev_pop(ACTIONS_EMAIL) as ACTIONS_EMAIL_std,
-                sum(USERS_CRM_CONTACTS)::bigint as USERS_CRM_CONTACTS_sum,
-                avg(USERS_CRM_CONTACTS) as USERS_CRM_CONTACTS_mean,
-                max(USERS_CRM_CONTACTS) as USERS_CRM_CONTACTS_max,
-                stddev_pop(USERS_CRM_CONTACTS) as USERS_CRM_CONTACTS_std,
-                sum(USERS_CRM_COMPANIES)::bigint as USERS_CRM_COMPANIES_sum,
-                avg(USERS_CRM_COMPANIES) as USERS_CRM_COMPANIES_mean,
-                max(USERS_CRM_COMPANIES) as USERS_CRM_COMPANIES_max,
-                stddev_pop(USERS_CRM_COMPANIES) as USERS_CRM_COMPANIES_std,
-                sum(USERS_CRM_DEALS)::bigint as USERS_CRM_DEALS_sum,
-                avg(USERS_CRM_DEALS) as USERS_CRM_DEALS_mean,
-                max(USERS_CRM_DEALS) as USERS_CRM_DEALS_max,
-                stddev_pop(USERS_CRM_DEALS) as USERS_CRM_DEALS_std,
-                sum(USERS_EMAIL)::bigint as USERS_EMAIL_sum,
-                avg(USERS_EMAIL) as USERS_EMAIL_mean,
-                max(USERS_EMAIL) as USERS_EMAIL_max,
-                stddev_pop(USERS_EMAIL) as USERS_EMAIL_std,
+                sum(COLUMNS('^(ACTIONS|USERS)_'))::bigint as '\0_sum',
+                avg(COLUMNS('^(ACTIONS|USERS)_')) as '\0_mean',
+                max(COLUMNS('^(ACTIONS|USERS)_')) as '\0_max',
+                exact_std_pop(COLUMNS('^(ACTIONS|USERS)_')) as '\0_std',
                 sum(case when in_recent then actions else 0 end)::bigint as actions_recent,
                 sum(case when in_prior then actions else 0 end)::bigint as actions_prior,
                 sum((in_recent and actions > 0)::integer)::bigint as weeks_active_recent
             from scoped
             group by id, cutoff
-        )
+        ),
+        ordered as (from usage_stat_layout union all by name from aggregated)
     select
         s.*,
         c.employee_range as EMPLOYEE_RANGE,
@@ -209,38 +191,7 @@ copy (
         a.total_actions / nullif(a.total_users, 0) as actions_per_user,
         7 * coalesce(a.weeks_active, 0) as days_active,
         coalesce(a.weeks_active, 0) / ($lookback_days::integer / 7.0) as activity_frequency,
-        coalesce(a.ACTIONS_CRM_CONTACTS_sum, 0) as ACTIONS_CRM_CONTACTS_sum,
-        a.ACTIONS_CRM_CONTACTS_mean,
-        coalesce(a.ACTIONS_CRM_CONTACTS_max, 0) as ACTIONS_CRM_CONTACTS_max,
-        a.ACTIONS_CRM_CONTACTS_std,
-        coalesce(a.ACTIONS_CRM_COMPANIES_sum, 0) as ACTIONS_CRM_COMPANIES_sum,
-        a.ACTIONS_CRM_COMPANIES_mean,
-        coalesce(a.ACTIONS_CRM_COMPANIES_max, 0) as ACTIONS_CRM_COMPANIES_max,
-        a.ACTIONS_CRM_COMPANIES_std,
-        coalesce(a.ACTIONS_CRM_DEALS_sum, 0) as ACTIONS_CRM_DEALS_sum,
-        a.ACTIONS_CRM_DEALS_mean,
-        coalesce(a.ACTIONS_CRM_DEALS_max, 0) as ACTIONS_CRM_DEALS_max,
-        a.ACTIONS_CRM_DEALS_std,
-        coalesce(a.ACTIONS_EMAIL_sum, 0) as ACTIONS_EMAIL_sum,
-        a.ACTIONS_EMAIL_mean,
-        coalesce(a.ACTIONS_EMAIL_max, 0) as ACTIONS_EMAIL_max,
-        a.ACTIONS_EMAIL_std,
-        coalesce(a.USERS_CRM_CONTACTS_sum, 0) as USERS_CRM_CONTACTS_sum,
-        a.USERS_CRM_CONTACTS_mean,
-        coalesce(a.USERS_CRM_CONTACTS_max, 0) as USERS_CRM_CONTACTS_max,
-        a.USERS_CRM_CONTACTS_std,
-        coalesce(a.USERS_CRM_COMPANIES_sum, 0) as USERS_CRM_COMPANIES_sum,
-        a.USERS_CRM_COMPANIES_mean,
-        coalesce(a.USERS_CRM_COMPANIES_max, 0) as USERS_CRM_COMPANIES_max,
-        a.USERS_CRM_COMPANIES_std,
-        coalesce(a.USERS_CRM_DEALS_sum, 0) as USERS_CRM_DEALS_sum,
-        a.USERS_CRM_DEALS_mean,
-        coalesce(a.USERS_CRM_DEALS_max, 0) as USERS_CRM_DEALS_max,
-        a.USERS_CRM_DEALS_std,
-        coalesce(a.USERS_EMAIL_sum, 0) as USERS_EMAIL_sum,
-        a.USERS_EMAIL_mean,
-        coalesce(a.USERS_EMAIL_max, 0) as USERS_EMAIL_max,
-        a.USERS_EMAIL_std,
+        no_usage_default(COLUMNS('^(ACTIONS|USERS)_.+_(sum|mean|max|std)$')),
         s.cutoff - h.last_active_week_end as recency_days,
         -- Capped at the look-back window: uncapped it is a calendar clock (bounded only by the
         -- start of the files), so a model trained on one period would misread the next.
@@ -255,7 +206,7 @@ copy (
     from spine as s
     join companies as c using (id)
     left join history as h using (id, cutoff)
-    left join aggregated as a using (id, cutoff)
+    left join ordered as a using (id, cutoff)
     order by s.cutoff, s.id
 ) to $out (format parquet, compression zstd, kv_metadata {
     hubscore_version: $hubscore_version,

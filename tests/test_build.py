@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
@@ -20,7 +21,17 @@ from inputs import FIRST_MONDAY, week, weekly, write_inputs
 from hubscore.core.config import FeaturesConfig
 from hubscore.core.contract import RAW_FEATURES
 from hubscore.core.errors import SchemaError, ValidationError
-from hubscore.features.build import BuildRequest, BuildResult, build_features, weekly_cutoffs
+from hubscore.features.build import (
+    INPUT_KINDS,
+    BuildRequest,
+    BuildResult,
+    build_features,
+    dedupe_usage,
+    find_input,
+    prepare_partition,
+    register_input,
+    weekly_cutoffs,
+)
 
 CLOSE = FIRST_MONDAY + timedelta(weeks=20, days=2)  # a Wednesday
 AS_OF = FIRST_MONDAY + timedelta(weeks=25, days=6)  # a Sunday
@@ -447,22 +458,42 @@ def test_repeated_usage_weeks_keep_the_row_with_most_actions(tmp_path: Path) -> 
     }
 
 
+def dedupe_into(inputs: Path, out: Path) -> Path:
+    """Write hubscore's own deduplicated companies and usage as input files in `out`."""
+    out.mkdir()
+    found = {kind: find_input(inputs, kind) for kind in INPUT_KINDS}
+    with duckdb.connect() as con:
+        for kind, path in found.items():
+            register_input(con, kind, path)
+        prepare_partition(con, {kind: str(path) for kind, path in found.items()}, AS_OF)
+        dedupe_usage(con)
+        con.execute("copy customers to $out", {"out": str(out / "customers.csv")})
+        con.execute("copy noncustomers to $out", {"out": str(out / "noncustomers.csv")})
+        con.execute(
+            "copy (select id, week_start::timestamp as WHEN_TIMESTAMP, "
+            "COLUMNS('^(ACTIONS|USERS)_') from usage order by id, week_start) to $out",
+            {"out": str(out / "usage_actions.csv")},
+        )
+    return out
+
+
 def test_deduplication_is_idempotent(tmp_path: Path) -> None:
     twin = noncustomer(2, ALEXA_RANK=None)
-    rows = [*weekly(2, 20, actions=4), week(FIRST_MONDAY, 2, 6)]
+    rows = [*weekly(2, 20, actions=4), week(FIRST_MONDAY, 2, 6), weekly(2, 20, actions=4)[3]]
     messy = write_inputs(
         tmp_path / "messy",
-        customers=[OLD_CUSTOMER],
+        customers=[OLD_CUSTOMER, OLD_CUSTOMER],
         noncustomers=[twin, noncustomer(2)],
         usage=rows,
     )
-    _, once = run_build(messy, as_of=AS_OF)
-    clean = write_inputs(
-        tmp_path / "clean",
-        customers=[OLD_CUSTOMER],
-        noncustomers=[noncustomer(2)],
-        usage=[week(FIRST_MONDAY, 2, 6), *weekly(2, 20, actions=4)[1:]],
-    )
-    _, twice = run_build(clean, as_of=AS_OF)
-    assert once.equals(twice)
-    assert once.height == 1
+    first, _ = run_build(messy, as_of=AS_OF)
+    assert sum(sum(v.values()) for v in first.quality["duplicates"].values()) > 0
+    once = dedupe_into(messy, tmp_path / "once")
+    twice = dedupe_into(once, tmp_path / "twice")
+    for name in ("customers.csv", "noncustomers.csv", "usage_actions.csv"):
+        assert (twice / name).read_text() == (once / name).read_text(), name
+    result, features = run_build(once, as_of=AS_OF)
+    kinds = ("exact_duplicates", "conflicting_duplicates")
+    resolved = result.quality["duplicates"]
+    assert all(resolved[f][k] == 0 for f in resolved for k in kinds)  # nothing left to resolve
+    assert features.equals(run_build(messy, as_of=AS_OF)[1])

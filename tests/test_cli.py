@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import typer
 from inputs import FIRST_MONDAY, weekly, write_inputs
 from typer.testing import CliRunner
 
@@ -14,15 +15,25 @@ from hubscore import __version__
 from hubscore.cli import app
 
 runner = CliRunner()
-COMMANDS = ["sample-data", "build-features", "train", "score", "serve"]
+COMMANDS = typer.main.get_command(app).commands  # a click Group: every command by name
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+def test_the_documented_commands_are_the_app_s_commands() -> None:
+    assert set(COMMANDS) == {"sample-data", "build-features", "train", "score", "serve", "runs"}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_has_help(command: str) -> None:
+    summary = (COMMANDS[command].help or "").strip().splitlines()
+    assert summary, f"{command} has no help text"
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0
-    assert "Usage:" in result.output
-    assert len(result.output.splitlines()) > 5
+    assert " ".join(summary[0].split()) in " ".join(result.output.split())  # Rich wraps lines
+    subcommands = getattr(COMMANDS[command], "commands", None)  # `runs` is a group
+    for cmd in [COMMANDS[command], *(subcommands or {}).values()]:
+        options = [p for p in cmd.params if p.param_type_name == "option"]
+        assert options or subcommands, f"{command} has no options"
+        assert all(p.help for p in options), f"{command} {cmd.name} has an option without help"
 
 
 def test_version() -> None:

@@ -88,6 +88,7 @@ def test_empty_input_has_no_psi_and_missing_columns_are_skipped(train: pl.DataFr
     assert population_stability(profile, train.head(0)) == {}
     psi = population_stability(profile, train.select("actions"))
     assert psi["actions"] < 1e-9
+    assert "industry" not in psi  # absent: no PSI at all, not the PSI of zero counts
 
 
 def test_sampled_counts_estimate_the_full_psi(train: pl.DataFrame) -> None:

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hubscore.core.artifacts import FORMAT_VERSION, MANIFEST, MODEL_FILE
+from hubscore.core.config import MODEL_NAMES
 from hubscore.core.errors import ArtifactError, SchemaError, ValidationError
 from hubscore.core.scorer import (
     Predictor,
@@ -25,6 +26,7 @@ from hubscore.core.scorer import (
     load_scorer,
     output_columns,
     scored_at_for,
+    to_frame,
 )
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -63,6 +65,12 @@ def test_every_golden_folder_loads_and_reproduces_its_scores(case: str) -> None:
     np.testing.assert_allclose(
         got["conversion_probability"], expected["native_probability"], rtol=1e-5, atol=1e-6
     )
+
+
+def test_every_model_family_has_a_golden_run_folder() -> None:
+    for family in MODEL_NAMES:
+        manifest = json.loads((GOLDEN / family / "run" / MANIFEST).read_text())
+        assert manifest["model_kind"] == family
 
 
 def test_golden_basic_is_the_first_format_version_and_still_scores() -> None:
@@ -293,10 +301,27 @@ def test_rows_the_model_cannot_score_are_refused_not_labelled(
         logreg.run_model(overflowed)
 
 
-def test_record_batch_input_needs_no_copy_of_extra_columns(scorer: Scorer) -> None:
-    table = pa.table({"id": pa.array([], pa.int64())})
-    with pytest.raises(SchemaError, match="missing: EMPLOYEE_RANGE"):
-        scorer.score(table)
+def test_record_batch_input_needs_no_copy_of_extra_columns(
+    scorer: Scorer, companies: pl.DataFrame
+) -> None:
+    table = companies.to_arrow()
+    wide = table.append_column("notes", pa.array(["x" * 1000] * table.num_rows)).combine_chunks()
+    batch = wide.to_batches()[0]
+    conformed = scorer.conform(to_frame(batch))
+    assert "notes" not in conformed.columns
+    # The feature columns are the batch's own buffers: conforming copied nothing.
+    for name in ("total_actions", "ALEXA_RANK"):
+        given = batch.column(batch.schema.get_field_index(name)).buffers()[1].address
+        assert conformed.get_column(name).to_arrow().buffers()[1].address == given
+    scored = scorer.score(wide, scored_at=SCORED_AT)
+    assert scored.equals(scorer.score(table, scored_at=SCORED_AT))
+
+
+def test_a_manifest_key_this_format_version_lacks_is_refused(run_copy: Path) -> None:
+    manifest = json.loads((run_copy / MANIFEST).read_text())
+    (run_copy / MANIFEST).write_text(json.dumps({**manifest, "decision_treshold": 0.5}))
+    with pytest.raises(ArtifactError, match="unknown key decision_treshold"):
+        load_scorer(run_copy)
 
 
 def test_manifest_naming_a_missing_onnx_output_is_refused(run_copy: Path) -> None:

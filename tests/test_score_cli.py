@@ -19,7 +19,7 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from hubscore.cli import app
-from hubscore.core.artifacts import MODEL_FILE
+from hubscore.core.artifacts import ENCODERS_FILE, MANIFEST, MODEL_FILE, sha256_file
 from hubscore.core.atomic import TEMP_MARKER
 
 GOLDEN = Path(__file__).parent / "golden" / "basic"
@@ -112,8 +112,8 @@ def test_missing_columns_exit_4_with_one_message(tmp_path: Path) -> None:
     assert result.stderr == (
         "error: model expects 47 feature columns and id, the input lacks 2; "
         "missing: days_active, tenure_days\n"
-        "hint: build the input with hubscore build-features --as-of DATE from the same "
-        "hubscore version\n"
+        "hint: build it with hubscore build-features --as-of DATE (a scoring input) or without "
+        "--as-of (training features), from the same hubscore version\n"
     )
 
 
@@ -124,6 +124,12 @@ def test_duplicate_ids_exit_3(tmp_path: Path) -> None:
     result = score(doubled, "-o", tmp_path / "s.parquet", "--batch-size", "10")
     assert result.exit_code == 3
     assert "share their id key with another row; first: 100059" in result.stderr
+
+
+def test_a_missing_input_exits_3_as_documented(tmp_path: Path) -> None:
+    result = score(tmp_path / "absent.parquet", "-o", tmp_path / "s.parquet")
+    assert result.exit_code == 3
+    assert f"input {tmp_path / 'absent.parquet'} does not exist" in result.stderr
 
 
 def test_other_feature_windows_exit_4(tmp_path: Path) -> None:
@@ -142,6 +148,33 @@ def test_tampered_model_exits_5(tmp_path: Path) -> None:
     result = score(INPUT, "-o", tmp_path / "s.parquet", model=run)
     assert result.exit_code == 5
     assert "model.onnx does not match its manifest" in result.stderr
+
+
+def test_a_manifest_value_of_the_wrong_type_exits_5_naming_file_key_and_values(
+    tmp_path: Path,
+) -> None:
+    run = Path(shutil.copytree(RUN, tmp_path / "run"))
+    manifest = json.loads((run / MANIFEST).read_text())
+    (run / MANIFEST).write_text(json.dumps({**manifest, "decision_threshold": "high"}))
+    result = score(INPUT, "-o", tmp_path / "s.parquet", model=run)
+    assert result.exit_code == 5
+    assert f"{run / MANIFEST}: key decision_threshold: expected float, got str" in result.stderr
+    assert "(the value is 'high')" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_an_encoder_spec_value_of_the_wrong_type_exits_5_naming_the_key(tmp_path: Path) -> None:
+    run = Path(shutil.copytree(RUN, tmp_path / "run"))
+    spec = json.loads((run / ENCODERS_FILE).read_text())
+    spec["numeric"][0]["fill"] = "median"
+    (run / ENCODERS_FILE).write_text(json.dumps(spec))
+    manifest = json.loads((run / MANIFEST).read_text())
+    manifest["files"][ENCODERS_FILE] = sha256_file(run / ENCODERS_FILE)  # a consistent folder
+    (run / MANIFEST).write_text(json.dumps(manifest))
+    result = score(INPUT, "-o", tmp_path / "s.parquet", model=run)
+    assert result.exit_code == 5
+    assert "key numeric[0].fill: expected float, got str (the value is 'median')" in result.stderr
 
 
 def test_default_model_is_models_latest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

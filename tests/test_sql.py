@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -10,6 +12,8 @@ import pytest
 
 from hubscore.core.errors import HubscoreError
 from hubscore.features import sql
+
+ROOT = Path(__file__).parent.parent
 
 
 def test_every_packaged_block_loads_with_a_doc_and_one_statement() -> None:
@@ -20,9 +24,18 @@ def test_every_packaged_block_loads_with_a_doc_and_one_statement() -> None:
         assert ";" not in query.text, f"{query.location} holds more than one statement"
 
 
-def test_no_block_formats_values_into_sql() -> None:
-    for query in sql.load_queries().values():
-        assert not re.search(r"\{[a-z_]*\}|%s|%\(", query.text), query.location
+def test_lint_refuses_sql_built_from_python_strings(tmp_path: Path) -> None:
+    # The risk is Python formatting values into SQL, not the .sql files: ruff's S608 (in
+    # `just lint`) finds it; this proves the rule is on for our code.
+    module = tmp_path / "stage.py"
+    module.write_text('def q(con, x):\n    return con.execute(f"select * from t where id = {x}")\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--config", str(ROOT / "pyproject.toml"),
+         "--no-cache", str(module)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "S608" in done.stdout
 
 
 def write_sql(tmp_path: Path, text: str) -> Path:
@@ -58,6 +71,7 @@ def test_run_binds_parameters() -> None:
             "(1, date '2025-03-05'), (2, null), (3, date '2025-01-01')) t(id, closedate)"
         )
         con.execute("create table usage as select 1 as id, date '2025-01-12' as week_end")
+        sql.run(con, "first_usage_macro")
         sql.run(con, "spine_as_of", {"as_of": "2025-02-01", "eligibility": "file_start"})
         rows = con.execute("select id, cutoff::varchar from spine order by id").fetchall()
     assert rows == [(1, "2025-02-01"), (2, "2025-02-01")]
@@ -67,6 +81,18 @@ def test_a_failing_block_is_named_with_its_file_and_line() -> None:
     with duckdb.connect(":memory:") as con, pytest.raises(sql.SqlRunError) as failure:
         sql.run(con, "usage_profile")
     assert re.match(r"sql/quality\.sql:\d+ \(usage_profile\) failed: ", str(failure.value))
+    assert failure.value.exit_code == 1  # a missing table is a bug in our SQL, not bad data
+    assert "a bug in hubscore" in str(failure.value)
+
+
+def test_an_output_that_cannot_be_written_exits_3_not_as_a_bug(tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with duckdb.connect(":memory:") as con, pytest.raises(sql.SqlRunError) as failure:
+        con.execute("create table rejects as select 1 as source_file, 1 as row_number")
+        sql.run(con, "write_rejects", {"out": blocked / "rejects.parquet"})
+    assert failure.value.exit_code == 3
+    assert "write_rejects" in str(failure.value)
 
 
 def test_an_extra_parameter_is_an_error() -> None:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hubscore.core.decoding import decode
 from hubscore.core.errors import ArtifactError
 
 FORMAT_VERSION = 2
@@ -90,8 +91,8 @@ def write_manifest(run_dir: Path, manifest: Manifest) -> Path:
     return path
 
 
-def read_manifest(run_dir: Path, *, verify: bool = True) -> Manifest:
-    """Load and check a run folder's manifest; with `verify`, check every file's sha256."""
+def read_manifest(run_dir: Path) -> Manifest:
+    """Load and check a run folder's manifest and the sha256 of every file it lists."""
     path = run_dir / MANIFEST
     if not path.is_file():
         raise ArtifactError(
@@ -112,8 +113,7 @@ def read_manifest(run_dir: Path, *, verify: bool = True) -> Manifest:
             hint="score with the hubscore version that trained it, or retrain",
         )
     manifest = _manifest_from_dict(raw, path)
-    if verify:
-        verify_files(run_dir, manifest)
+    verify_files(run_dir, manifest)
     return manifest
 
 
@@ -133,10 +133,11 @@ def verify_files(run_dir: Path, manifest: Manifest) -> None:
 
 
 def _manifest_from_dict(raw: dict[str, Any], path: Path) -> Manifest:
-    try:
-        return Manifest(**raw)
-    except TypeError as exc:
-        raise ArtifactError(
-            f"{path} does not match format_version {raw['format_version']}: {exc}",
-            hint="retrain with this hubscore version",
-        ) from None
+    return decode(
+        raw,
+        Manifest,
+        source=str(path),
+        error=ArtifactError,
+        hint=f"this hubscore reads format_version {raw['format_version']} manifests as "
+        "hubscore train writes them: restore the run folder or retrain",
+    )

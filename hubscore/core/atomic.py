@@ -31,10 +31,27 @@ def _temp_prefix(target: Path) -> str:
 
 
 def remove_stale_temps(target: Path) -> int:
-    """Delete temp files and folders a killed run left beside `target`; return how many."""
+    """Delete temp files and folders a killed run left beside `target`; return how many.
+
+    A name holding our temp prefix anywhere is litter: libraries writing to one of our temp
+    paths add their own prefix (DuckDB's COPY ... TO writes `tmp_<name>`, then renames).
+    """
+    return _remove(target.parent.glob(f"*{_temp_prefix(target)}*"))
+
+
+def remove_all_temps(folder: Path) -> int:
+    """Delete every temp a killed run left in `folder`, whatever its target; return how many.
+
+    For a folder whose outputs are new names each time (run folders are timestamped); only
+    safe under a lock that keeps every other writer out of `folder`.
+    """
+    return _remove(folder.glob(f"*{TEMP_MARKER}*")) if folder.is_dir() else 0
+
+
+def _remove(stale_paths: Iterator[Path]) -> int:
     removed = 0
-    for stale in target.parent.glob(f"{_temp_prefix(target)}*"):
-        if stale.is_dir():
+    for stale in stale_paths:
+        if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
         else:
             stale.unlink(missing_ok=True)
@@ -60,17 +77,23 @@ def atomic_file(target: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temp folder beside `target`; rename it to `target` only if the block succeeds."""
+def scratch_dir(target: Path) -> Iterator[Path]:
+    """Yield a temp folder beside `target` for a library's scratch files; always remove it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(target)
     temp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), dir=target.parent))
     try:
         yield temp
-        os.rename(temp, target)
     finally:
-        if temp.exists():
-            shutil.rmtree(temp, ignore_errors=True)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temp folder beside `target`; rename it to `target` only if the block succeeds."""
+    with scratch_dir(target) as temp:
+        yield temp
+        os.rename(temp, target)  # nothing left for scratch_dir to remove
 
 
 def replace_symlink(link: Path, target: str) -> None:

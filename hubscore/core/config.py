@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
+from hubscore.core.decoding import decode
 from hubscore.core.errors import ConfigError
 
 Target = Literal["converted_within", "is_customer"]
@@ -219,14 +219,25 @@ def load_config(
             section, key = dotted.split(".", 1)
             _merge(merged, {section: {key: value}}, source="flag")
             sources[dotted] = f"set by flag {(flags or {}).get(dotted, dotted)}"
+    hint = f"fix it in {path or 'the packaged default'}, a HUBSCORE_* variable or the flag"
     try:
-        config: Config = _build(Config, merged, prefix="")
+        config: Config = decode(merged, Config, source="config", error=ConfigError, hint=hint)
     except ConfigError as exc:
-        source = sources.get(exc.key or "")
+        source = _source_of(exc.key, sources)
         if source is None:  # a packaged default cannot be wrong; nothing to add
             raise
         raise ConfigError(f"{exc.message} ({source})", hint=exc.hint, key=exc.key) from None
     return config
+
+
+def _source_of(key: str | None, sources: Mapping[str, str]) -> str | None:
+    """Return where the value of `key` (or of the section entry holding it) was set."""
+    parts = (key or "").split(".")
+    for end in range(len(parts), 1, -1):
+        found = sources.get(".".join(parts[:end]))
+        if found:
+            return found
+    return None
 
 
 def _dotted_keys(values: Mapping[str, Any]) -> list[str]:
@@ -280,81 +291,6 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         if section in sections and key:
             found.setdefault(section, {})[key] = yaml.safe_load(raw) if raw else None
     return found
-
-
-def _build(cls: type[Any], values: Mapping[str, Any], *, prefix: str) -> Any:
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]}",
-            hint=f"known keys here: {', '.join(sorted(known))}",
-            key=f"{prefix}{unknown[0]}",
-        )
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, value in values.items():
-        try:
-            kwargs[name] = _coerce(hints[name], value, key=f"{prefix}{name}")
-        except ConfigError as exc:
-            exc.key = exc.key or f"{prefix}{name}"  # the innermost key: the one at fault
-            raise
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"bad config section {prefix.rstrip('.') or 'root'}: {exc}") from None
-
-
-def _coerce(hint: Any, value: Any, *, key: str) -> Any:
-    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"config key {key} must be a mapping, got {value!r}")
-        return _build(hint, value, prefix=f"{key}.")
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is Literal:
-        if value not in args:
-            choices = ", ".join(map(str, args))
-            raise ConfigError(f"config key {key} is {value!r}", hint=f"use one of: {choices}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if all(typing.get_origin(option) is Literal for option in args):
-            values = tuple(c for option in args for c in typing.get_args(option))
-            return _coerce(Literal[values], value, key=key)
-        errors = []
-        for option in args:
-            try:
-                return _coerce(option, value, key=key)
-            except ConfigError as exc:
-                errors.append(exc.message)
-        raise ConfigError(f"config key {key} is {value!r}; " + "; ".join(errors))
-    if hint is type(None):
-        if value is not None:
-            raise ConfigError(f"config key {key} is {value!r}, expected null")
-        return None
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"config key {key} must be a list, got {value!r}")
-        return tuple(_coerce(args[0], item, key=key) for item in value)
-    if origin is not None and issubclass(origin, Mapping):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"config key {key} must be a mapping, got {value!r}")
-        return {str(k): dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
-    return _coerce_scalar(hint, value, key=key)
-
-
-def _coerce_scalar(hint: Any, value: Any, *, key: str) -> Any:
-    if hint is Path and isinstance(value, str | Path):
-        return Path(value)
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if hint is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if hint is str and isinstance(value, str):
-        return value
-    if hint is bool and isinstance(value, bool):
-        return value
-    expected = getattr(hint, "__name__", str(hint))
-    raise ConfigError(f"config key {key} is {value!r}, expected {expected}")
 
 
 def _require(ok: bool, key: str, value: object, expected: str) -> None:

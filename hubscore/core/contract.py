@@ -6,6 +6,8 @@ them together, and bump `artifacts.FORMAT_VERSION` when a run folder's inputs ch
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 KEY_COLUMNS = ("id", "cutoff")
 LABEL = "label"
 
@@ -62,5 +64,28 @@ EMPLOYEE_RANGES = (
 
 ALEXA_NO_RANK_SENTINEL = 16_000_001
 
+DATA_ASSUMPTIONS = (
+    "There is no sign-up date: a free-tier company is eligible from the start of the files "
+    "unless eligibility is 'first_usage'.",
+    "A usage row stamped Monday M covers M..M+6 and is known only from the end of M+6.",
+    "A customer's features use only usage weeks that end before its CLOSEDATE.",
+    "Firmographic missingness differs between customers and free companies; if fields were "
+    "filled in after conversion, missingness flags leak the label (see missing_by_label).",
+    "Companies that never used the product before converting can only be found by "
+    "firmographics: recall has a ceiling (see usage.customers_without_usage_before_close).",
+    "Positives are few and clustered (one company is positive at several consecutive "
+    "cutoffs): small differences between models may be noise.",
+)
+"""What the files cannot tell: quality.json and the training report both state these."""
+
 # Parquet key-value metadata that build-features writes and score checks against the model.
 METADATA_KEYS = ("hubscore_version", "target", "horizon_days", "lookback_days", "recent_days")
+BUILD_HINT = (
+    "build it with hubscore build-features --as-of DATE (a scoring input) or without --as-of "
+    "(training features), from the same hubscore version"
+)
+
+
+def feature_file_metadata(raw: Mapping[bytes, bytes] | None) -> dict[str, str]:
+    """Decode a feature file's Parquet key-value metadata, without Arrow's own `ARROW:` keys."""
+    return {k.decode(): v.decode() for k, v in (raw or {}).items() if not k.startswith(b"ARROW:")}

@@ -26,10 +26,6 @@ TOP_VALUES = 20
 EPSILON = 1e-4
 """Added to every bin's share so an empty bin gives a finite PSI (standard smoothing)."""
 
-PSI_MODERATE = 0.1
-PSI_MAJOR = 0.25
-"""Conventional reading: below 0.1 stable, 0.1-0.25 moderate shift, above 0.25 major shift."""
-
 
 def profile_features(df: pl.DataFrame, names: Sequence[str]) -> dict[str, Any]:
     """Describe each feature's training distribution as JSON-able bins and shares."""
@@ -59,6 +55,7 @@ class DriftCounter:
             name: np.zeros(_n_slots(spec), dtype=np.int64) for name, spec in profile.items()
         }
         self.rows = 0
+        self.seen: set[str] = set()
 
     def update(self, df: pl.DataFrame) -> None:
         """Add one batch's counts; columns absent from `df` are skipped."""
@@ -68,6 +65,7 @@ class DriftCounter:
         for name, spec in self.profile.items():
             if name in df.columns:
                 self.counts[name] += _count_slots(df.get_column(name), spec)
+                self.seen.add(name)
 
     def psi(self) -> dict[str, float]:
         """Return the PSI per feature seen so far (empty when no rows were counted)."""
@@ -76,6 +74,7 @@ class DriftCounter:
         return {
             name: _psi(_expected_shares(spec), self.counts[name])
             for name, spec in self.profile.items()
+            if name in self.seen
         }
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from hubscore.core.artifacts import ENCODERS_FILE
 from hubscore.core.contract import (
     ACTIVITY_FEATURES,
     HISTORY_FEATURES,
@@ -42,6 +43,7 @@ from hubscore.core.contract import (
     NUMERIC_FEATURES,
     USAGE_STAT_FEATURES,
 )
+from hubscore.core.decoding import decode
 from hubscore.core.errors import ArtifactError, SchemaError
 
 ENCODER_VERSION = 2
@@ -116,33 +118,37 @@ class EncoderSpec:
         return json.dumps(asdict(self), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> EncoderSpec:
+    def from_json(cls, text: str, source: str = ENCODERS_FILE) -> EncoderSpec:
         """Parse a spec written by `to_json` (any readable version); raise ArtifactError else."""
+        hint = "restore the run folder, or retrain"
         try:
             raw = json.loads(text)
-            version = raw.get("version")
-            if version not in READABLE_VERSIONS:
-                raise ArtifactError(
-                    f"encoders.json has version {version!r}, "
-                    f"this hubscore reads {', '.join(map(str, READABLE_VERSIONS))}",
-                    hint="score with the hubscore version that trained the model, or retrain",
-                )
-            if version == 1:
-                raw = _upgrade_v1(raw)
-            raw["employee"] = NumericSpec(**raw["employee"])
-            raw["numeric"] = [NumericSpec(**n) for n in raw["numeric"]]
-            raw["flag_groups"] = [FlagGroup(**g) for g in raw.get("flag_groups", [])]
-            return cls(**raw)
-        except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
+        except json.JSONDecodeError as exc:
+            raise ArtifactError(f"{source} is not valid JSON: {exc}", hint=hint) from None
+        if not isinstance(raw, dict):
             raise ArtifactError(
-                f"encoders.json is not a hubscore encoder spec: {exc}", hint="retrain"
-            ) from None
+                f"{source} is not a hubscore encoder spec: a {type(raw).__name__}, not an object",
+                hint=hint,
+            )
+        version = raw.get("version")
+        if version not in READABLE_VERSIONS:
+            raise ArtifactError(
+                f"{source} has version {version!r}, "
+                f"this hubscore reads {', '.join(map(str, READABLE_VERSIONS))}",
+                hint="score with the hubscore version that trained the model, or retrain",
+            )
+        if version == 1:
+            raw = _upgrade_v1(raw, source=source, hint=hint)
+        return decode(raw, cls, source=source, error=ArtifactError, hint=hint)
 
 
-def _upgrade_v1(raw: dict[str, Any]) -> dict[str, Any]:
+def _upgrade_v1(raw: dict[str, Any], *, source: str, hint: str) -> dict[str, Any]:
     """Express a version-1 spec in version 2's terms: per-column flags become groups of one."""
-    numeric = [raw["employee"], *raw["numeric"]]
-    flagged = [n["name"] for n in numeric if n["flag"]]
+    try:
+        numeric = [raw["employee"], *raw["numeric"]]
+        flagged = [n["name"] for n in numeric if n["flag"]]
+    except (KeyError, TypeError) as exc:
+        raise ArtifactError(f"{source} is not a version-1 encoder spec: {exc}", hint=hint) from None
     groups = [{"name": f"{name}_missing", "columns": [name]} for name in flagged]
     for n in numeric:
         del n["flag"]
@@ -154,7 +160,7 @@ def read_encoders(path: Path) -> EncoderSpec:
     """Load an encoder spec from a JSON file."""
     if not path.is_file():
         raise ArtifactError(f"{path} is missing", hint="restore the whole run folder")
-    return EncoderSpec.from_json(path.read_text(encoding="utf-8"))
+    return EncoderSpec.from_json(path.read_text(encoding="utf-8"), str(path))
 
 
 def encode(df: pl.DataFrame, spec: EncoderSpec) -> npt.NDArray[np.float32]:

@@ -59,5 +59,11 @@ class DriftError(HubscoreError):
     exit_code = 7
 
 
+def first_line(exc: BaseException) -> str:
+    """Return the first line of an exception's message, or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 INTERRUPTED_EXIT_CODE = 130
 """Exit code after Ctrl-C or SIGTERM, as shells report a SIGINT death (128 + 2)."""

@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import polars as pl
-import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
+import pyarrow as pa
 
 from hubscore.core import encoding, explain, reasons
 from hubscore.core.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, read_manifest
 from hubscore.core.calibration import calibrate
-from hubscore.core.contract import KEY_COLUMNS, METADATA_KEYS
-from hubscore.core.errors import ArtifactError, SchemaError, ValidationError
+from hubscore.core.contract import BUILD_HINT, KEY_COLUMNS, METADATA_KEYS
+from hubscore.core.errors import ArtifactError, SchemaError, ValidationError, first_line
 
 ID, CUTOFF = KEY_COLUMNS
 PROBABILITY = "conversion_probability"
@@ -39,9 +39,6 @@ RANK = "rank"
 MODEL_VERSION = "model_version"
 SCORED_AT = "scored_at"
 WINDOW_KEYS = tuple(key for key in METADATA_KEYS if key != "hubscore_version")
-BUILD_HINT = (
-    "build the input with hubscore build-features --as-of DATE from the same hubscore version"
-)
 
 # Probabilities stay float32, the model's own precision: float64 would only add digits the
 # model never computed (and noise like 0.12345679104328156 in CSV output).
@@ -156,9 +153,6 @@ class Scorer:
             return np.empty(0, dtype=np.float32)
         (raw,) = self.session.run([self.manifest.onnx_output], {self.manifest.onnx_input: matrix})
         probs = np.asarray(raw, dtype=np.float32)
-        # A two-column output is [P(0), P(1)]; exporters that already keep P(1) give (n,) or (n, 1).
-        if probs.ndim == 2 and probs.shape[1] == 2:
-            probs = probs[:, 1]
         probs = calibrate(np.ascontiguousarray(probs.reshape(-1)), self.spec.calibration)
         unscored = int(np.isnan(probs).sum())
         if unscored:  # not a probability: it would sort and label arbitrarily
@@ -304,7 +298,7 @@ def open_session(path: Path, *, threads: int) -> ort.InferenceSession:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad models
         raise ArtifactError(
-            f"{path} is not a loadable ONNX model: {str(exc).splitlines()[0]}",
+            f"{path} is not a loadable ONNX model: {first_line(exc)}",
             hint="restore the run folder or retrain",
         ) from None
 

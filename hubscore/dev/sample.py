@@ -32,23 +32,18 @@ from typing import BinaryIO, Literal
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from hubscore.core.atomic import atomic_file
+from hubscore.core.contract import ALEXA_NO_RANK_SENTINEL, EMPLOYEE_RANGES
 from hubscore.core.errors import ConfigError
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 Bool = npt.NDArray[np.bool_]
 
-NO_RANK = 16_000_001
-"""The ALEXA_RANK sentinel meaning "no rank"."""
-
-EMPLOYEE_RANGES = (
-    "1", "2 to 5", "6 to 10", "11 to 25", "26 to 50",
-    "51 to 200", "201 to 1000", "1001 to 10000", "10,001 or more",
-)  # fmt: skip
+NO_RANK = ALEXA_NO_RANK_SENTINEL  # the contract's sentinel, short for the tables below
 OBJECTS = ("CRM_CONTACTS", "CRM_COMPANIES", "CRM_DEALS", "EMAIL")
 CUSTOMER_COLUMNS = ("CLOSEDATE", "MRR", "ALEXA_RANK", "EMPLOYEE_RANGE", "INDUSTRY", "id")
 NONCUSTOMER_COLUMNS = ("ALEXA_RANK", "EMPLOYEE_RANGE", "INDUSTRY", "id")

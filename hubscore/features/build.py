@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -19,11 +19,18 @@ from typing import Any, Literal
 import duckdb
 
 from hubscore import __version__
-from hubscore.core.atomic import atomic_file
+from hubscore.core.atomic import atomic_file, scratch_dir
 from hubscore.core.config import FeaturesConfig
-from hubscore.core.contract import ALEXA_NO_RANK_SENTINEL, EMPLOYEE_RANGES, USAGE_COLUMNS
-from hubscore.core.errors import SchemaError, ValidationError
+from hubscore.core.contract import (
+    ALEXA_NO_RANK_SENTINEL,
+    DATA_ASSUMPTIONS,
+    EMPLOYEE_RANGES,
+    USAGE_COLUMNS,
+    USAGE_STAT_FEATURES,
+)
+from hubscore.core.errors import SchemaError, ValidationError, first_line
 from hubscore.features import sql
+from hubscore.features.partials import merge_partials
 
 InputKind = Literal["customers", "noncustomers", "usage_actions"]
 INPUT_KINDS: tuple[InputKind, ...] = ("customers", "noncustomers", "usage_actions")
@@ -52,17 +59,6 @@ QUALITY_FILE = "quality.json"
 # bounded.
 DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {"memory_limit": "1GB"}
 
-ASSUMPTIONS = (
-    "There is no sign-up date: a free-tier company is eligible from the start of the files "
-    "unless eligibility is 'first_usage'.",
-    "A usage row stamped Monday M covers M..M+6 and is known only from the end of M+6.",
-    "A customer's features use only usage weeks that end before its CLOSEDATE.",
-    "Firmographic missingness differs between customers and free companies; if fields were "
-    "filled in after conversion, missingness flags leak the label (see missing_by_label).",
-    "Companies that never used the product before converting can only be found by "
-    "firmographics: recall has a ceiling (see usage.customers_without_usage_before_close).",
-)
-
 
 @dataclass(frozen=True)
 class BuildRequest:
@@ -87,20 +83,29 @@ class BuildResult:
 def build_features(request: BuildRequest) -> BuildResult:
     """Run validation, deduplication, the spine and the aggregates; write the three outputs."""
     inputs = {kind: find_input(request.data_dir, kind) for kind in INPUT_KINDS}
+    sources: dict[str, str] = {kind: str(path) for kind, path in inputs.items()}
     out = request.out_dir
-    with duckdb.connect(config=DUCKDB_CONFIG) as con:
+    # DuckDB spills into a scratch folder of ours beside `out` (by default `.tmp/` in the
+    # working directory), so a killed run's spill files are litter the next run removes, and
+    # a run that fails its checks still creates nothing in `out`.
+    with (
+        scratch_dir(out) as spill,
+        duckdb.connect(config={**DUCKDB_CONFIG, "temp_directory": str(spill)}) as con,
+    ):
         con.execute("set enable_progress_bar = false")  # cron mail stays clean
         for kind, path in inputs.items():
             register_input(con, kind, path)
-        quality = _validate_and_dedupe(con, request, inputs)
-        target = "as_of" if request.as_of else request.features.target
-        quality["spine"] = spine = _build_spine(con, request, target)
-        sql.run(con, "history_at_as_of" if request.as_of else "history_by_cutoff")
-        # Nothing is written before this point, so a failed check leaves `out` untouched.
+        # The whole input is one partition: the Spark engine runs these same steps per
+        # hash-partition of id and merges the partials (hubscore/spark/build.py).
+        prepared = prepare_partition(con, sources, request.as_of)
+        check_prepared(request, sources, [prepared])
+        plan = plan_build(request, sources, merge_partials([prepared])["timeline"])
+        # Nothing is renamed into `out` before every check has passed.
         with _staged_outputs(out) as staged:
-            sql.run(con, "write_rejects", {"out": staged[REJECTS_FILE]})
-            params = _feature_params(request, target, spine, staged[FEATURES_FILE])
-            sql.run(con, "write_features", params)
+            partial = finish_partition(
+                con, plan, features_out=staged[FEATURES_FILE], rejects_out=staged[REJECTS_FILE]
+            )
+            quality = assemble_quality(plan, [prepared | partial])
             staged[QUALITY_FILE].write_text(json.dumps(quality, indent=2, default=str) + "\n")
     return BuildResult(out / FEATURES_FILE, out / REJECTS_FILE, out / QUALITY_FILE, quality)
 
@@ -140,20 +145,20 @@ def register_input(con: duckdb.DuckDBPyConnection, kind: InputKind, path: Path) 
             relation = con.read_parquet(str(path), file_row_number=True)
             relation = relation.project("file_row_number + 1 as _row, * exclude (file_row_number)")
         else:
-            _check_csv_bytes(path)
+            check_csv_bytes(path)
             relation = con.read_csv(
                 str(path), header=True, all_varchar=True, delimiter=",", quotechar='"'
             )
             # Materialised: a CSV is parsed once, and row_number() follows file order.
             relation = relation.project("row_number() over () as _row, *")
-        _check_columns(path, kind, relation.columns)
+        check_columns(path, kind, relation.columns)
         if not relation.limit(1).fetchall():
             raise ValidationError(
                 f"{path} has a header but no rows", hint="check the export that wrote it"
             )
     except duckdb.Error as exc:
         raise ValidationError(
-            f"{path} could not be read: {_first_line(exc)}",
+            f"{path} could not be read: {first_line(exc)}",
             hint="check that it is a UTF-8 CSV with a header row, or a Parquet file",
         ) from None
     if path.suffix == ".parquet":
@@ -162,7 +167,7 @@ def register_input(con: duckdb.DuckDBPyConnection, kind: InputKind, path: Path) 
         relation.to_table(RAW_VIEWS[kind])
 
 
-def _check_csv_bytes(path: Path) -> None:
+def check_csv_bytes(path: Path) -> None:
     """Refuse empty and non-UTF-8 files before DuckDB guesses at them."""
     if path.stat().st_size == 0:
         raise ValidationError(f"{path} is empty (0 bytes)", hint="re-export the file")
@@ -178,7 +183,8 @@ def _check_csv_bytes(path: Path) -> None:
                 ) from None
 
 
-def _check_columns(path: Path, kind: InputKind, columns: list[str]) -> None:
+def check_columns(path: Path, kind: InputKind, columns: list[str]) -> None:
+    """Refuse an input without the columns its kind needs (names match case-insensitively)."""
     present = {c.strip().lower() for c in columns}
     missing = [c for c in REQUIRED_COLUMNS[kind] if c.lower() not in present]
     if missing:
@@ -190,43 +196,137 @@ def _check_columns(path: Path, kind: InputKind, columns: list[str]) -> None:
         )
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+Partial = dict[str, Any]
+"""One partition's profile: the results of the profile blocks, summed by `merge_partials`."""
 
 
-def _validate_and_dedupe(
-    con: duckdb.DuckDBPyConnection, request: BuildRequest, inputs: dict[InputKind, Path]
-) -> dict[str, Any]:
-    """Check, quarantine and deduplicate; return the quality profile so far."""
+@dataclass(frozen=True)
+class BuildPlan:
+    """The global values every partition binds: its sources, the spine and the windows."""
+
+    target: str
+    spine_params: dict[str, Any]
+    sources: dict[str, str]
+    features: FeaturesConfig
+    as_of: date | None = None
+
+
+def prepare_partition(
+    con: duckdb.DuckDBPyConnection, sources: Mapping[str, str], as_of: date | None
+) -> Partial:
+    """Check, quarantine and deduplicate the registered inputs; return rows read and rejected."""
     for block in CHECK_BLOCKS:
         sql.run(con, block)
     for block in ("dedupe_customers", "dedupe_noncustomers", "build_companies"):
         sql.run(con, block)
-    _summarise_valid_usage(con, request.as_of)
-    files = {"customers_file": inputs["customers"], "noncustomers_file": inputs["noncustomers"]}
-    sql.run(con, "collect_rejects", {**files, "usage_file": inputs["usage_actions"]})
-    reject_rows = sql.fetch_dicts(con, "reject_summary")
-    read = sql.fetch_dicts(con, "input_row_counts")[0]
-    report = _file_report(inputs, read, reject_rows)
-    _enforce_reject_budget(report, reject_rows, request.features.max_reject_rate)
+    _summarise_valid_usage(con, as_of)
+    files = {"customers_file": sources["customers"], "noncustomers_file": sources["noncustomers"]}
+    sql.run(con, "collect_rejects", {**files, "usage_file": sources["usage_actions"]})
+    return {
+        "read": sql.fetch_dicts(con, "input_row_counts")[0],
+        "rejects": sql.fetch_dicts(con, "reject_summary"),
+        "timeline": sql.fetch_dicts(con, "usage_timeline")[0],
+    }
+
+
+def dedupe_usage(con: duckdb.DuckDBPyConnection) -> None:
+    """Resolve usage rows sharing (id, week): the `usage` view keeps the most actions."""
     for block in ("collect_repeated_usage", "resolve_usage_duplicates", "dedupe_usage"):
         sql.run(con, block)
-    duplicates = {row.pop("file"): row for row in sql.fetch_dicts(con, "company_duplicates")}
-    duplicates["usage_actions"] = sql.fetch_dicts(con, "usage_duplicates")[0]
+
+
+def check_prepared(
+    request: BuildRequest, sources: Mapping[str, str], partials: Sequence[Partial]
+) -> None:
+    """Fail on a file without rows, too many bad rows or no valid usage (the global checks)."""
+    merged = merge_partials(partials)
+    for kind in INPUT_KINDS:
+        if not merged["read"][kind]:
+            raise ValidationError(
+                f"{sources[kind]} has a header but no rows", hint="check the export that wrote it"
+            )
+    report = file_report(sources, merged["read"], merged["rejects"])
+    _enforce_reject_budget(report, merged["rejects"], request.features.max_reject_rate)
+    if merged["timeline"]["usage_end"] is None:
+        raise ValidationError(
+            "no valid usage rows: every usage row was rejected or the file is empty",
+            hint="check usage_actions and rejects.parquet",
+        )
+
+
+def plan_build(
+    request: BuildRequest, sources: Mapping[str, str], timeline: Mapping[str, Any] | None
+) -> BuildPlan:
+    """Bind the spine to the global usage calendar (not needed with --as-of)."""
+    target = "as_of" if request.as_of else request.features.target
+    cfg = request.features
+    params: dict[str, Any] = {"eligibility": cfg.eligibility}
+    if target == "converted_within":
+        assert timeline is not None, "the weekly spine needs the usage calendar"
+        params |= {"cutoffs": weekly_cutoffs(timeline, cfg), "horizon_days": cfg.horizon_days}
+    else:
+        params["as_of"] = request.as_of or (timeline or {})["usage_end"]
+    return BuildPlan(target, params, dict(sources), cfg, request.as_of)
+
+
+def finish_partition(
+    con: duckdb.DuckDBPyConnection, plan: BuildPlan, *, features_out: Path, rejects_out: Path
+) -> Partial:
+    """Resolve repeated weeks, profile, build the spine and write this partition's outputs."""
+    dedupe_usage(con)
     sentinel = {"no_rank_sentinel": ALEXA_NO_RANK_SENTINEL}
-    return {
-        "hubscore_version": __version__,
-        "files": report,
-        "rejects": reject_rows,
-        "duplicates": duplicates,
+    partial: Partial = {
+        "company_duplicates": sql.fetch_dicts(con, "company_duplicates"),
+        "usage_duplicates": sql.fetch_dicts(con, "usage_duplicates")[0],
         "missing_by_label": sql.fetch_dicts(con, "missing_by_label", sentinel),
         "unseen_employee_ranges": sql.fetch_dicts(
             con, "unseen_employee_ranges", {"known_ranges": list(EMPLOYEE_RANGES)}
         ),
         "usage": sql.fetch_dicts(con, "usage_profile")[0],
         "customers": sql.fetch_dicts(con, "customer_profile")[0],
-        "assumptions": list(ASSUMPTIONS),
+    }
+    sql.run(con, "first_usage_macro")
+    sql.run(con, f"spine_{plan.target}", plan.spine_params)
+    spine = sql.fetch_dicts(con, "spine_summary")[0] | sql.fetch_dicts(con, "spine_cutoff_list")[0]
+    if plan.target != "as_of":
+        spine |= sql.fetch_dicts(con, "spine_positives")[0]
+    partial["spine"] = spine
+    sql.run(con, "history_at_as_of" if plan.as_of else "history_by_cutoff")
+    sql.run(con, "write_rejects", {"out": rejects_out})
+    sql.register_layout(con, "usage_stat_layout", USAGE_STAT_FEATURES)
+    sql.run(con, "no_usage_macro")
+    sql.run(con, "exact_std_macro")
+    sql.run(con, "write_features", _feature_params(plan, spine, features_out))
+    return partial
+
+
+def assemble_quality(plan: BuildPlan, partials: Sequence[Partial]) -> dict[str, Any]:
+    """Sum the partitions' profiles into the quality report; refuse an empty spine."""
+    merged = merge_partials(partials)
+    spine = merged["spine"]
+    if not spine["rows"]:
+        raise ValidationError(
+            f"the {plan.target} spine is empty: no company is eligible",
+            hint="check --as-of against the files' dates and the eligibility setting",
+        )
+    duplicates = {row.pop("file"): row for row in merged["company_duplicates"]}
+    duplicates["usage_actions"] = merged["usage_duplicates"]
+    summary = {key: spine[key] for key in ("rows", "companies")}
+    summary["cutoffs"] = len(spine["cutoff_list"])
+    summary |= {key: spine[key] for key in ("first_cutoff", "last_cutoff")}
+    if plan.target != "as_of":
+        summary["positives"] = spine["positives"]
+    return {
+        "hubscore_version": __version__,
+        "files": file_report(plan.sources, merged["read"], merged["rejects"]),
+        "rejects": merged["rejects"],
+        "duplicates": duplicates,
+        "missing_by_label": merged["missing_by_label"],
+        "unseen_employee_ranges": merged["unseen_employee_ranges"],
+        "usage": merged["usage"],
+        "customers": merged["customers"],
+        "assumptions": list(DATA_ASSUMPTIONS),
+        "spine": {"target": plan.target, **merged["timeline"], **summary},
     }
 
 
@@ -239,15 +339,16 @@ def _summarise_valid_usage(con: duckdb.DuckDBPyConnection, as_of: date | None) -
         sql.run(con, "summarise_usage", {"as_of": as_of})
 
 
-def _file_report(
-    inputs: dict[InputKind, Path], read: dict[str, int], reject_rows: list[dict[str, Any]]
+def file_report(
+    sources: Mapping[str, str], read: Mapping[str, int], reject_rows: Sequence[Mapping[str, Any]]
 ) -> dict[str, dict[str, Any]]:
+    """Return rows read, rejected and the reject rate of each input file."""
     report: dict[str, dict[str, Any]] = {}
-    for kind, path in inputs.items():
-        rejected = sum(r["rows"] for r in reject_rows if r["source_file"] == str(path))
+    for kind, path in sources.items():
+        rejected = sum(r["rows"] for r in reject_rows if r["source_file"] == path)
         rows = read[kind]
         report[kind] = {
-            "path": str(path),
+            "path": path,
             "rows": rows,
             "rejected": rejected,
             "reject_rate": rejected / rows if rows else 0.0,
@@ -256,7 +357,7 @@ def _file_report(
 
 
 def _enforce_reject_budget(
-    files: dict[str, dict[str, Any]], reject_rows: list[dict[str, Any]], max_rate: float
+    files: dict[str, dict[str, Any]], reject_rows: Sequence[Mapping[str, Any]], max_rate: float
 ) -> None:
     """Fail the run when any file has more bad rows than the budget allows."""
     for report in files.values():
@@ -275,35 +376,7 @@ def _enforce_reject_budget(
         )
 
 
-def _build_spine(
-    con: duckdb.DuckDBPyConnection, request: BuildRequest, target: str
-) -> dict[str, Any]:
-    """Create the `spine` table for the target and return its summary."""
-    timeline = sql.fetch_dicts(con, "usage_timeline")[0]
-    if timeline["usage_end"] is None:
-        raise ValidationError(
-            "no valid usage rows: every usage row was rejected or the file is empty",
-            hint="check usage_actions and rejects.parquet",
-        )
-    cfg = request.features
-    params: dict[str, Any] = {"eligibility": cfg.eligibility}
-    if target == "converted_within":
-        params |= {"cutoffs": weekly_cutoffs(timeline, cfg), "horizon_days": cfg.horizon_days}
-    else:
-        params["as_of"] = request.as_of or timeline["usage_end"]
-    sql.run(con, f"spine_{target}", params)
-    summary = sql.fetch_dicts(con, "spine_summary")[0]
-    if target != "as_of":
-        summary |= sql.fetch_dicts(con, "spine_positives")[0]
-    if not summary["rows"]:
-        raise ValidationError(
-            f"the {target} spine is empty: no company is eligible",
-            hint="check --as-of against the files' dates and the eligibility setting",
-        )
-    return {"target": target, **timeline, **summary}
-
-
-def weekly_cutoffs(timeline: dict[str, Any], cfg: FeaturesConfig) -> list[date]:
+def weekly_cutoffs(timeline: Mapping[str, Any], cfg: FeaturesConfig) -> list[date]:
     """Return the Sunday cutoffs with a full look-back window and a fully observed horizon."""
     first_week: date = timeline["first_week"]
     usage_end: date = timeline["usage_end"]
@@ -321,21 +394,20 @@ def weekly_cutoffs(timeline: dict[str, Any], cfg: FeaturesConfig) -> list[date]:
     return [first + timedelta(weeks=n) for n in range((last - first).days // 7 + 1)]
 
 
-def _feature_params(
-    request: BuildRequest, target: str, spine: dict[str, Any], out: Path
-) -> dict[str, Any]:
-    cfg = request.features
+def _feature_params(plan: BuildPlan, spine: Mapping[str, Any], out: Path) -> dict[str, Any]:
+    cfg = plan.features
+    first, last = spine["first_cutoff"], spine["last_cutoff"]  # NULL in a partition without rows
     return {
         "out": str(out),
-        "window_start": spine["first_cutoff"] - timedelta(days=cfg.lookback_days),
-        "window_end": spine["last_cutoff"],
+        "window_start": first - timedelta(days=cfg.lookback_days) if first else None,
+        "window_end": last,
         "lookback_days": cfg.lookback_days,
         "recent_days": cfg.recent_days,
         "no_rank_sentinel": ALEXA_NO_RANK_SENTINEL,
         "hubscore_version": __version__,
-        "target": target if target != "as_of" else cfg.target,
+        "target": plan.target if plan.target != "as_of" else cfg.target,
         "horizon_days_text": str(cfg.horizon_days),
         "lookback_days_text": str(cfg.lookback_days),
         "recent_days_text": str(cfg.recent_days),
-        "as_of_text": request.as_of.isoformat() if request.as_of else "",
+        "as_of_text": plan.as_of.isoformat() if plan.as_of else "",
     }

@@ -8,6 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from hubscore.core.display import cell
+
 
 def render_quality(quality: dict[str, Any], console: Console) -> None:
     """Print the quality profile as Rich tables: inputs, duplicates, missingness, usage, spine."""
@@ -54,13 +56,9 @@ def _facts_table(quality: dict[str, Any]) -> Table:
     for key, value in quality["usage"].items():
         table.add_row(key.replace("_", " "), f"{value:,}")
     for key, value in quality["customers"].items():
-        table.add_row(f"customers {key.replace('_', ' ')}", _cell(value))
+        table.add_row(f"customers {key.replace('_', ' ')}", cell(value))
     for item in quality["unseen_employee_ranges"]:
         table.add_row(f"unseen EMPLOYEE_RANGE {item['value']!r}", f"{item['rows']:,}")
     for key, value in quality["spine"].items():
-        table.add_row(f"spine {key.replace('_', ' ')}", _cell(value))
+        table.add_row(f"spine {key.replace('_', ' ')}", cell(value))
     return table
-
-
-def _cell(value: object) -> str:
-    return f"{value:,}" if isinstance(value, int) else str(value)

@@ -7,7 +7,7 @@ Values, paths included, are always bound as `$name` parameters: no SQL is built 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 
-from hubscore.core.errors import HubscoreError
+from hubscore.core.errors import HubscoreError, ValidationError, first_line
 
 _NAME = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$")
 
@@ -113,6 +113,13 @@ def run(
         raise SqlRunError(block, exc) from exc
 
 
+def register_layout(con: duckdb.DuckDBPyConnection, name: str, columns: Sequence[str]) -> None:
+    """Expose `columns`, in order and without rows, as the view `name` (for unions by name)."""
+    nulls = [duckdb.ConstantExpression(None).alias(column) for column in columns]
+    empty = con.values([None]).filter(duckdb.ConstantExpression(False))
+    con.register(name, empty.select(*nulls))
+
+
 def fetch_dicts(
     con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] | None = None
 ) -> list[dict[str, Any]]:
@@ -122,13 +129,23 @@ def fetch_dicts(
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
-class SqlRunError(HubscoreError):
-    """DuckDB failed on a named block; carries the block's location and DuckDB's message."""
+# Failures of the machine, not of hubscore's SQL: a file that cannot be read or written, a
+# full disk (DuckDB spills past its memory limit), memory. Every other DuckDB error on our
+# blocks is a bug in them: the data reach the SQL typed and checked.
+_MACHINE_ERRORS = (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.PermissionException)
 
-    exit_code = 3
+
+class SqlRunError(HubscoreError):
+    """DuckDB failed on a named block: exit 1 (a bug in hubscore's SQL), or 3 for I/O and memory."""
+
+    exit_code = 1
 
     def __init__(self, block: Query, exc: duckdb.Error) -> None:
         self.block = block
         self.cause = exc
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        super().__init__(f"{block.location} failed: {first_line}")
+        if isinstance(exc, _MACHINE_ERRORS):
+            self.exit_code = ValidationError.exit_code
+            hint = "check the input and output paths, free disk space and memory"
+        else:
+            hint = "this is a bug in hubscore: report it with the command that failed"
+        super().__init__(f"{block.location} failed: {first_line(exc)}", hint=hint)

@@ -9,6 +9,7 @@ temp file that is renamed over the target only when complete, under an flock on 
 from __future__ import annotations
 
 import csv
+import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,12 +20,13 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import polars as pl
-import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
-import pyarrow.csv as pacsv  # type: ignore[import-untyped,unused-ignore]
-import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from hubscore import __version__
 from hubscore.core.atomic import atomic_file, exclusive_lock
+from hubscore.core.datasets import parquet_parts, read_kv_metadata
 from hubscore.core.drift import DriftCounter, worst_features
 from hubscore.core.errors import ArtifactError, ConfigError, DriftError, ValidationError
 from hubscore.core.reasons import EXPLANATION_DTYPES
@@ -129,24 +131,51 @@ def score_file(
         if explained:
             listed = _with_explanations(listed, input_path, scorer, explained, batch_size)
         _write_output(listed, temp, out_format, scorer, scored_at=scored_at, threshold=cut)
+    return summarise_scores(
+        (input_path, output_path),
+        scorer,
+        ranked.get_column(PROBABILITY),
+        rows_written=listed.height,
+        threshold=cut,
+        scored_at=scored_at,
+        started=started,
+        psi=psi,
+        warnings=warnings,
+        rows_explained=int(ranked.filter(pl.col(RANK) <= explained).height) if explained else 0,
+    )
+
+
+def summarise_scores(
+    paths: tuple[Path, Path],
+    scorer: Scorer,
+    probs: pl.Series,
+    *,
+    rows_written: int,
+    threshold: float,
+    scored_at: datetime,
+    started: float,
+    psi: Mapping[str, float],
+    warnings: list[str],
+    rows_explained: int = 0,
+) -> ScoreSummary:
+    """Return the run summary of every scored probability (the Spark engine's too)."""
     if not scorer.manifest.feature_distributions:
         warnings.append("the model stores no training distributions; drift not checked")
-    probs = ranked.get_column(PROBABILITY)
     return ScoreSummary(
-        input=str(input_path),
-        output=str(output_path),
+        input=str(paths[0]),
+        output=str(paths[1]),
         model_version=scorer.manifest.model_version,
-        rows_scored=ranked.height,
-        rows_written=listed.height,
-        positives=int((probs >= cut).sum()),
-        threshold=cut,
+        rows_scored=probs.len(),
+        rows_written=rows_written,
+        positives=int((probs >= threshold).sum()),
+        threshold=threshold,
         scored_at=scored_at.isoformat(),
         duration_s=round(time.perf_counter() - started, 3),
         probability=_distribution(probs),
         confidence=_confidence_counts(probs, scorer.manifest.confidence_bands),
         drift_worst=worst_features(psi),
         warnings=warnings,
-        rows_explained=int(ranked.filter(pl.col(RANK) <= explained).height) if explained else 0,
+        rows_explained=rows_explained,
     )
 
 
@@ -208,7 +237,7 @@ class InputReader:
 def open_input(path: Path, scorer: Scorer, *, batch_size: int) -> InputReader:
     """Open a Parquet or CSV input, checking its columns against the model before any row."""
     fmt = file_format(path, role="input")
-    if not path.is_file():
+    if not (path.is_file() or (fmt == "parquet" and path.is_dir())):
         raise ValidationError(f"input {path} does not exist", hint="check the INPUT path")
     try:
         if fmt == "parquet":
@@ -221,17 +250,25 @@ def open_input(path: Path, scorer: Scorer, *, batch_size: int) -> InputReader:
 
 
 def _open_parquet(path: Path, scorer: Scorer, *, batch_size: int) -> InputReader:
-    handle = pq.ParquetFile(path)  # the footer only: metadata and row count
-    raw = handle.metadata.metadata or {}
-    metadata = {k.decode(): v.decode() for k, v in raw.items() if not k.startswith(b"ARROW:")}
+    # A folder of part files (build-features --engine spark) reads as one file, in part order.
+    parts = parquet_parts(path)
+    handles = [pq.ParquetFile(part) for part in parts]  # the footers only
+    schema = handles[0].schema_arrow
     wanted = {name.lower() for name in (ID, CUTOFF, *scorer.feature_dtypes)}
-    columns = [name for name in handle.schema_arrow.names if name.lower() in wanted]
-    groups = [handle.metadata.row_group(i).num_rows for i in range(handle.metadata.num_row_groups)]
-    return InputReader(
-        batches=_with_schema(_row_groups(path, columns, groups, batch_size), handle.schema_arrow),
-        metadata=metadata,
-        total_rows=handle.metadata.num_rows,
+    columns = [name for name in schema.names if name.lower() in wanted]
+    batches = itertools.chain.from_iterable(
+        _row_groups(part, columns, _group_rows(handle), batch_size)
+        for part, handle in zip(parts, handles, strict=True)
     )
+    return InputReader(
+        batches=_with_schema(batches, schema),
+        metadata=read_kv_metadata(path),
+        total_rows=sum(handle.metadata.num_rows for handle in handles),
+    )
+
+
+def _group_rows(handle: pq.ParquetFile) -> list[int]:
+    return [handle.metadata.row_group(i).num_rows for i in range(handle.metadata.num_row_groups)]
 
 
 def _row_groups(

@@ -20,18 +20,22 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from hubscore import __version__
-from hubscore.core.artifacts import sha256_file
 from hubscore.core.config import Config
-from hubscore.core.contract import KEY_COLUMNS, LABEL, METADATA_KEYS, RAW_FEATURES
+from hubscore.core.contract import (
+    BUILD_HINT,
+    KEY_COLUMNS,
+    LABEL,
+    METADATA_KEYS,
+    RAW_FEATURES,
+)
+from hubscore.core.datasets import parquet_fingerprint, parquet_parts, read_kv_metadata
 from hubscore.core.errors import ConfigError, SchemaError, ValidationError
 
 ID, CUTOFF = KEY_COLUMNS
 ORDER = "_order"
-BUILD_HINT = "build it with hubscore build-features from this hubscore version"
 METADATA_HINT = (
     "to train on some weeks, keep the file and pass hubscore train --since DATE --until DATE; "
     "a rewritten file keeps hubscore's metadata with Polars' "
@@ -66,19 +70,18 @@ class Split:
 def read_features(
     path: Path, *, since: date | None = None, until: date | None = None
 ) -> FeatureFile:
-    """Read and check a features.parquet written by build-features.
+    """Read and check a features.parquet written by build-features (or a Spark folder of parts).
 
     Args:
         since, until: keep only the cutoffs in [since, until]: a slice of the timeline
             without rewriting the file (a rewrite loses the metadata training needs).
     """
-    if not path.is_file():
+    if not path.exists():
         raise SchemaError(f"feature file {path} does not exist", hint=BUILD_HINT)
-    try:
-        raw_meta = pq.read_schema(path).metadata or {}
+    try:  # a file, or a folder of part files from build-features --engine spark
+        metadata = read_kv_metadata(path)
     except Exception:  # pyarrow raises several untyped errors for non-Parquet files
         raise SchemaError(f"{path} is not a Parquet file", hint=BUILD_HINT) from None
-    metadata = {k.decode(): v.decode() for k, v in raw_meta.items() if not k.startswith(b"ARROW")}
     absent = [key for key in METADATA_KEYS if key not in metadata]
     if absent:
         raise SchemaError(
@@ -90,12 +93,12 @@ def read_features(
             f"{path} was built by hubscore {metadata['hubscore_version']}, this is {__version__}",
             hint=f"rebuild it: {BUILD_HINT}",
         )
-    frame = pl.read_parquet(path)
+    frame = pl.read_parquet(parquet_parts(path))
     missing = [c for c in (*KEY_COLUMNS, LABEL, *RAW_FEATURES) if c not in frame.columns]
     if missing:
         raise SchemaError(f"{path} lacks columns: {', '.join(missing)}", hint=BUILD_HINT)
     frame = _sliced(frame, path, since=since, until=until)
-    return FeatureFile(_ordered(frame), metadata, sha256_file(path), path, since, until)
+    return FeatureFile(_ordered(frame), metadata, parquet_fingerprint(path), path, since, until)
 
 
 def _sliced(

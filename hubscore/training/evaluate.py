@@ -24,7 +24,6 @@ from sklearn.metrics import (
 Vector = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 BASELINE_FEATURE = "actions_recent"
-RANKING_KEYS = ("roc_auc", "pr_auc", "base_rate")
 INTERVAL_RESAMPLES = 100
 
 

@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from hubscore.core import encoding
 from hubscore.core.config import ClassWeight, Config, ModelName
 from hubscore.core.contract import LABEL
-from hubscore.core.errors import ConfigError
+from hubscore.core.errors import ConfigError, first_line
 from hubscore.training import encoders
 from hubscore.training.dataset import (
     FeatureFile,
@@ -87,9 +87,8 @@ class Model:
         try:
             self._fit(x, y, stop_on)
         except (ValueError, TypeError, xgb.core.XGBoostError, lgb.basic.LightGBMError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(
-                f"models.{self.name}: training rejected the hyperparameters: {first}",
+                f"models.{self.name}: training rejected the hyperparameters: {first_line(exc)}",
                 hint=f"fix models.{self.name} in your --config file",
             ) from None
         if self.name == "random_forest":
@@ -152,7 +151,7 @@ Fold = tuple[Ints, Vector, Ints]
 """One out-of-fold prediction set: validation labels, predictions, week codes."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # many fields: positional construction would mix them up
 class Trained:
     """A family evaluated on the held-out side and fitted for export, with what both need."""
 

@@ -125,6 +125,7 @@ def train_and_export(
     split = dataset.split_rows(ff, config)
     with atomic.exclusive_lock(out_dir / "latest"), contextlib.ExitStack() as staging:
         drafts = []
+        atomic.remove_all_temps(out_dir)  # a killed run's staged folder has another name
         for name in names:
             prefix = config.experiment.name + (f"-{name}" if len(names) > 1 else "")
             target = out_dir / run_name(out_dir, prefix)

@@ -1,7 +1,10 @@
-"""Rebuild tests/golden/basic: a tiny run folder, its input, and the scores it must give.
+"""Rebuild tests/golden/<family>: a tiny run folder per model family, its input and scores.
 
 A dev tool (`just golden`), never imported by the package: it may use the training stack.
 Review `git diff tests/golden` after running it; the scorer tests compare against these files.
+Each family is trained through the same `models.make_model(...).fit` and `to_onnx` as
+`hubscore train`. `tests/golden/basic` (xgboost) is the format-version-1 golden: frozen, it is
+not rewritten here, and every later hubscore must still load it and reproduce its scores.
 
     uv run python tests/golden/make_golden.py
 """
@@ -14,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
-from xgboost import XGBClassifier
 
 from hubscore import __version__
 from hubscore.core.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, sha256_file, write_manifest
-from hubscore.core.config import EncodingConfig
+from hubscore.core.config import MODEL_NAMES, EncodingConfig, ModelName, load_config
 from hubscore.core.contract import (
     ACTIVITY_FEATURES,
+    ALEXA_NO_RANK_SENTINEL,
     EMPLOYEE_RANGES,
     HISTORY_FEATURES,
     RAW_FEATURES,
@@ -33,12 +36,22 @@ from hubscore.core.scorer import load_scorer, scored_at_for
 from hubscore.training.encoders import fit_encoders
 from hubscore.training.explanations import write_explain_file
 from hubscore.training.export import INPUT, OUTPUT, to_onnx
+from hubscore.training.models import make_model
 
 HERE = Path(__file__).parent
+SPACE = {"random_forest": "probability", "logreg": "log-odds", "xgboost": "log-odds"}
+SPACE["lightgbm"] = "log-odds"
 TARGET = {"target": "converted_within", "horizon_days": 30, "lookback_days": 91, "recent_days": 28}
 INDUSTRIES = ["COMPUTER_SOFTWARE", "Technology - Software", "real estate", "REAL_ESTATE", "Other"]
 INT_FEATURES = {"ALEXA_RANK", "days_active", "weeks_active_recent", "recency_days", "tenure_days"}
 N_TRAIN, N_INPUT = 400, 60
+# Small models: the folders stay a few hundred kB and still exercise every converter.
+SIZES: dict[ModelName, dict[str, object]] = {
+    "logreg": {},
+    "random_forest": {"n_estimators": 20, "max_depth": 5, "min_samples_leaf": 5},
+    "xgboost": {"n_estimators": 30, "max_depth": 3},
+    "lightgbm": {"n_estimators": 30, "num_leaves": 7, "min_child_samples": 10},
+}
 
 
 def make_features(n: int, rng: np.random.Generator, *, first_id: int) -> pl.DataFrame:
@@ -48,7 +61,7 @@ def make_features(n: int, rng: np.random.Generator, *, first_id: int) -> pl.Data
     columns["INDUSTRY"] = _strings(rng, [*INDUSTRIES, None, None, None], n)
     rank = rng.integers(1, 2_000_000, n)
     no_rank = rng.random(n) < 0.4
-    rank[no_rank] = 16_000_001
+    rank[no_rank] = ALEXA_NO_RANK_SENTINEL
     columns["ALEXA_RANK"] = pl.Series(rank, dtype=pl.Int64)
     columns["alexa_no_rank"] = pl.Series(no_rank)
     for name in (*ACTIVITY_FEATURES, *USAGE_STAT_FEATURES, *HISTORY_FEATURES):
@@ -79,27 +92,25 @@ def label(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (rng.random(len(x)) < 1 / (1 + np.exp(-logit))).astype(np.int64)
 
 
-def build(out: Path, *, explained: bool = False) -> None:
-    """Train a small XGBoost model, export it as `train` does, and write the golden files.
-
-    `basic` is a run folder from before explanations (no explain.npz); `explained` adds it.
-    """
-    rng = np.random.default_rng(0)
+def build(family: ModelName, out: Path, *, explained: bool = True) -> None:
+    """Train a small model of `family`, export it as `train` does, write the golden files."""
+    rng = np.random.default_rng(MODEL_NAMES.index(family))
     train = make_features(N_TRAIN, rng, first_id=1)
-    spec = fit_encoders(train, EncodingConfig(industry_min_frequency=5), scale=False)
+    config = load_config(overrides={f"models.{family}": SIZES[family]})
+    encoding = EncodingConfig(industry_min_frequency=5)
+    spec = fit_encoders(train, encoding, scale=family == "logreg")
     x = encode(train, spec)
-    model = XGBClassifier(n_estimators=30, max_depth=3, random_state=0, n_jobs=1)
-    model.fit(x, label(x, rng))
+    model = make_model(family, config).fit(x, label(x, rng))
     run_dir = out / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / MODEL_FILE).write_bytes(to_onnx(model, x.shape[1]))
+    (run_dir / MODEL_FILE).write_bytes(to_onnx(model.estimator, x.shape[1]))
     (run_dir / ENCODERS_FILE).write_text(spec.to_json(), encoding="utf-8")
     if explained:
-        write_explain_file(run_dir, model, "xgboost", x)
-    write_manifest(run_dir, _manifest(train, spec, run_dir, explained=explained))
+        write_explain_file(run_dir, model.estimator, family, x)
+    write_manifest(run_dir, _manifest(family, train, spec, run_dir, explained=explained))
     scoring = with_edge_cases(make_features(N_INPUT, rng, first_id=100_000))
     _write_input(scoring, out / "input.parquet")
-    native = model.predict_proba(encode(scoring, spec))[:, 1]
+    native = model.predict_proba(encode(scoring, spec))
     _write_expected(scoring, native, run_dir, out / "expected_scores.parquet")
     if explained:
         load_scorer(run_dir).explain(scoring).write_parquet(out / "expected_explanations.parquet")
@@ -111,13 +122,13 @@ def _strings(rng: np.random.Generator, choices: list[str | None], n: int) -> pl.
 
 
 def _manifest(
-    train: pl.DataFrame, spec: EncoderSpec, run_dir: Path, *, explained: bool
+    family: str, train: pl.DataFrame, spec: EncoderSpec, run_dir: Path, *, explained: bool
 ) -> Manifest:
     names = spec.input_names
     files = (MODEL_FILE, ENCODERS_FILE, *([EXPLAIN_FILE] if explained else []))
     return Manifest(
-        model_version="golden-explained-1" if explained else "golden-basic-1",
-        model_kind="xgboost",
+        model_version=f"golden-{family}-1",
+        model_kind=family,
         created_at="2024-01-07T00:00:00+00:00",
         hubscore_version=__version__,
         features=[{"name": n, "dtype": str(train.schema[n])} for n in names],
@@ -128,7 +139,7 @@ def _manifest(
         decision_threshold=0.5,
         confidence_bands={"high": 0.7, "medium": 0.4},
         feature_distributions=profile_features(train, names),
-        explanations={"file": EXPLAIN_FILE, "space": "log-odds"} if explained else {},
+        explanations={"file": EXPLAIN_FILE, "space": SPACE[family]} if explained else {},
     )
 
 
@@ -147,6 +158,7 @@ def _write_expected(df: pl.DataFrame, native: np.ndarray, run_dir: Path, path: P
 
 
 if __name__ == "__main__":
-    build(HERE / "basic")
-    build(HERE / "explained", explained=True)
-    print(f"wrote {HERE / 'basic'} and {HERE / 'explained'}; review: git diff --stat tests/golden")
+    for name in MODEL_NAMES:
+        build(name, HERE / name)
+        print(f"wrote {HERE / name}")
+    print("review with: git diff --stat tests/golden")

@@ -1,0 +1,300 @@
+"""`score --engine spark` and `score_dataframe`: the lean scorer in `mapInArrow`, ranked globally.
+
+The run folder is verified once on the driver (a private copy, hashed like `load_scorer` does)
+and shipped once to every executor with `SparkContext.addFile`; each Python worker opens one
+onnxruntime session per run folder and keeps it across tasks and batches. Every batch goes
+through `Scorer.score_batch`, the same pure function the single-machine scorer and the API
+call, so probabilities, labels and bands are the same numbers. Rank needs every row: it is a
+window over probability (descending) then id, per cutoff, as `rank_scores` sorts.
+
+    >>> ranked = score_dataframe(spark.read.parquet("features/"), Path("models/latest"))
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
+from pyspark import SparkFiles
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+
+from hubscore import __version__
+from hubscore.core.artifacts import MODEL_FILE, Manifest
+from hubscore.core.atomic import exclusive_lock
+from hubscore.core.datasets import read_kv_metadata, write_folder_metadata
+from hubscore.core.drift import DriftCounter
+from hubscore.core.encoding import EncoderSpec
+from hubscore.core.errors import ConfigError, ValidationError
+from hubscore.core.scorer import (
+    CUTOFF,
+    ID,
+    PRIORITY,
+    PRIORITY_LEVELS,
+    PRIORITY_QUANTILES,
+    PROBABILITY,
+    RANK,
+    Scorer,
+    check_windows,
+    empty_batch,
+    load_scorer,
+    open_session,
+    output_columns,
+    scored_at_for,
+    to_frame,
+)
+from hubscore.serving.batch import (
+    DRIFT_SAMPLE_ROWS,
+    ScoreSummary,
+    _check_drift,
+    check_allowances,
+    file_format,
+    summarise_scores,
+)
+from hubscore.spark.build import staged_folder
+from hubscore.spark.session import job_errors, marked_errors, spark_session
+
+DRIFT = "__drift"
+BatchTask = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
+_SCORERS: dict[str, Scorer] = {}
+"""Per Python worker: the scorer of each shipped run folder (one onnxruntime session each)."""
+_SHIPPED: dict[tuple[int, str], Path] = {}
+"""Per driver: run folders already shipped to a SparkContext (addFile refuses a second time)."""
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """A verified run folder as executors get it: manifest and encoders here, model by file."""
+
+    name: str
+    manifest: Manifest
+    spec: EncoderSpec
+    threads: int = 1
+
+    def scorer(self) -> Scorer:
+        """Return this worker's scorer, opening the onnxruntime session on first use only."""
+        scorer = _SCORERS.get(self.name)
+        if scorer is None:
+            model = Path(SparkFiles.get(self.name)) / MODEL_FILE
+            session = open_session(model, threads=self.threads)
+            scorer = _SCORERS[self.name] = Scorer(self.manifest, self.spec, session)
+        return scorer
+
+
+def ship_model(
+    spark: SparkSession, run_dir: Path, *, threads: int = 1
+) -> tuple[Scorer, ShippedModel]:
+    """Verify a run folder once on the driver and ship that verified copy to every executor."""
+    scorer = load_scorer(run_dir, threads=threads)  # refuses a tampered or unknown folder
+    name = f"hubscore-run-{scorer.manifest.files.get(MODEL_FILE, 'model')[:16]}"
+    key = (id(spark.sparkContext), name)
+    if key not in _SHIPPED:
+        # A private copy, verified again after copying: what ships is what was checked.
+        staging = Path(tempfile.mkdtemp(prefix="hubscore-spark-run-"))
+        atexit.register(shutil.rmtree, staging, ignore_errors=True)
+        copy = Path(shutil.copytree(run_dir, staging / name))
+        scorer = load_scorer(copy, threads=threads)
+        spark.sparkContext.addFile(str(copy), recursive=True)
+        _SHIPPED[key] = copy
+    return scorer, ShippedModel(name, scorer.manifest, scorer.spec, threads)
+
+
+def score_dataframe(
+    features: DataFrame,
+    run_dir: Path,
+    *,
+    scored_at: datetime | None = None,
+    threshold: float | None = None,
+) -> DataFrame:
+    """Score a Spark DataFrame of features: the single-machine scorer's columns, ranked.
+
+    Args:
+        features: `id` (and `cutoff`), then the model's feature columns; extras are ignored.
+        scored_at: the `scored_at` value; default now (UTC, to the second).
+    """
+    scorer, model = ship_model(features.sparkSession, run_dir)
+    at = scored_at or scored_at_for(None)
+    scored = scored_frame(features, scorer, model, scored_at=at, threshold=threshold)
+    return rank_frame(scores_only(scored))
+
+
+def scored_frame(
+    features: DataFrame,
+    scorer: Scorer,
+    model: ShippedModel,
+    *,
+    scored_at: datetime,
+    threshold: float | None = None,
+) -> DataFrame:
+    """Score every batch (no rank yet); each partition adds one row of drift counts."""
+    empty = empty_batch(to_arrow_schema(features.schema))
+    # Scoring no rows on the driver refuses missing or mistyped columns before any task,
+    # and gives the exact output types.
+    sample = scorer.score_batch(empty, scored_at=scored_at, threshold=threshold)
+    fields = [*sample.schema, pa.field(DRIFT, pa.string())]
+    schema = pa.schema([f.remove_metadata().with_nullable(True) for f in fields])
+    task = _score_task(model, schema, scored_at=scored_at, threshold=threshold)
+    return features.mapInArrow(task, from_arrow_schema(schema))
+
+
+def _score_task(
+    model: ShippedModel, schema: pa.Schema, *, scored_at: datetime, threshold: float | None
+) -> BatchTask:
+    profile = model.manifest.feature_distributions
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        with marked_errors():
+            scorer = model.scorer()
+            drift = DriftCounter(profile, sample_rows=DRIFT_SAMPLE_ROWS)
+            for batch in batches:
+                drift.update(scorer.conform(to_frame(batch)))
+                scored = scorer.score_batch(batch, scored_at=scored_at, threshold=threshold)
+                yield _widen(pa.Table.from_batches([scored]), schema)
+            counts = {name: c.tolist() for name, c in drift.counts.items()}
+            text = json.dumps({"rows": drift.rows, "counts": counts})
+            yield _widen(pa.table({DRIFT: pa.array([text])}), schema)
+
+    return run
+
+
+def _widen(table: pa.Table, schema: pa.Schema) -> pa.RecordBatch:
+    n = table.num_rows
+    arrays = [
+        table.column(f.name).cast(f.type).combine_chunks()
+        if f.name in table.column_names
+        else pa.nulls(n, f.type)
+        for f in schema
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def scores_only(scored: DataFrame) -> DataFrame:
+    """Drop the drift-count rows of a scored frame."""
+    return scored.where(F.col(DRIFT).isNull()).drop(DRIFT)
+
+
+def rank_frame(scores: DataFrame, quantiles: Sequence[float] = PRIORITY_QUANTILES) -> DataFrame:
+    """Number rows 1..n per cutoff by probability (descending), ties to the smaller id, and
+    tier them by rank share into `priority` exactly as `with_priority` does."""
+    by = [CUTOFF] if CUTOFF in scores.columns else []
+    order = Window.partitionBy(*by).orderBy(F.col(PROBABILITY).desc(), F.col(ID).asc())
+    ranked = scores.withColumn(RANK, F.row_number().over(order).cast("long"))
+    share = (F.col(RANK) - 1) / F.count(F.lit(1)).over(Window.partitionBy(*by))
+    tier = F.lit(PRIORITY_LEVELS[-1])
+    for bound, name in reversed(list(zip(quantiles, PRIORITY_LEVELS, strict=False))):
+        tier = F.when(share < float(bound), name).otherwise(tier)
+    ranked = ranked.withColumn(PRIORITY, tier)
+    return ranked.select(*output_columns(ranked.columns))
+
+
+def score_path_spark(
+    input_path: Path,
+    output_path: Path,
+    *,
+    run_dir: Path,
+    master: str,
+    log_level: str = "ERROR",
+    threshold: float | None = None,
+    top_k: int | None = None,
+    as_of: date | None = None,
+    batch_size: int = 65536,
+    threads: int = 1,
+    fail_on_drift: float | None = None,
+    drift_allowances: Mapping[str, float] | None = None,
+    priority_quantiles: Sequence[float] = PRIORITY_QUANTILES,
+) -> ScoreSummary:
+    """Score a Parquet file or folder into a Parquet folder with Spark, atomically.
+
+    Explanations (reasons) are the single-machine scorer's: Spark writes none yet.
+    """
+    started = time.perf_counter()
+    for path, role in ((input_path, "input"), (output_path, "output")):
+        if file_format(path, role=role) != "parquet":
+            raise ConfigError(
+                f"--engine spark reads and writes Parquet; {role} {path} is not .parquet",
+                hint=f"name the {role} .parquet (the output is a folder of part files)",
+            )
+    if not input_path.exists():
+        raise ValidationError(f"input {input_path} does not exist", hint="check the INPUT path")
+    scored_at = scored_at_for(as_of)
+    with spark_session(master, log_level=log_level) as spark, exclusive_lock(output_path):
+        # Batches as large as the single-machine scorer's: the model runs once per batch.
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
+        scorer, model = ship_model(spark, run_dir, threads=threads)
+        check_allowances(dict(drift_allowances or {}), scorer)
+        warnings = check_windows(read_kv_metadata(input_path), scorer.manifest)
+        cut = scorer.manifest.decision_threshold if threshold is None else threshold
+        with job_errors("scoring"):
+            features = spark.read.parquet(str(input_path))
+            scored = scored_frame(features, scorer, model, scored_at=scored_at, threshold=cut)
+            scored = scored.persist()
+            try:
+                psi = _psi(scored, scorer.manifest.feature_distributions)
+                _check_drift(psi, fail_on_drift, dict(drift_allowances or {}))
+                scores = scores_only(scored)
+                refuse_repeated_keys(scores)
+                ranked = rank_frame(scores, priority_quantiles)
+                listed = ranked.where(F.col(RANK) <= top_k) if top_k else ranked
+                metadata = {
+                    "hubscore_version": __version__,
+                    "model_version": scorer.manifest.model_version,
+                }
+                with staged_folder(output_path) as staged:
+                    by = [CUTOFF] if CUTOFF in listed.columns else []
+                    # The single-machine file's row order: by cutoff, then rank.
+                    listed.orderBy(*by, RANK).write.mode("overwrite").parquet(
+                        str(staged), compression="zstd"
+                    )
+                    write_folder_metadata(staged, metadata)
+                probs = pl.from_arrow(scores.select(PROBABILITY).toArrow())
+                assert isinstance(probs, pl.DataFrame)
+                written = listed.count() if top_k else probs.height
+            finally:
+                scored.unpersist()
+    return summarise_scores(
+        (input_path, output_path),
+        scorer,
+        probs.get_column(PROBABILITY),
+        rows_written=written,
+        threshold=cut,
+        scored_at=scored_at,
+        started=started,
+        psi=psi,
+        warnings=warnings,
+    )
+
+
+def _psi(scored: DataFrame, profile: Mapping[str, Any]) -> dict[str, float]:
+    """Sum the partitions' drift counts and return the PSI per feature."""
+    counter = DriftCounter(profile)
+    for row in scored.where(F.col(DRIFT).isNotNull()).select(DRIFT).collect():
+        part = json.loads(row[DRIFT])
+        counter.rows += part["rows"]
+        for name, counts in part["counts"].items():
+            counter.counts[name] += np.asarray(counts, dtype=np.int64)
+    return counter.psi()
+
+
+def refuse_repeated_keys(scores: DataFrame) -> None:
+    """Refuse input where two rows share a key, as the single-machine scorer does."""
+    keys = [ID, CUTOFF] if CUTOFF in scores.columns else [ID]
+    repeated = scores.groupBy(*keys).count().where(F.col("count") > 1)
+    first = repeated.orderBy(*keys).limit(5).collect()
+    if first:
+        shown = ", ".join(str(r[0] if len(keys) == 1 else tuple(r[k] for k in keys)) for r in first)
+        raise ValidationError(
+            f"input rows share their {'/'.join(keys)} key with another row; first: {shown}",
+            hint="each company must appear once (once per cutoff); deduplicate the input",
+        )
