@@ -472,7 +472,8 @@ def train(
         SearchMode | None,
         typer.Option(
             help="on: choose hyperparameters on the time folds (training.search); off: the "
-            "config's models section as it is."
+            "config's models section as it is.",
+            show_default="on, with training.search.trials",
         ),
     ] = None,
     since: Annotated[

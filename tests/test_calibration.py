@@ -52,7 +52,7 @@ def test_every_calibration_is_strictly_increasing_so_it_never_reorders_the_list(
 ) -> None:
     y, p, _ = predictions(scale, n=5_000, seed=seed)
     for method in METHODS:
-        fitted = calibration._fit(method, y, p)
+        fitted = calibration.fit_method(method, y, p)
         values = np.unique(np.array(probe, dtype=np.float32))
         out = calibrate(values, fitted)
         assert out.dtype == np.float32 and np.all(np.isfinite(out))

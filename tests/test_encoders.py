@@ -270,7 +270,8 @@ def test_columns_missing_together_share_one_flag(frame) -> None:
         pl.when(no_usage).then(None).otherwise(pl.col(n).fill_null(1.0)).alias(n)
         for n in usage_stats
     )
-    spec = encoders.fit_encoders(frame, CONFIG, linear=True)
+    patterns = EncodingConfig(industry_min_frequency=3, missing_flags="pattern")
+    spec = encoders.fit_encoders(frame, patterns, linear=True)
     usage = next(g for g in spec.flag_groups if "actions_per_user" in g.columns)
     assert usage.columns == usage_stats
     assert len(spec.flag_groups) == len({tuple(g.columns) for g in spec.flag_groups})
@@ -309,3 +310,10 @@ def test_a_version_1_spec_still_encodes_as_it_did(frame) -> None:
     flagged = {g.name for g in spec.flag_groups}
     assert "EMPLOYEE_RANGE_missing" in flagged
     assert all(g.columns == [g.name.removesuffix("_missing")] for g in spec.flag_groups)
+
+
+def test_auto_flags_are_per_pattern_for_trees_and_per_column_for_logreg(frame) -> None:
+    trees = encoders.choose_encoding(EncodingConfig(), linear=False)
+    linear = encoders.choose_encoding(EncodingConfig(), linear=True)
+    assert trees.per_pattern and not linear.per_pattern
+    assert trees.native_missing and not linear.native_missing

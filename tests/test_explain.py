@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 from hubscore.cli import app
 from hubscore.core import reasons
 from hubscore.core.artifacts import read_manifest
+from hubscore.core.calibration import calibrate
+from hubscore.core.config import MODEL_NAMES
 from hubscore.core.contract import RAW_FEATURES
 from hubscore.core.errors import ArtifactError
 from hubscore.core.explain import EXPLAIN_FILE, read_explain_file, to_probability
@@ -24,15 +26,19 @@ from hubscore.core.reasons import WORDING, Row, group_of, strongest
 from hubscore.core.scorer import load_scorer, with_priority
 
 GOLDEN = Path(__file__).parent / "golden"
-OLD, EXPLAINED = GOLDEN / "basic", GOLDEN / "explained"
+OLD, EXPLAINED = GOLDEN / "basic", GOLDEN / "xgboost"  # format 1; the newest xgboost
 
 
-def test_golden_contributions_add_up_to_the_onnx_output() -> None:
-    scorer = load_scorer(EXPLAINED / "run")
-    matrix = scorer.encode(scorer.conform(pl.read_parquet(EXPLAINED / "input.parquet")))
+@pytest.mark.parametrize("family", MODEL_NAMES)
+def test_golden_contributions_add_up_to_the_onnx_output_before_calibration(family: str) -> None:
+    scorer = load_scorer(GOLDEN / family / "run")
+    matrix = scorer.encode(scorer.conform(pl.read_parquet(GOLDEN / family / "input.parquet")))
     phi = scorer.explainer().contributions(matrix)
     p = to_probability(phi.sum(axis=1), scorer.explainer().space)
-    np.testing.assert_allclose(p, scorer.run_model(matrix), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(p, scorer.model_output(matrix), rtol=0, atol=1e-6)
+    assert scorer.spec.calibration["method"] != "none"  # the reported numbers are calibrated
+    reported = calibrate(scorer.model_output(matrix), scorer.spec.calibration)
+    assert reported.tobytes() == scorer.run_model(matrix).tobytes()
 
 
 def test_golden_explanations_are_reproduced_exactly() -> None:
@@ -380,7 +386,7 @@ def test_any_raw_row_is_explained_exactly(rows) -> None:
     matrix = scorer.encode(frame)
     phi = scorer.explainer().contributions(matrix)
     p = to_probability(phi.sum(axis=1), scorer.explainer().space)
-    np.testing.assert_allclose(p, scorer.run_model(matrix), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(p, scorer.model_output(matrix), rtol=0, atol=1e-6)
     explained = scorer.explain(frame)
     assert explained.height == len(rows)
     assert explained["basis"].to_list() == [

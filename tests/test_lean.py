@@ -77,7 +77,7 @@ def test_scoring_without_reasons_does_not_load_protobuf(tmp_path: Path) -> None:
 
 
 def test_explaining_loads_no_training_stack(tmp_path: Path) -> None:
-    explained = ROOT / "tests" / "golden" / "explained"
+    explained = ROOT / "tests" / "golden" / "xgboost"  # calibrated, explained: format 2
     out = tmp_path / "list.parquet"
     args = [str(explained / "input.parquet"), str(out), str(explained / "run"), ",".join(BANNED)]
     done = subprocess.run(

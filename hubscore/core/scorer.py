@@ -145,15 +145,19 @@ class Scorer:
         return encoding.encode(df, self.spec)
 
     def run_model(self, matrix: np.ndarray) -> np.ndarray:
-        """Return calibrated probabilities of an encoded matrix from the ONNX model.
+        """Return calibrated probabilities of an encoded matrix (what every front end reports).
 
         onnxruntime releases the GIL: safe in a worker thread.
         """
+        return calibrate(self.model_output(matrix), self.spec.calibration)
+
+    def model_output(self, matrix: np.ndarray) -> np.ndarray:
+        """Return the ONNX model's own probability, before calibration (explanations add up
+        to it)."""
         if len(matrix) == 0:
             return np.empty(0, dtype=np.float32)
         (raw,) = self.session.run([self.manifest.onnx_output], {self.manifest.onnx_input: matrix})
-        probs = np.asarray(raw, dtype=np.float32)
-        probs = calibrate(np.ascontiguousarray(probs.reshape(-1)), self.spec.calibration)
+        probs = np.ascontiguousarray(np.asarray(raw, dtype=np.float32).reshape(-1))
         unscored = int(np.isnan(probs).sum())
         if unscored:  # not a probability: it would sort and label arbitrarily
             raise ValidationError(

@@ -40,7 +40,7 @@ def fit_calibration(y: Ints, p: Vector, weeks: Ints) -> dict[str, Any]:
     candidates = [m for m in METHODS if m != "isotonic" or y[early].sum() >= ISOTONIC_POSITIVES]
     if late.any() and y[early].any() and y[late].any() and not y[early].all():
         for method in candidates:
-            fitted = _fit(method, y[early], p[early])
+            fitted = fit_method(method, y[early], p[early])
             scores[method] = _log_loss(y[late], calibrate(p[late], fitted))
     chosen = (
         min(scores, key=lambda m: math.inf if scores[m] is None else scores[m])
@@ -48,7 +48,7 @@ def fit_calibration(y: Ints, p: Vector, weeks: Ints) -> dict[str, Any]:
         else "platt"
     )
     return {
-        **_fit(chosen, y, p),
+        **fit_method(chosen, y, p),
         "chosen_by": "log loss on the later third of the out-of-fold weeks",
         "validation_log_loss": scores,
         "fitted_on_rows": int(y.size),
@@ -56,7 +56,8 @@ def fit_calibration(y: Ints, p: Vector, weeks: Ints) -> dict[str, Any]:
     }
 
 
-def _fit(method: str, y: Ints, p: Vector) -> dict[str, Any]:
+def fit_method(method: str, y: Ints, p: Vector) -> dict[str, Any]:
+    """Fit one calibration method (none, platt or isotonic) on predictions and labels."""
     if method == "platt":
         return _fit_platt(y, p)
     if method == "isotonic":

@@ -11,6 +11,7 @@ not rewritten here, and every later hubscore must still load it and reproduce it
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 
 from hubscore import __version__
 from hubscore.core.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, sha256_file, write_manifest
+from hubscore.core.calibration import calibrate
 from hubscore.core.config import MODEL_NAMES, EncodingConfig, ModelName, load_config
 from hubscore.core.contract import (
     ACTIVITY_FEATURES,
@@ -33,10 +35,11 @@ from hubscore.core.drift import profile_features
 from hubscore.core.encoding import EncoderSpec, encode
 from hubscore.core.explain import EXPLAIN_FILE
 from hubscore.core.scorer import load_scorer, scored_at_for
+from hubscore.training.calibration import fit_method
 from hubscore.training.encoders import fit_encoders
 from hubscore.training.explanations import write_explain_file
 from hubscore.training.export import INPUT, OUTPUT, to_onnx
-from hubscore.training.models import make_model
+from hubscore.training.models import make_model, round_thresholds_down
 
 HERE = Path(__file__).parent
 SPACE = {"random_forest": "probability", "logreg": "log-odds", "xgboost": "log-odds"}
@@ -88,7 +91,8 @@ def with_edge_cases(df: pl.DataFrame) -> pl.DataFrame:
 
 def label(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Draw labels that depend on a few encoded columns, so the trees have signal."""
-    logit = 0.5 * x[:, 0] - 0.002 * x[:, -1] + 0.3 * np.nan_to_num(x[:, 12]) - 3.0
+    x = np.nan_to_num(x)  # trees read NaN natively; the labels need numbers
+    logit = 0.5 * x[:, 0] - 0.002 * x[:, -1] + 0.3 * x[:, 12] - 3.0
     return (rng.random(len(x)) < 1 / (1 + np.exp(-logit))).astype(np.int64)
 
 
@@ -98,9 +102,13 @@ def build(family: ModelName, out: Path, *, explained: bool = True) -> None:
     train = make_features(N_TRAIN, rng, first_id=1)
     config = load_config(overrides={f"models.{family}": SIZES[family]})
     encoding = EncodingConfig(industry_min_frequency=5)
-    spec = fit_encoders(train, encoding, scale=family == "logreg")
+    spec = fit_encoders(train, encoding, linear=family == "logreg")
     x = encode(train, spec)
-    model = make_model(family, config).fit(x, label(x, rng))
+    y = label(x, rng)
+    model = make_model(family, config).fit(x, y)
+    round_thresholds_down(model)
+    # Platt-calibrated, so every golden folder exercises the scorer's calibration.
+    spec = replace(spec, calibration=fit_method("platt", y, model.predict_proba(x)))
     run_dir = out / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / MODEL_FILE).write_bytes(to_onnx(model.estimator, x.shape[1]))
@@ -110,7 +118,7 @@ def build(family: ModelName, out: Path, *, explained: bool = True) -> None:
     write_manifest(run_dir, _manifest(family, train, spec, run_dir, explained=explained))
     scoring = with_edge_cases(make_features(N_INPUT, rng, first_id=100_000))
     _write_input(scoring, out / "input.parquet")
-    native = model.predict_proba(encode(scoring, spec))
+    native = calibrate(model.predict_proba(encode(scoring, spec)), spec.calibration)
     _write_expected(scoring, native, run_dir, out / "expected_scores.parquet")
     if explained:
         load_scorer(run_dir).explain(scoring).write_parquet(out / "expected_explanations.parquet")
@@ -127,7 +135,7 @@ def _manifest(
     names = spec.input_names
     files = (MODEL_FILE, ENCODERS_FILE, *([EXPLAIN_FILE] if explained else []))
     return Manifest(
-        model_version=f"golden-{family}-1",
+        model_version=f"golden-{family}-2",
         model_kind=family,
         created_at="2024-01-07T00:00:00+00:00",
         hubscore_version=__version__,
