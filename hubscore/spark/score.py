@@ -162,7 +162,8 @@ def _score_task(
                 drift.update(scorer.conform(to_frame(batch)))
                 scored = scorer.score_batch(batch, scored_at=scored_at, threshold=threshold)
                 yield _widen(pa.Table.from_batches([scored]), schema)
-            counts = {name: c.tolist() for name, c in drift.counts.items()}
+            # Only the columns the input had: an absent column gets no PSI (as locally).
+            counts = {n: c.tolist() for n, c in drift.counts.items() if n in drift.seen}
             text = json.dumps({"rows": drift.rows, "counts": counts})
             yield _widen(pa.table({DRIFT: pa.array([text])}), schema)
 
@@ -284,6 +285,7 @@ def _psi(scored: DataFrame, profile: Mapping[str, Any]) -> dict[str, float]:
         counter.rows += part["rows"]
         for name, counts in part["counts"].items():
             counter.counts[name] += np.asarray(counts, dtype=np.int64)
+            counter.seen.add(name)
     return counter.psi()
 
 
