@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from hubscore.cli import app
 from hubscore.core import artifacts, encoding
+from hubscore.core.calibration import calibrate
 from hubscore.core.config import MODEL_NAMES
 from hubscore.core.contract import RAW_FEATURES
 from hubscore.core.errors import ArtifactError
@@ -142,8 +143,10 @@ def test_gate_rejects_disagreement(trained_artifact, features_file: Path) -> Non
     run = trained_artifact.run_dir
     # The native model from its own saved file, not the scorer: the gate compares the two.
     booster = xgb.Booster(model_file=str(run / "model.xgb.json"))
-    matrix = encoding.encode(frame, encoding.read_encoders(run / artifacts.ENCODERS_FILE))
-    native = booster.predict(xgb.DMatrix(matrix)).astype(np.float64)
+    spec = encoding.read_encoders(run / artifacts.ENCODERS_FILE)
+    matrix = encoding.encode(frame, spec)
+    # Calibrated as the shipped run is: the gate compares what the scorer reports.
+    native = calibrate(booster.predict(xgb.DMatrix(matrix)), spec.calibration).astype(np.float64)
     ok = export.verify_export(run, frame, native, threshold=0.5, names=RAW_FEATURES)
     assert 0 <= ok["max_abs_delta"] <= export.MAX_DELTA and ok["label_flips"] == 0
     assert ok["rows"] == 50
