@@ -350,6 +350,7 @@ def score(
                 fail_on_drift=cfg.scoring.fail_on_drift,
                 drift_allowances=cfg.scoring.drift_allowances,
                 priority_quantiles=cfg.scoring.priority_quantiles,
+                explain=0 if no_explain else explain,
             )
         else:
             scorer = load_scorer(run_dir, threads=cfg.scoring.threads)

@@ -233,8 +233,8 @@ CALIBRATED = GOLDEN.parent / "xgboost"  # format 2: calibrated probabilities
 def test_spark_scores_equal_the_single_machine_scorer(
     spark: object, tmp_path: Path, top_k: int | None
 ) -> None:
-    # Spark writes no reasons yet (README): the local list is compared without them.
-    k = ["--top-k", str(top_k), "--no-explain"] if top_k else []
+    # With --top-k the listed rows are explained (reasons, contributions) on both engines.
+    k = ["--top-k", str(top_k)] if top_k else []
     rows = CALIBRATED / "input.parquet"
     local = score(rows, "-o", tmp_path / "local.parquet", *k, golden=CALIBRATED)
     distributed = score(

@@ -117,7 +117,7 @@ def score_file(
     scored_at = scored_at_for(as_of)
     cut = scorer.manifest.decision_threshold if threshold is None else threshold
     warnings = check_windows(reader.metadata, scorer.manifest)
-    explained = _rows_to_explain(scorer, explain, top_k, warnings)
+    explained = rows_to_explain(scorer, explain, top_k, warnings)
     with exclusive_lock(output_path), atomic_file(output_path) as temp:
         scratch = temp.with_name(temp.name + ".scores.parquet")
         try:
@@ -179,7 +179,7 @@ def summarise_scores(
     )
 
 
-def _rows_to_explain(
+def rows_to_explain(
     scorer: Scorer, explain: int | None, top_k: int | None, warnings: list[str]
 ) -> int:
     """Return how many top rows to explain; load the explainer now, before any scoring."""

@@ -61,6 +61,7 @@ from hubscore.serving.batch import (
     _check_drift,
     check_allowances,
     file_format,
+    rows_to_explain,
     summarise_scores,
 )
 from hubscore.spark.build import staged_folder
@@ -87,9 +88,10 @@ class ShippedModel:
         """Return this worker's scorer, opening the onnxruntime session on first use only."""
         scorer = _SCORERS.get(self.name)
         if scorer is None:
-            model = Path(SparkFiles.get(self.name)) / MODEL_FILE
-            session = open_session(model, threads=self.threads)
-            scorer = _SCORERS[self.name] = Scorer(self.manifest, self.spec, session)
+            folder = Path(SparkFiles.get(self.name))  # verified on the driver, shipped as is
+            session = open_session(folder / MODEL_FILE, threads=self.threads)
+            scorer = Scorer(self.manifest, self.spec, session, run_dir=folder)
+            _SCORERS[self.name] = scorer
         return scorer
 
 
@@ -181,6 +183,28 @@ def _widen(table: pa.Table, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+def explained_frame(
+    features: DataFrame, listed: DataFrame, model: ShippedModel, scorer: Scorer, n: int
+) -> DataFrame:
+    """Explain the top `n` rows of `listed` (per cutoff) on the executors, as `score` does."""
+    keys = [ID, CUTOFF] if CUTOFF in listed.columns else [ID]
+    wanted = listed.where(F.col(RANK) <= n).select(*keys)
+    rows = features.join(wanted, on=keys, how="left_semi")
+    empty = scorer.conform(to_frame(empty_batch(to_arrow_schema(features.schema))))
+    sample = scorer.explain(empty).to_arrow()
+    schema = pa.schema([f.remove_metadata().with_nullable(True) for f in sample.schema])
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        with marked_errors():
+            scorer = model.scorer()
+            for batch in batches:
+                if batch.num_rows:
+                    yield _widen(scorer.explain(to_frame(batch)).to_arrow(), schema)
+
+    explained = rows.mapInArrow(run, from_arrow_schema(schema))
+    return listed.join(explained, on=keys, how="left")
+
+
 def scores_only(scored: DataFrame) -> DataFrame:
     """Drop the drift-count rows of a scored frame."""
     return scored.where(F.col(DRIFT).isNull()).drop(DRIFT)
@@ -215,10 +239,13 @@ def score_path_spark(
     fail_on_drift: float | None = None,
     drift_allowances: Mapping[str, float] | None = None,
     priority_quantiles: Sequence[float] = PRIORITY_QUANTILES,
+    explain: int | None = None,
 ) -> ScoreSummary:
     """Score a Parquet file or folder into a Parquet folder with Spark, atomically.
 
-    Explanations (reasons) are the single-machine scorer's: Spark writes none yet.
+    Args:
+        explain: explain the top N rows (per cutoff), as `score_file` does; None explains
+            the `top_k` list when the run folder can, 0 explains nothing.
     """
     started = time.perf_counter()
     for path, role in ((input_path, "input"), (output_path, "output")):
@@ -236,6 +263,7 @@ def score_path_spark(
         scorer, model = ship_model(spark, run_dir, threads=threads)
         check_allowances(dict(drift_allowances or {}), scorer)
         warnings = check_windows(read_kv_metadata(input_path), scorer.manifest)
+        explained = rows_to_explain(scorer, explain, top_k, warnings)
         cut = scorer.manifest.decision_threshold if threshold is None else threshold
         with job_errors("scoring"):
             features = spark.read.parquet(str(input_path))
@@ -248,6 +276,9 @@ def score_path_spark(
                 refuse_repeated_keys(scores)
                 ranked = rank_frame(scores, priority_quantiles)
                 listed = ranked.where(F.col(RANK) <= top_k) if top_k else ranked
+                if explained:
+                    listed = explained_frame(features, listed, model, scorer, explained)
+                    listed = listed.select(*output_columns(listed.columns))
                 metadata = {
                     "hubscore_version": __version__,
                     "model_version": scorer.manifest.model_version,
@@ -262,6 +293,7 @@ def score_path_spark(
                 probs = pl.from_arrow(scores.select(PROBABILITY).toArrow())
                 assert isinstance(probs, pl.DataFrame)
                 written = listed.count() if top_k else probs.height
+                rows_explained = ranked.where(F.col(RANK) <= explained).count() if explained else 0
             finally:
                 scored.unpersist()
     return summarise_scores(
@@ -274,6 +306,7 @@ def score_path_spark(
         started=started,
         psi=psi,
         warnings=warnings,
+        rows_explained=rows_explained,
     )
 
 
