@@ -174,7 +174,8 @@ def test_an_encoder_spec_value_of_the_wrong_type_exits_5_naming_the_key(tmp_path
     (run / MANIFEST).write_text(json.dumps(manifest))
     result = score(INPUT, "-o", tmp_path / "s.parquet", model=run)
     assert result.exit_code == 5
-    assert "key numeric[0].fill: expected float | null, got str (the value is 'median')" in result.stderr
+    expected = "key numeric[0].fill: expected float | null, got str (the value is 'median')"
+    assert expected in result.stderr
 
 
 def test_default_model_is_models_latest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
