@@ -1,8 +1,10 @@
-"""The lean scoring core: a run folder in, probabilities and call-list columns out.
+"""The lean scoring core: a run folder in, calibrated probabilities and list columns out.
 
-Every front end (the `score` command, the HTTP API, a distributed engine) calls
-`Scorer.score_batch`, a pure function from one Arrow record batch to one output batch. Rank
-needs every row, so it is a separate step (`rank_scores`) that front ends apply once.
+The core is load (`load_scorer`), conform, predict (`run_model`: ONNX, then the calibration)
+and label. Front ends share it at the level that suits them: `score_file` streams batches
+through `prepare` and `run_model` and ranks once at the end; the HTTP API scores its
+request frame with `score_frame`; the Spark engine runs `score_batch` (one Arrow batch in, one
+out) on every executor batch. Rank needs every row, so it is a separate step (`rank_scores`).
 
 This module imports onnxruntime, numpy, pyarrow, polars and hubscore's lean modules only:
 the training stack never loads on a scoring host (tests/test_lean.py checks it).
