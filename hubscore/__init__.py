@@ -10,13 +10,11 @@ The public Python API is the scorer (loaded lazily, so `import hubscore` stays i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-__version__ = "0.1.0"
+from hubscore._version import __version__
+
 __all__ = ["Predictor", "__version__", "load_scorer"]
-
-if TYPE_CHECKING:
-    from hubscore.core.scorer import Predictor, load_scorer
 
 
 def __getattr__(name: str) -> Any:

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hubscore import __version__
+from hubscore._version import __version__
 from hubscore.cli_help import HelpGroup, config_default
 from hubscore.core.config import Config, load_config
 from hubscore.core.display import cell

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import duckdb
 
-from hubscore import __version__
+from hubscore._version import __version__
 from hubscore.core.atomic import atomic_file, scratch_dir
 from hubscore.core.config import FeaturesConfig
 from hubscore.core.contract import (

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from hubscore import __version__
+from hubscore._version import __version__
 from hubscore.core.atomic import atomic_file, exclusive_lock
 from hubscore.core.datasets import parquet_parts, read_kv_metadata
 from hubscore.core.drift import DriftCounter, worst_features

@@ -31,7 +31,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-from hubscore import __version__
+from hubscore._version import __version__
 from hubscore.core.artifacts import MODEL_FILE, Manifest
 from hubscore.core.atomic import exclusive_lock
 from hubscore.core.datasets import read_kv_metadata, write_folder_metadata

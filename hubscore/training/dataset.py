@@ -22,7 +22,7 @@ import numpy.typing as npt
 import polars as pl
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from hubscore import __version__
+from hubscore._version import __version__
 from hubscore.core.config import Config
 from hubscore.core.contract import (
     BUILD_HINT,

@@ -25,7 +25,7 @@ from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_
 from sklearn.ensemble import RandomForestClassifier
 from xgboost import XGBClassifier
 
-from hubscore import __version__
+from hubscore._version import __version__
 from hubscore.core.errors import ArtifactError
 from hubscore.core.scorer import load_scorer
 

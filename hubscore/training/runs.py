@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 import yaml
 
-from hubscore import __version__
+from hubscore._version import __version__
 from hubscore.core import artifacts, atomic, encoding
 from hubscore.core.calibration import calibrate
 from hubscore.core.config import MODEL_NAMES, Config, ModelName
