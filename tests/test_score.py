@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 
 from hubscore.core.artifacts import FORMAT_VERSION, MANIFEST, MODEL_FILE
 from hubscore.core.config import MODEL_NAMES
+from hubscore.core.conform import check_windows
 from hubscore.core.errors import ArtifactError, SchemaError, ValidationError
 from hubscore.core.scorer import (
     Predictor,
     Scorer,
-    check_windows,
     empty_batch,
     load_scorer,
     output_columns,

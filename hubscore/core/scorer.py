@@ -29,7 +29,8 @@ import pyarrow as pa
 from hubscore.core import encoding, explain, reasons
 from hubscore.core.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, read_manifest
 from hubscore.core.calibration import calibrate
-from hubscore.core.contract import BUILD_HINT, KEY_COLUMNS, METADATA_KEYS
+from hubscore.core.conform import check_unique_keys, conform, key_columns, parse_dtype
+from hubscore.core.contract import KEY_COLUMNS
 from hubscore.core.errors import ArtifactError, SchemaError, ValidationError, first_line
 
 ID, CUTOFF = KEY_COLUMNS
@@ -40,7 +41,6 @@ PRIORITY = "priority"
 RANK = "rank"
 MODEL_VERSION = "model_version"
 SCORED_AT = "scored_at"
-WINDOW_KEYS = tuple(key for key in METADATA_KEYS if key != "hubscore_version")
 
 # Probabilities stay float32, the model's own precision: float64 would only add digits the
 # model never computed (and noise like 0.12345679104328156 in CSV output).
@@ -60,28 +60,6 @@ PRIORITY_LEVELS = ("very high", "high", "medium", "low")
 PRIORITY_QUANTILES = (0.25, 0.5, 0.75)
 """Shares of the scored population (by rank) that end each tier: HubSpot's quartiles."""
 _PRIORITY_NAMES = pl.Series(PRIORITY, PRIORITY_LEVELS, dtype=pl.String)
-
-_DTYPE_CLASSES: tuple[type[pl.DataType], ...] = (
-    pl.Float64,
-    pl.Float32,
-    pl.Int64,
-    pl.Int32,
-    pl.Int16,
-    pl.Int8,
-    pl.UInt64,
-    pl.UInt32,
-    pl.UInt16,
-    pl.UInt8,
-    pl.Boolean,
-    pl.String,
-    pl.Date,
-)
-_DTYPES: dict[str, pl.DataType] = {cls.__name__.lower(): cls() for cls in _DTYPE_CLASSES} | {
-    "utf8": pl.String(),
-    "str": pl.String(),
-    "bool": pl.Boolean(),
-    "double": pl.Float64(),
-}
 
 
 class Scorer:
@@ -307,141 +285,6 @@ def open_session(path: Path, *, threads: int) -> ort.InferenceSession:
             f"{path} is not a loadable ONNX model: {first_line(exc)}",
             hint="restore the run folder or retrain",
         ) from None
-
-
-def parse_dtype(name: str) -> pl.DataType:
-    """Map a manifest dtype name ("Float64", "String", ...) to a Polars dtype."""
-    try:
-        return _DTYPES[name.lower()]
-    except KeyError:
-        raise ArtifactError(
-            f"manifest feature dtype {name!r} is unknown; known: {', '.join(sorted(_DTYPES))}",
-            hint="score with the hubscore version that trained the model",
-        ) from None
-
-
-def conform(df: pl.DataFrame, features: Mapping[str, pl.DataType]) -> pl.DataFrame:
-    """Return key columns then features in model order, cast losslessly; extras are dropped."""
-    if dict(df.schema) == {ID: pl.Int64(), **features}:  # already conformed (API requests)
-        _cast_key(df.get_column(ID), [])  # still refuse null ids
-        return df
-    by_lower: dict[str, list[str]] = {}
-    for column in df.columns:
-        by_lower.setdefault(column.lower(), []).append(column)
-    wanted = [ID, *features]
-    matches = {name: _find_column(name, df.columns, by_lower) for name in wanted}
-    found = {name: column for name, column in matches.items() if column is not None}
-    missing = [name for name in wanted if name not in found]
-    if missing:
-        raise SchemaError(
-            f"model expects {len(features)} feature columns and {ID}, the input lacks "
-            f"{len(missing)}; missing: " + ", ".join(missing),
-            hint=BUILD_HINT,
-        )
-    cutoff = _find_column(CUTOFF, df.columns, by_lower)
-    problems: list[str] = []
-    columns = [_cast_key(df.get_column(found[ID]).alias(ID), problems)]
-    if cutoff:
-        columns.append(df.get_column(cutoff).alias(CUTOFF))
-    columns += [
-        _cast_lossless(df.get_column(found[n]).alias(n), dtype, problems)
-        for n, dtype in features.items()
-    ]
-    if problems:
-        raise SchemaError(
-            "input columns have types the model cannot take without loss: " + "; ".join(problems),
-            hint=BUILD_HINT,
-        )
-    return pl.DataFrame(columns)
-
-
-def _find_column(
-    name: str, columns: Sequence[str], by_lower: Mapping[str, list[str]]
-) -> str | None:
-    """Match by exact name, else by a unique case-insensitive name (exports vary in case)."""
-    if name in columns:
-        return name
-    candidates = by_lower.get(name.lower(), [])
-    return candidates[0] if len(candidates) == 1 else None
-
-
-def _cast_key(column: pl.Series, problems: list[str]) -> pl.Series:
-    out = _cast_lossless(column, pl.Int64(), problems)
-    if out.null_count():
-        raise ValidationError(
-            f"{out.null_count()} input rows have no {ID}; every row needs one",
-            hint="drop or fix those rows in the input",
-        )
-    return out
-
-
-def _cast_lossless(column: pl.Series, dtype: pl.DataType, problems: list[str]) -> pl.Series:
-    """Cast when no value can change; otherwise record the column in `problems`."""
-    source = column.dtype
-    if source == dtype:
-        return column
-    if source == pl.Null or _widens(source, dtype):
-        return column.cast(dtype)
-    if dtype.is_integer() and (source.is_integer() or source.is_float() or source == pl.Boolean):
-        cast = column.cast(dtype, strict=False)
-        # Lossless means every non-null value survives the round trip unchanged.
-        if cast.null_count() == column.null_count() and (cast.cast(source) == column).all():
-            return cast
-    problems.append(f"{column.name} is {source}, expected {dtype}")
-    return column
-
-
-def _widens(source: pl.DataType, target: pl.DataType) -> bool:
-    if target.is_float():
-        return source.is_numeric() or source == pl.Boolean
-    if target == pl.String:
-        return source in (pl.Categorical,) or isinstance(source, pl.Enum) or source.is_integer()
-    return False
-
-
-def key_columns(df: pl.DataFrame) -> list[str]:
-    """Return the row key: `id`, or (`id`, `cutoff`) when the input has a cutoff column."""
-    return [ID, CUTOFF] if CUTOFF in df.columns else [ID]
-
-
-def check_unique_keys(df: pl.DataFrame) -> None:
-    """Refuse input where two rows share a key: a company scored twice would skew the list."""
-    if df.height < 2:
-        return
-    keys = key_columns(df)
-    # Sort and compare neighbours: on 10M rows a hash of every key costs ~3x the memory.
-    ordered = df.select(keys).sort(keys)
-    repeats = pl.all_horizontal(pl.col(k) == pl.col(k).shift(1) for k in keys).any()
-    if not ordered.select(repeats).item():
-        return
-    dupes = df.select(keys).filter(pl.struct(keys).is_duplicated())
-    if dupes.height:
-        first = dupes.unique(maintain_order=True).head(5).rows()
-        shown = ", ".join(str(row[0] if len(row) == 1 else row) for row in first)
-        raise ValidationError(
-            f"{dupes.height} input rows share their {'/'.join(keys)} key with another row; "
-            f"first: {shown}",
-            hint="each company must appear once (once per cutoff); deduplicate the input",
-        )
-
-
-def check_windows(metadata: Mapping[str, str], manifest: Manifest) -> list[str]:
-    """Refuse an input built with other feature windows; return warnings for unchecked ones."""
-    unchecked = [key for key in WINDOW_KEYS if key not in metadata]
-    differ = [
-        f"{key}={metadata[key]} (model: {manifest.target[key]})"
-        for key in WINDOW_KEYS
-        if key in metadata and key in manifest.target and metadata[key] != str(manifest.target[key])
-    ]
-    if differ:
-        raise SchemaError(
-            "the input was built with other feature windows than the model: " + ", ".join(differ),
-            hint="rebuild the input with hubscore build-features --as-of DATE "
-            "using the model's windows, or score with a model trained on these windows",
-        )
-    if unchecked:
-        return [f"input carries no {', '.join(unchecked)} metadata; feature windows not checked"]
-    return []
 
 
 def rank_scores(scores: pl.DataFrame) -> pl.DataFrame:

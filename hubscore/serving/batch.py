@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from hubscore._version import __version__
 from hubscore.core.atomic import atomic_file, exclusive_lock
+from hubscore.core.conform import check_unique_keys, check_windows
 from hubscore.core.datasets import parquet_parts, read_kv_metadata
 from hubscore.core.drift import DriftCounter, worst_features
 from hubscore.core.errors import ArtifactError, ConfigError, DriftError, ValidationError
@@ -38,8 +39,6 @@ from hubscore.core.scorer import (
     PROBABILITY,
     RANK,
     Scorer,
-    check_unique_keys,
-    check_windows,
     confidence_levels,
     empty_batch,
     output_columns,

@@ -34,6 +34,7 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from hubscore._version import __version__
 from hubscore.core.artifacts import MODEL_FILE, Manifest
 from hubscore.core.atomic import exclusive_lock
+from hubscore.core.conform import check_windows
 from hubscore.core.datasets import read_kv_metadata, write_folder_metadata
 from hubscore.core.drift import DriftCounter
 from hubscore.core.encoding import EncoderSpec
@@ -47,7 +48,6 @@ from hubscore.core.scorer import (
     PROBABILITY,
     RANK,
     Scorer,
-    check_windows,
     empty_batch,
     load_scorer,
     open_session,
