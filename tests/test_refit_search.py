@@ -81,6 +81,9 @@ def test_the_same_seed_and_trials_choose_the_same_parameters_and_bytes(
     assert len(search["history"]) == search["trials"] >= 1
     for name in ("model.onnx", "encoders.json", "explain.npz"):
         assert (first.run_dir / name).read_bytes() == (second.run_dir / name).read_bytes()
+    # Trial 0 is the config's own parameters (conftest_train.SMALL_MODELS): the bar to beat.
+    first = search["history"][0]["params"]
+    assert (first["max_depth"], first["learning_rate"]) == (3, 0.2)
     chosen = search["chosen"]["params"]
     assert set(SPACE["xgboost"]) <= set(chosen)
     # Sizes relative to the positives are resolved at fit time, trees by early stopping.

@@ -23,7 +23,7 @@ import optuna
 
 from hubscore.core.config import Config, ModelName
 from hubscore.core.errors import ConfigError
-from hubscore.training import dataset, evaluate, models
+from hubscore.training import dataset, encoders, evaluate, models
 
 TIE_BREAK = "pr_auc"
 PRUNE_AFTER_TRIALS = 4
@@ -59,6 +59,8 @@ def choose_params(
     # A trial whose first folds fall below the median of earlier trials' stops early.
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    # Trial 0 is the config's own parameters: the search has to beat them, not noise.
+    study.enqueue_trial(config_point(name, space, base, config))
     records: list[Searched] = []
     started = time.monotonic()
 
@@ -66,26 +68,65 @@ def choose_params(
         sampled = {key: _suggest(trial, key, spec) for key, spec in sorted(space.items())}
         choice = _choice(base, sampled)
         records.append(_evaluate(name, ff, split, config, choice, number=trial.number, trial=trial))
-        if len(records) > 1:  # keep the predictions of the best trial only: they are large
-            best_so_far = max(records[:-1], key=_rank)
+        if len(records) > 1:  # keep the predictions of the best and the config's: they are large
+            keep = {id(max(records[:-1], key=_rank)), id(records[0]), id(records[-1])}
             for record in records:
-                if record is not best_so_far and record is not records[-1]:
+                if id(record) not in keep:
                     record.folds = []
         return float(records[-1].best["metric_mean"])
 
     study.optimize(objective, n_trials=settings.trials, timeout=settings.timeout_s)
-    best = max(records, key=_rank)
+    best, chosen_by = _choose(records, config)
     best.trials = [r.best for r in records]
     best.summary = {
         "trials": len(records),
         "pruned": len(study.trials) - len(records),
         "space": space,
-        "chosen_by": f"mean {search_metric(config)} over the expanding-window "
-        f"folds ({TIE_BREAK} breaks ties)",
+        "chosen_by": chosen_by,
         "stopped_by_timeout": len(study.trials) < settings.trials,
         "seconds": round(time.monotonic() - started, 1),
     }
     return best
+
+
+def _choose(records: list[Searched], config: Config) -> tuple[Searched, str]:
+    """Return the best trial, unless it beats the config's parameters (trial 0) by no more than
+    their folds' standard error: on a few hundred positives, that much is noise."""
+    best = max(records, key=_rank)
+    how = f"mean {search_metric(config)} over the expanding-window folds ({TIE_BREAK} breaks ties)"
+    anchor = next((r for r in records if r.best["trial"] == 0), None)
+    if anchor is None or best is anchor:
+        return best, how
+    folds = max(len(anchor.folds), 1)
+    margin = anchor.best["metric_std"] / math.sqrt(folds)
+    if best.best["metric_mean"] - anchor.best["metric_mean"] > margin:
+        return best, how
+    return (
+        anchor,
+        f"{how}; no trial beat the config's parameters by a standard error ({margin:.4g})",
+    )
+
+
+def config_point(
+    name: ModelName, space: Mapping[str, Any], base: Mapping[str, Any], config: Config
+) -> dict[str, Any]:
+    """Return the config's own values of the searched keys (those inside the space)."""
+    resolved = encoders.choose_encoding(config.encoding, linear=name == "logreg")
+    flags = "pattern" if resolved.per_pattern else ("column" if resolved.flags else "none")
+    current = {**base, "encoding.industry": resolved.industry, "encoding.missing_flags": flags}
+    point = {}
+    for key, spec in space.items():
+        value = current.get(key)
+        if isinstance(value, Mapping):
+            value = value.get("per_positive")
+        inside = (
+            value in spec["choices"]
+            if "choices" in spec
+            else isinstance(value, int | float) and spec["low"] <= value <= spec["high"]
+        )
+        if value is not None and inside:
+            point[key] = value
+    return point
 
 
 def _rank(record: Searched) -> tuple[float, float, int]:
