@@ -177,7 +177,7 @@ EXPECTED_ACTIVE = {
     "ACTIONS_CRM_CONTACTS_std": "contact actions vary by 40.5 from week to week (last 13 weeks)",
     "USERS_EMAIL_sum": "email user-weeks in the last 13 weeks: 12",
     "recency_days": "last active 6 days ago",
-    "tenure_days": "first used the product 400 days ago",
+    "tenure_days": "using the product for 13 weeks or more",
     "actions_recent": "actions in the last 4 weeks: 412, 3.1\u00d7 the 4 weeks before",
     "actions_prior": "actions in the 4 weeks before the last 4: 133",
     "trend_actions": "activity trend: 3.1\u00d7 the 4 weeks before",
@@ -406,3 +406,9 @@ def test_priority_quantiles_are_validated_by_key() -> None:
     )
     with pytest.raises(ConfigError, match=r"scoring\.priority_quantiles"):
         load_config(None, overrides={"scoring.priority_quantiles": [0.5, 0.2, 0.9]}, environ={})
+
+
+def test_tenure_below_the_cap_is_exact_and_at_the_cap_is_at_least() -> None:
+    word = reasons.WORDING["tenure_days"]
+    assert word(reasons.Row({"tenure_days": 30}, 4, 13)) == "first used the product 30 days ago"
+    assert word(reasons.Row({"tenure_days": 91}, 4, 13)) == "using the product for 13 weeks or more"

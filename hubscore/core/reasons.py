@@ -150,6 +150,17 @@ def _when_present(name: str, text: str, missing: str) -> Wording:
     return word
 
 
+def _tenure(row: Row) -> str:
+    # tenure_days is capped at the look-back window (no calendar clock): at the cap it means
+    # "at least this long", not "exactly".
+    value = row.get("tenure_days")
+    if value is None:
+        return "no usage history"
+    if float(value) >= 7 * row.lookback_weeks:
+        return f"using the product for {row.lookback_weeks} weeks or more"
+    return f"first used the product {float(value):,.0f} days ago"
+
+
 WORDING: dict[str, Wording] = {
     "EMPLOYEE_RANGE": _employees,
     "INDUSTRY": _industry,
@@ -178,9 +189,7 @@ WORDING: dict[str, Wording] = {
     ),
     **{f"{c}_{s}": _stat(c, s) for c in USAGE_COLUMNS for s in ("sum", "mean", "max", "std")},
     "recency_days": _when_present("recency_days", "last active {v:,.0f} days ago", "never active"),
-    "tenure_days": _when_present(
-        "tenure_days", "first used the product {v:,.0f} days ago", "no usage history"
-    ),
+    "tenure_days": _tenure,
     "actions_recent": _recent,
     "actions_prior": _when_present(
         "actions_prior",
