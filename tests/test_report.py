@@ -46,6 +46,7 @@ def run_metrics(scale: float, *, seed: int = 0) -> dict[str, Any]:
         "target": "converted_within",
         "horizon_days": 30,
         "weekly_capacity": 50,
+        "leaderboard_metric": "precision_at_50",
         "test": test,
         "test_weekly": evaluate.weekly_precision(y, p, weeks, [10, 50]),
         "baseline": evaluate.ranking_metrics(y, p[::-1].copy(), weeks, [10, 50]),
@@ -136,7 +137,7 @@ def test_the_quality_profile_is_tables_not_a_json_dump() -> None:
     # records with different keys share one header: the union, in order of appearance
     assert "<th>EMPLOYEE_RANGE_missing</th><th>INDUSTRY_missing</th>" in by_label
     assert "<td class='n'>308,729</td>" in html
-    assert "overflow-wrap:anywhere" in report.STYLE
+    assert "overflow-wrap:break-word" in report.STYLE
 
 
 def test_the_importance_axis_says_what_each_family_measures() -> None:

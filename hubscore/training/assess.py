@@ -71,6 +71,7 @@ def evaluate_trained(
         "target": ff.metadata["target"],
         "horizon_days": int(ff.metadata["horizon_days"]),
         "weekly_capacity": t.weekly_capacity,
+        "leaderboard_metric": t.leaderboard_metric,
         "split": trained.split.report,
         "test": test,
         "test_intervals": evaluate.company_intervals(

@@ -89,7 +89,7 @@ def _leaderboard_sentences(metrics: Mapping[str, Any]) -> list[str]:
     board = metrics.get("leaderboard") or []
     if len(board) < 2:
         return []
-    metric = next(k for k in board[0] if k not in ("place", "model", "run"))
+    metric = str(metrics["leaderboard_metric"])
     close = [row["model"] for row in board[1:] if row.get("overlaps_winner")]
     text = (
         f"{len(board)} families were trained; {board[0]['model']} ranked first by {metric} "
@@ -115,7 +115,7 @@ def write_report(path: Path, metrics: Mapping[str, Any], *, plots: Sequence[Path
             for s in summary_sentences(metrics, capacity=capacity, horizon=horizon)
         ),
         "</ul>",
-        *_section("Leaderboard (all families of this run)", _table(metrics.get("leaderboard"))),
+        *_section("Leaderboard (all families of this run)", _leaderboard(metrics)),
         *_section("The weekly list, week by week (test side)", _weekly(metrics)),
         *_section("Test metrics vs the baseline (rank by recent activity)", _compare(metrics)),
         *_section(
@@ -178,8 +178,9 @@ STYLE = (
     "color:#1a1a1a;line-height:1.45}.lead{font-size:1.1em}"
     "h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}h3{margin-bottom:.3em}"
     ".scroll{overflow-x:auto}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}"
-    "td,th{border:1px solid #ccc;padding:3px 10px;vertical-align:top;overflow-wrap:anywhere}"
-    "th{background:#f3f5f8;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}"
+    "td,th{border:1px solid #ccc;padding:3px 10px;vertical-align:top;overflow-wrap:break-word}"
+    "th{background:#f3f5f8;text-align:left;white-space:nowrap}"  # headers never break mid-word
+    "td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
     ".plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(30em,1fr));gap:1em}"
     "figure{margin:0}img{max-width:100%;height:auto}"
 )
@@ -237,12 +238,23 @@ def _table(rows: Sequence[Mapping[str, Any]] | None) -> str:
     return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
 
 
+def _leaderboard(metrics: Mapping[str, Any]) -> str:
+    board = metrics.get("leaderboard") or []
+    if not board:
+        return ""
+    metric = str(metrics["leaderboard_metric"])
+    first = ["place", "model", metric, "interval", "overlaps_winner"]
+    order = [*first, *(k for k in board[0] if k not in (*first, "run")), "run"]
+    return _table([{k: row.get(k) for k in order} for row in board])
+
+
 def _weekly(metrics: Mapping[str, Any]) -> str:
     baseline = {w["cutoff"]: w for w in metrics.get("baseline_weekly", [])}
     rows = []
     for week in metrics.get("test_weekly", []):
-        row = dict(week)
-        for key in [k for k in week if k.startswith("hits_at_")]:
+        hits = sorted((k for k in week if k.startswith("hits_at_")), key=lambda k: int(k[8:]))
+        row = {k: week[k] for k in ("cutoff", "companies", "converters", *hits)}
+        for key in hits:
             row[f"baseline_{key}"] = baseline.get(week["cutoff"], {}).get(key)
         rows.append(row)
     note = "<p>hits_at_k: converters within the week's top k; baseline: rank by recent actions.</p>"
