@@ -123,18 +123,18 @@ def train_and_export(
         models.make_model(name, config)  # reject bad hyperparameters before any training
     ff = dataset.read_features(features, since=since, until=until)  # cutoffs in [since, until]
     split = dataset.split_rows(ff, config)
-    with atomic.exclusive_lock(out_dir / "latest"), contextlib.ExitStack() as staging:
-        drafts = []
-        atomic.remove_all_temps(out_dir)  # a killed run's staged folder has another name
-        for name in names:
-            prefix = config.experiment.name + (f"-{name}" if len(names) > 1 else "")
-            target = out_dir / run_name(out_dir, prefix)
-            stage = staging.enter_context(atomic.atomic_dir(target))
-            drafts.append(_stage_family(name, ff, split, config, stage=stage, target=target))
-        board = leaderboard_table([d.result for d in drafts], config)
-        results = [_finish(draft, board, config) for draft in drafts]
-    best = leaderboard(results, config.training.leaderboard_metric)[0]
     with atomic.exclusive_lock(out_dir / "latest"):
+        atomic.remove_all_temps(out_dir)  # a killed run's staged folder has another name
+        with contextlib.ExitStack() as staging:  # every folder renamed into place, or none
+            drafts = []
+            for name in names:
+                prefix = config.experiment.name + (f"-{name}" if len(names) > 1 else "")
+                target = out_dir / run_name(out_dir, prefix)
+                stage = staging.enter_context(atomic.atomic_dir(target))
+                drafts.append(_stage_family(name, ff, split, config, stage=stage, target=target))
+            board = leaderboard_table([d.result for d in drafts], config)
+            results = [_finish(draft, board, config) for draft in drafts]
+        best = leaderboard(results, config.training.leaderboard_metric)[0]
         update_latest(out_dir, best.run_dir.name)
     if track or config.tracking.uri:
         from hubscore.training import tracking
