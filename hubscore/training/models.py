@@ -321,6 +321,8 @@ def round_thresholds_down(model: Model) -> None:
         for tree in model.estimator.estimators_:
             tree.tree_.threshold[:] = _down_to_float32(tree.tree_.threshold)
     elif model.name == "lightgbm":
+        # LGBMClassifier has no public way to swap its booster, and onnxmltools converts
+        # `booster_`: the rounded booster must live there. test_export's parity tests pin it.
         text = model.estimator.booster_.model_to_string()
         model.estimator._Booster = lgb.Booster(model_str=_round_lightgbm_text(text))
 
