@@ -512,9 +512,9 @@ def leaderboard_table(results: list[Any], metric: str, top_k: tuple[int, ...]) -
     for name in ["model", *columns, "max |Δp|"]:
         table.add_column(name)
     for r in results:
-        values = [cell(r.metrics["test"].get(c)) for c in columns]
-        table.add_row(r.model, *values, f"{r.metrics['verification']['max_abs_delta']:.1e}")
-    baseline = results[0].metrics["baseline"]
+        values = [cell(r.test.get(c)) for c in columns]
+        table.add_row(r.model, *values, f"{r.max_abs_delta:.1e}")
+    baseline = results[0].baseline
     table.add_row("baseline (actions_recent)", *(cell(baseline.get(c)) for c in columns), "")
     return table
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -95,11 +95,35 @@ def file_hashes(run_dir: Path) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class RunResult:
-    """One accepted run: its family, folder and metrics.json content."""
+    """One accepted run: its family, folder and metrics.json content, with typed views of
+    what front ends read (the test and baseline metrics, the gate's largest delta)."""
 
     model: str
     run_dir: Path
     metrics: dict[str, Any]
+
+    @property
+    def test(self) -> Mapping[str, float | None]:
+        """The evaluated fit's metrics on the held-out test weeks (numbers only)."""
+        return _numbers(self.metrics["test"])
+
+    @property
+    def baseline(self) -> Mapping[str, float | None]:
+        """The same metrics of the baseline (rank by recent activity)."""
+        return _numbers(self.metrics["baseline"])
+
+    @property
+    def max_abs_delta(self) -> float:
+        """The verification gate's largest |Δp| between ONNX and the native model."""
+        return float(self.metrics["verification"]["max_abs_delta"])
+
+
+def _numbers(values: Mapping[str, Any]) -> dict[str, float | None]:
+    return {
+        k: None if v is None else float(v)
+        for k, v in values.items()
+        if v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+    }
 
 
 def train_and_export(
@@ -165,7 +189,7 @@ def leaderboard(results: Sequence[RunResult], metric: str) -> list[RunResult]:
     keys = [metric, *(m for m in LEADERBOARD_ORDER if m != metric)]
 
     def key(result: RunResult) -> tuple[Any, ...]:
-        test = result.metrics["test"]
+        test = result.test
         values = []
         for name in keys:
             value = test.get(name)
@@ -187,7 +211,7 @@ def leaderboard_table(results: Sequence[RunResult], config: Config) -> list[dict
         overlaps = None
         if winner and interval and place > 1:
             overlaps = interval[1] >= winner[0] and winner[1] >= interval[0]
-        test = result.metrics["test"]
+        test = result.test
         rows.append(
             {
                 "place": place,
