@@ -1,7 +1,9 @@
-"""Run orchestration: train the configured families, evaluate them, and write each run folder.
+"""Run orchestration: per family, choose parameters (`search`), evaluate the train-side fit on
+the held-out weeks (`assess`), refit on every labelled row, calibrate, export and verify.
 
-The run folder is staged beside its final name and renamed only after the verification gate
-(`export.verify_export`) passes. `models/latest` moves only after that.
+Every family's run folder is staged beside its final name; all are renamed into place together,
+after every verification gate (`export.verify_export`, the explanations' gate) has passed and
+each report carries the leaderboard. `models/latest` moves only after that, under the lock.
 """
 
 from __future__ import annotations
