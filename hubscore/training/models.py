@@ -44,6 +44,9 @@ EARLY_STOPPING_ROUNDS = 50
 BOOSTERS = ("xgboost", "lightgbm")
 
 
+_INTEGER_SIZES = {"min_child_samples", "min_samples_leaf", "min_samples_split", "num_leaves"}
+
+
 def resolve_sizes(params: Mapping[str, Any], positives: int) -> dict[str, Any]:
     """Turn `{per_positive: x}` values into x times the positive training rows (at least 1).
 
@@ -57,9 +60,6 @@ def resolve_sizes(params: Mapping[str, Any], positives: int) -> dict[str, Any]:
             value = max(1, round(size)) if key in _INTEGER_SIZES else max(size, 1e-3)
         resolved[key] = value
     return resolved
-
-
-_INTEGER_SIZES = {"min_child_samples", "min_samples_leaf", "min_samples_split", "num_leaves"}
 
 
 @dataclass

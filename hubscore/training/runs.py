@@ -286,6 +286,8 @@ class _Shipped:
     fitted_on: dict[str, Any]
     fit_frame: pl.DataFrame
     """The rows it was fitted on (logistic regression explains against their means)."""
+    x_test: np.ndarray
+    """The held-out rows encoded by its spec (the gates score and explain them)."""
     native_test: np.ndarray
     """Its calibrated probabilities on the held-out rows (what the gate compares)."""
 
@@ -309,17 +311,17 @@ def _ship(
         model, spec = models.refit_all(name, ff, config, choice=trained.choice)
         weeks = dataset.week_codes(trained.test)
         fitted = calibration.fit_calibration(trained.y_test, trained.p_test, weeks)
-        fit_frame = ff.frame
+        fit_frame, x_test = ff.frame, encoding.encode(trained.test, spec)
         log.add(f"refitted {name} on all {ff.frame.height} labelled rows")
     else:
         model, spec = trained.model, trained.spec
         fitted = calibration.fit_calibration(*assess.out_of_fold(trained.folds))
-        fit_frame = trained.train_frame
+        fit_frame, x_test = trained.train_frame, trained.x_test
     described = assess.fitted_on(fit_frame, refit=config.training.refit)
     spec = replace(spec, calibration=fitted)
-    native = calibrate(model.predict_proba(encoding.encode(trained.test, spec)), fitted)
+    native = calibrate(model.predict_proba(x_test), fitted).astype(np.float64)
     described["calibration"] = {k: v for k, v in fitted.items() if k not in ("x", "y")}
-    return _Shipped(model, spec, described, fit_frame, native.astype(np.float64))
+    return _Shipped(model, spec, described, fit_frame, x_test, native)
 
 
 def _export(
@@ -351,8 +353,7 @@ def _export(
         names=RAW_FEATURES,
     )
     log.add(f"verification: {json.dumps(verification, sort_keys=True)}")
-    x_held_out = encoding.encode(held_out, shipped.spec)
-    explained = explanations.verify_explanations(stage, estimator, kind, x_held_out)
+    explained = explanations.verify_explanations(stage, estimator, kind, shipped.x_test)
     log.add(f"explanations: {json.dumps(explained, sort_keys=True)}")
     gate = {"file": EXPLAIN_FILE, "space": explained["space"], "gate": explained}
     return replace(manifest, verification=verification, explanations=gate)

@@ -147,27 +147,29 @@ def _evaluate(
     """Cross-validate one choice; fix the boosters' tree count at the folds' median.
 
     Args:
-        trial: the search's trial, told each fold's metric so a poor one is pruned early.
+        trial: the search's trial, told each fold's metric so a poor one is pruned early
+            (each fold is measured once, as it comes).
     """
     metric = search_metric(config)
     sign = -1.0 if metric in evaluate.LOWER_IS_BETTER else 1.0
+    per_fold: list[dict[str, Any]] = []
 
-    def report(number: int, fold: models.Fold) -> None:
+    def measure(number: int, fold: models.Fold) -> None:
+        per_fold.append(evaluate.fold_metrics(fold, config.training.top_k))
         if trial is None:
             return
-        value = evaluate.fold_metrics(fold, config.training.top_k).get(metric)
+        value = per_fold[-1].get(metric)
         trial.report(_mean([None if value is None else sign * value]), number)
         if trial.should_prune():
             raise optuna.TrialPruned
 
     folds, trees = models.cross_validate(
-        name, ff, split, choice.config(name, config), early_stopping=True, on_fold=report
+        name, ff, split, choice.config(name, config), early_stopping=True, on_fold=measure
     )
     if trees:
         choice = models.Choice(
             {**choice.model, "n_estimators": int(statistics.median(trees))}, choice.encoding
         )
-    per_fold = [evaluate.fold_metrics(fold, config.training.top_k) for fold in folds]
     values = [None if m.get(metric) is None else sign * m[metric] for m in per_fold]
     ties = [m.get(TIE_BREAK) for m in per_fold]
     row = {
