@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     print_table(f"mean of {len(seeds)} seeds", mean, families=args.families)
     print_targets(mean, families=args.families)
     minutes = (time.perf_counter() - started) / 60
-    report = {"companies": args.companies, "search": args.search, "minutes": round(minutes, 1)}
+    report = {"companies": args.companies, "search": args.search, "warmup_days": args.warmup_days}
+    report["minutes"] = round(minutes, 1)
     report |= {"seeds": seeds, "mean": mean, "targets": targets(mean, families=args.families)}
     results = args.out.parent / "quality_results.json"
     results.write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -77,6 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--companies", type=int, default=5200, help="per sample [5200]")
     parser.add_argument("--families", type=_families, default=list(FAMILIES))
     parser.add_argument("--search", help="passed to `hubscore train --search` when given")
+    parser.add_argument("--warmup-days", help="passed to `hubscore build-features` when given")
     parser.add_argument("--protocol", type=Path, help=f"the protocol script [{PROTOCOL}]")
     parser.add_argument("--out", type=Path, default=OUT / "quality", help="work folder")
     return parser.parse_args(argv)
@@ -120,8 +122,9 @@ def run_seed(
     folder.mkdir(parents=True, exist_ok=True)
     hubscore(folder, "sample-data", "--out", "data", "--seed", str(seed),
              "--companies", str(args.companies))  # fmt: skip
+    warmup = ["--warmup-days", args.warmup_days] if args.warmup_days else []
     hubscore(folder, "build-features", "--data-dir", "data", "--out", "build",
-             "--target", "converted_within", "--horizon-days", "30")  # fmt: skip
+             "--target", "converted_within", "--horizon-days", "30", *warmup)  # fmt: skip
     train_until, test_from = split_dates(folder / "build" / "features.parquet")
     run(folder, "split", [sys.executable, str(protocol), "split", "build/features.parquet",
                           "build", "--train-until", str(train_until), "--test-from",

@@ -194,6 +194,13 @@ def build_features(
             show_default=config_default("features.lookback_days"),
         ),
     ] = None,
+    warmup_days: Annotated[
+        int | None,
+        typer.Option(
+            help="History before the first weekly cutoff (at most the look-back).",
+            show_default=config_default("features.warmup_days"),
+        ),
+    ] = None,
     max_reject_rate: Annotated[
         float | None,
         typer.Option(
@@ -228,6 +235,7 @@ def build_features(
                 "features.target": target,
                 "features.horizon_days": horizon_days,
                 "features.lookback_days": lookback_days,
+                "features.warmup_days": warmup_days,
                 "features.max_reject_rate": max_reject_rate,
             },
         )

@@ -7,6 +7,8 @@
 --   look-back: S - week_end < $lookback_days     recent: S - week_end < $recent_days
 --   prior:     $recent_days <= S - week_end < 2 * $recent_days (trend compares recent to prior)
 -- Recency uses all complete history; tenure is capped at the look-back window.
+-- weeks_observed counts the look-back's weeks that the files cover (fewer only for cutoffs in
+-- a warm-up shorter than the look-back): the share of active weeks is over those weeks.
 
 -- name: usage_timeline
 -- First usage week, the last complete day of usage, and the latest CLOSEDATE.
@@ -179,7 +181,19 @@ copy (
             from scoped
             group by id, cutoff
         ),
-        ordered as (from usage_stat_layout union all by name from aggregated)
+        ordered as (from usage_stat_layout union all by name from aggregated),
+        -- Week ends in (cutoff - look-back, cutoff] from the files' first one on.
+        observed as (
+            select
+                cutoff,
+                case when cutoff >= $first_week_end::date
+                    then (cutoff - $first_week_end::date) // 7 + 1 - greatest(0, 1 + floor(
+                        (cutoff - $first_week_end::date - $lookback_days::integer) / 7
+                    )::integer)
+                    else 0
+                end as weeks_observed
+            from (select distinct cutoff from spine)
+        )
     select
         s.*,
         c.employee_range as EMPLOYEE_RANGE,
@@ -190,7 +204,7 @@ copy (
         coalesce(a.total_users, 0) as total_users,
         a.total_actions / nullif(a.total_users, 0) as actions_per_user,
         7 * coalesce(a.weeks_active, 0) as days_active,
-        coalesce(a.weeks_active, 0) / ($lookback_days::integer / 7.0) as activity_frequency,
+        coalesce(a.weeks_active, 0) / greatest(o.weeks_observed, 1) as activity_frequency,
         no_usage_default(COLUMNS('^(ACTIONS|USERS)_.+_(sum|mean|max|std)$')),
         s.cutoff - h.last_active_week_end as recency_days,
         -- Capped at the look-back window: uncapped it is a calendar clock (bounded only by the
@@ -202,11 +216,13 @@ copy (
         coalesce(a.actions_prior, 0) as actions_prior,
         ln((coalesce(a.actions_recent, 0) + 1) / (coalesce(a.actions_prior, 0) + 1))
             as trend_actions,
-        coalesce(a.weeks_active_recent, 0) as weeks_active_recent
+        coalesce(a.weeks_active_recent, 0) as weeks_active_recent,
+        o.weeks_observed
     from spine as s
     join companies as c using (id)
     left join history as h using (id, cutoff)
     left join ordered as a using (id, cutoff)
+    join observed as o using (cutoff)
     order by s.cutoff, s.id
 ) to $out (format parquet, compression zstd, kv_metadata {
     hubscore_version: $hubscore_version,

@@ -6,7 +6,7 @@ compares the two catches a mistake in either.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import polars as pl
 
@@ -26,9 +26,12 @@ def read_usage_csv(path: str) -> pl.DataFrame:
 
 
 def reference_features(
-    usage: pl.DataFrame, company_id: int, cutoff: object, *, lookback: int, recent: int
+    usage: pl.DataFrame, company_id: int, cutoff: date, *, lookback: int, recent: int
 ) -> dict[str, object]:
     """Compute one spine row's usage features the slow, obvious way."""
+    first_week_end: date = usage["week_end"].min()  # type: ignore[assignment]
+    week_ends = [first_week_end + timedelta(weeks=k) for k in range(200)]
+    observed = sum(1 for end in week_ends if end <= cutoff and (cutoff - end).days < lookback)
     seen = usage.filter((pl.col("id") == company_id) & (pl.col("week_end") <= cutoff))
     age = (pl.lit(cutoff) - pl.col("week_end")).dt.total_days()
     seen = seen.with_columns(
@@ -45,8 +48,10 @@ def reference_features(
         "total_users": total_users,
         "actions_per_user": total_actions / total_users if total_users else None,
         "days_active": 7 * window.filter(pl.col("actions") > 0).height,
-        "recency_days": (cutoff - active["week_end"].max()).days if active.height else None,  # type: ignore[operator]
-        "tenure_days": min((cutoff - seen["week_start"].min()).days, lookback)  # type: ignore[operator]
+        "weeks_observed": observed,
+        "activity_frequency": window.filter(pl.col("actions") > 0).height / max(observed, 1),
+        "recency_days": (cutoff - active["week_end"].max()).days if active.height else None,
+        "tenure_days": min((cutoff - seen["week_start"].min()).days, lookback)
         if seen.height
         else None,
         "actions_recent": int(window.filter(pl.col("age") < recent)["actions"].sum()),

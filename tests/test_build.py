@@ -130,6 +130,35 @@ def test_weekly_cutoffs_are_sundays_with_full_lookback_and_observed_horizon() ->
     assert cutoffs[-1] + timedelta(days=37) > timeline["usage_end"]
 
 
+def test_a_shorter_warm_up_starts_the_cutoffs_earlier() -> None:
+    timeline = {
+        "first_week": FIRST_MONDAY,
+        "usage_end": FIRST_MONDAY + timedelta(weeks=29, days=6),
+        "last_close": None,
+    }
+    full = weekly_cutoffs(timeline, FeaturesConfig(lookback_days=91))
+    short = weekly_cutoffs(timeline, FeaturesConfig(lookback_days=91, warmup_days=28))
+    assert short[0] == FIRST_MONDAY + timedelta(days=27)
+    assert short[9:] == full, "nine earlier cutoffs are added, the rest stay"
+    longer = weekly_cutoffs(
+        timeline, FeaturesConfig(lookback_days=28, recent_days=14, warmup_days=91)
+    )
+    assert longer[0] == FIRST_MONDAY + timedelta(days=27), "the warm-up is at most the look-back"
+
+
+def test_warm_up_rows_count_the_weeks_observed_and_leave_later_rows_alone(basic: Path) -> None:
+    _, full = run_build(basic)
+    _, short = run_build(basic, warmup_days=28)
+    added = short.filter(pl.col("cutoff") < full["cutoff"].min())
+    assert added.group_by("cutoff").agg(pl.col("weeks_observed").first()).sort("cutoff")[
+        "weeks_observed"
+    ].to_list() == list(range(4, 13))
+    assert full["weeks_observed"].unique().to_list() == [13]
+    assert short.filter(pl.col("cutoff") >= full["cutoff"].min()).equals(full)
+    # Company 2 is active every week: active in every week observed, however few.
+    assert added.filter(pl.col("id") == 2)["activity_frequency"].unique().to_list() == [1.0]
+
+
 def test_converted_within_label_is_one_exactly_when_close_is_in_the_horizon(basic: Path) -> None:
     _, features = run_build(basic)
     rows = features.filter(pl.col("id") == 1).sort("cutoff")

@@ -52,12 +52,16 @@ class FeaturesConfig:
     horizon_days: int = 30
     lookback_days: int = 91
     recent_days: int = 28
+    warmup_days: int = 91
+    """History the first weekly cutoff needs (at most the look-back): a shorter warm-up adds
+    early cutoffs whose windows are partly before the files start (see weeks_observed)."""
     eligibility: Literal["file_start", "first_usage"] = "file_start"
     max_reject_rate: float = 0.01
 
     def __post_init__(self) -> None:
         _require(self.horizon_days >= 1, "features.horizon_days", self.horizon_days, ">= 1")
         _require(self.lookback_days >= 7, "features.lookback_days", self.lookback_days, ">= 7")
+        _require(self.warmup_days >= 7, "features.warmup_days", self.warmup_days, ">= 7")
         _require(
             7 <= self.recent_days <= self.lookback_days // 2,
             "features.recent_days",

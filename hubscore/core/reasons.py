@@ -200,6 +200,9 @@ WORDING: dict[str, Wording] = {
     "weeks_active_recent": _when_present(
         "weeks_active_recent", "active {v:,.0f} of the last {R} weeks", "no active week lately"
     ),
+    "weeks_observed": _when_present(
+        "weeks_observed", "usage known for {v:,.0f} of the last {L} weeks", "no usage known yet"
+    ),
     USAGE: lambda row: NO_USAGE,
 }
 

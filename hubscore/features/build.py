@@ -68,6 +68,8 @@ class BuildRequest:
     out_dir: Path
     features: FeaturesConfig
     as_of: date | None = None
+    first_week_end: date | None = None
+    """The end of the files' first usage week: look-back windows before it are unobserved."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,8 @@ class BuildPlan:
     sources: dict[str, str]
     features: FeaturesConfig
     as_of: date | None = None
+    first_week_end: date | None = None
+    """The end of the files' first usage week: look-back windows before it are unobserved."""
 
 
 def prepare_partition(
@@ -266,7 +270,9 @@ def plan_build(
         params |= {"cutoffs": weekly_cutoffs(timeline, cfg), "horizon_days": cfg.horizon_days}
     else:
         params["as_of"] = request.as_of or (timeline or {})["usage_end"]
-    return BuildPlan(target, params, dict(sources), cfg, request.as_of)
+    first_week = (timeline or {}).get("first_week")
+    first_week_end = first_week + timedelta(days=6) if first_week else None
+    return BuildPlan(target, params, dict(sources), cfg, request.as_of, first_week_end)
 
 
 def finish_partition(
@@ -377,19 +383,24 @@ def _enforce_reject_budget(
 
 
 def weekly_cutoffs(timeline: Mapping[str, Any], cfg: FeaturesConfig) -> list[date]:
-    """Return the Sunday cutoffs with a full look-back window and a fully observed horizon."""
+    """Return the Sunday cutoffs after the warm-up with a fully observed horizon.
+
+    The first cutoff has `warmup_days` of history (the whole look-back when the warm-up is as
+    long); earlier windows are partly before the files start, which weeks_observed tells.
+    """
     first_week: date = timeline["first_week"]
     usage_end: date = timeline["usage_end"]
     known_until = max(usage_end, timeline["last_close"] or usage_end)
-    weeks_back = math.ceil(max(cfg.lookback_days - 7, 0) / 7)
+    warmup_days = min(cfg.warmup_days, cfg.lookback_days)
+    weeks_back = math.ceil(max(warmup_days - 7, 0) / 7)
     first = first_week + timedelta(days=6 + 7 * weeks_back)
     last = min(usage_end, known_until - timedelta(days=cfg.horizon_days))
     last -= timedelta(days=(last.isoweekday() % 7))  # back to a Sunday
     if first > last:
         raise ValidationError(
-            f"usage from {first_week} to {usage_end} is too short for a {cfg.lookback_days}-day "
-            f"look-back and a {cfg.horizon_days}-day horizon",
-            hint="lower --lookback-days or --horizon-days, or use more history",
+            f"usage from {first_week} to {usage_end} is too short for a {warmup_days}-day "
+            f"warm-up and a {cfg.horizon_days}-day horizon",
+            hint="lower --warmup-days or --horizon-days, or use more history",
         )
     return [first + timedelta(weeks=n) for n in range((last - first).days // 7 + 1)]
 
@@ -403,6 +414,7 @@ def _feature_params(plan: BuildPlan, spine: Mapping[str, Any], out: Path) -> dic
         "window_end": last,
         "lookback_days": cfg.lookback_days,
         "recent_days": cfg.recent_days,
+        "first_week_end": plan.first_week_end,
         "no_rank_sentinel": ALEXA_NO_RANK_SENTINEL,
         "hubscore_version": __version__,
         "target": plan.target if plan.target != "as_of" else cfg.target,
