@@ -161,6 +161,7 @@ ACTIVE = {
     "actions_prior": 133.0,
     "trend_actions": math.log(413 / 134),
     "weeks_active_recent": 3,
+    "weeks_observed": 13,
 }
 EXPECTED_ACTIVE = {
     "EMPLOYEE_RANGE": "51 to 200 employees",
@@ -182,6 +183,7 @@ EXPECTED_ACTIVE = {
     "actions_prior": "actions in the 4 weeks before the last 4: 133",
     "trend_actions": "activity trend: 3.1\u00d7 the 4 weeks before",
     "weeks_active_recent": "active 3 of the last 4 weeks",
+    "weeks_observed": "usage on file for 13 of the last 13 weeks",
     "usage": "no product usage yet: listed on company profile only",
 }
 EXPECTED_EMPTY = {
@@ -192,6 +194,8 @@ EXPECTED_EMPTY = {
     "ACTIONS_CRM_DEALS_mean": "no deal actions in the last 13 weeks",
     "recency_days": "never active",
     "tenure_days": "no usage history",
+    "activity_frequency": "no active week in the last 13 weeks",
+    "weeks_observed": "no usage on file yet",
     "actions_recent": "actions in the last 4 weeks: 0, none the 4 weeks before",
     "trend_actions": "no activity trend yet",
 }
@@ -406,6 +410,12 @@ def test_priority_quantiles_are_validated_by_key() -> None:
     )
     with pytest.raises(ConfigError, match=r"scoring\.priority_quantiles"):
         load_config(None, overrides={"scoring.priority_quantiles": [0.5, 0.2, 0.9]}, environ={})
+
+
+def test_early_in_the_files_the_share_of_active_weeks_is_of_the_weeks_on_file() -> None:
+    word = reasons.WORDING["activity_frequency"]
+    early = {"activity_frequency": 0.5, "weeks_observed": 4}
+    assert word(reasons.Row(early, 4, 13)) == "active in 50% of the 4 weeks with usage on file"
 
 
 def test_tenure_below_the_cap_is_exact_and_at_the_cap_is_at_least() -> None:

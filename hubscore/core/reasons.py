@@ -161,6 +161,17 @@ def _tenure(row: Row) -> str:
     return f"first used the product {float(value):,.0f} days ago"
 
 
+def _frequency(row: Row) -> str:
+    # A share of the weeks the files cover: fewer than the look-back's only early in the files.
+    value, observed = row.get("activity_frequency"), row.get("weeks_observed")
+    weeks = f"the last {row.lookback_weeks} weeks"
+    if observed is not None and observed < row.lookback_weeks:
+        weeks = f"the {observed:,.0f} weeks with usage on file"
+    if not value:
+        return f"no active week in {weeks}"
+    return f"active in {float(value):.0%} of {weeks}"
+
+
 WORDING: dict[str, Wording] = {
     "EMPLOYEE_RANGE": _employees,
     "INDUSTRY": _industry,
@@ -182,11 +193,7 @@ WORDING: dict[str, Wording] = {
         f"active {float(row.get('days_active') or 0) / 7:.0f} "
         f"of the last {row.lookback_weeks} weeks"
     ),
-    "activity_frequency": _when_present(
-        "activity_frequency",
-        "active in {v:.0%} of the last {L} weeks",
-        "no active week in the last {L} weeks",
-    ),
+    "activity_frequency": _frequency,
     **{f"{c}_{s}": _stat(c, s) for c in USAGE_COLUMNS for s in ("sum", "mean", "max", "std")},
     "recency_days": _when_present("recency_days", "last active {v:,.0f} days ago", "never active"),
     "tenure_days": _tenure,
@@ -201,7 +208,9 @@ WORDING: dict[str, Wording] = {
         "weeks_active_recent", "active {v:,.0f} of the last {R} weeks", "no active week lately"
     ),
     "weeks_observed": _when_present(
-        "weeks_observed", "usage known for {v:,.0f} of the last {L} weeks", "no usage known yet"
+        "weeks_observed",
+        "usage on file for {v:,.0f} of the last {L} weeks",
+        "no usage on file yet",
     ),
     USAGE: lambda row: NO_USAGE,
 }
