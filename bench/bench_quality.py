@@ -80,7 +80,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--search", help="passed to `hubscore train --search` when given")
     parser.add_argument("--warmup-days", help="passed to `hubscore build-features` when given")
     parser.add_argument("--protocol", type=Path, help=f"the protocol script [{PROTOCOL}]")
-    parser.add_argument("--out", type=Path, default=OUT / "quality", help="work folder")
+    parser.add_argument(
+        "--out", type=lambda p: Path(p).resolve(), default=OUT / "quality", help="work folder"
+    )
     return parser.parse_args(argv)
 
 
