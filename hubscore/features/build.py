@@ -67,9 +67,9 @@ class BuildRequest:
     data_dir: Path
     out_dir: Path
     features: FeaturesConfig
-    as_of: date | None = None
-    first_week_end: date | None = None
+    first_week_end: date
     """The end of the files' first usage week: look-back windows before it are unobserved."""
+    as_of: date | None = None
 
 
 @dataclass(frozen=True)
@@ -210,9 +210,9 @@ class BuildPlan:
     spine_params: dict[str, Any]
     sources: dict[str, str]
     features: FeaturesConfig
-    as_of: date | None = None
-    first_week_end: date | None = None
+    first_week_end: date
     """The end of the files' first usage week: look-back windows before it are unobserved."""
+    as_of: date | None = None
 
 
 def prepare_partition(
@@ -259,20 +259,18 @@ def check_prepared(
 
 
 def plan_build(
-    request: BuildRequest, sources: Mapping[str, str], timeline: Mapping[str, Any] | None
+    request: BuildRequest, sources: Mapping[str, str], timeline: Mapping[str, Any]
 ) -> BuildPlan:
-    """Bind the spine to the global usage calendar (not needed with --as-of)."""
+    """Bind the spine and the windows to the global usage calendar."""
     target = "as_of" if request.as_of else request.features.target
     cfg = request.features
     params: dict[str, Any] = {"eligibility": cfg.eligibility}
     if target == "converted_within":
-        assert timeline is not None, "the weekly spine needs the usage calendar"
         params |= {"cutoffs": weekly_cutoffs(timeline, cfg), "horizon_days": cfg.horizon_days}
     else:
-        params["as_of"] = request.as_of or (timeline or {})["usage_end"]
-    first_week = (timeline or {}).get("first_week")
-    first_week_end = first_week + timedelta(days=6) if first_week else None
-    return BuildPlan(target, params, dict(sources), cfg, request.as_of, first_week_end)
+        params["as_of"] = request.as_of or timeline["usage_end"]
+    first_week_end = timeline["first_week"] + timedelta(days=6)
+    return BuildPlan(target, params, dict(sources), cfg, first_week_end, request.as_of)
 
 
 def finish_partition(

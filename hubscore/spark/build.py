@@ -239,9 +239,8 @@ def _plan(
     companies: DataFrame,
     usage: DataFrame,
 ) -> BuildPlan:
-    """Bind the spine: with --as-of directly, else to the calendar summed over partitions."""
-    if request.as_of is not None:
-        return plan_build(request, sources, None)
+    """Bind the spine to the calendar summed over partitions (with --as-of too: the files'
+    first week tells how many look-back weeks they cover, weeks_observed)."""
     empty = _empty_partition(inputs, sources, None, None)
     task = _partition_task(inputs, sources, None, None, CALENDAR_SCHEMA)
     partials = [
