@@ -67,8 +67,6 @@ class BuildRequest:
     data_dir: Path
     out_dir: Path
     features: FeaturesConfig
-    first_week_end: date
-    """The end of the files' first usage week: look-back windows before it are unobserved."""
     as_of: date | None = None
 
 
