@@ -155,7 +155,9 @@ def test_missing_strategies_learn_from_training_rows(frame, strategy, expected) 
     config = EncodingConfig(missing_strategy=strategy, missing_constant=-3.0)
     spec = encoders.fit_encoders(frame, config, linear=True)
     days = next(n for n in spec.numeric if n.name == "recency_days")
-    seen = frame.get_column("recency_days").drop_nulls().to_numpy().astype(float)
+    raw = frame.get_column("recency_days").drop_nulls().to_numpy().astype(float)
+    seen = encoding.transform_values(raw, days.transform)  # filled after the log1p
+    assert days.transform == "log1p"
     assert days.fill == pytest.approx(-3.0 if expected is None else expected(seen))
 
 
