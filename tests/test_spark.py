@@ -255,6 +255,25 @@ def test_spark_scores_equal_the_single_machine_scorer(
     assert len(actual) == (top_k or 60)
 
 
+def test_spark_drift_equals_the_local_scorers_when_batches_differ(
+    spark: object, tmp_path: Path
+) -> None:
+    # 12,000 rows: one local batch, twelve Spark batches of 1,000; both count every row.
+    table = pq.read_table(GOLDEN / "input.parquet")
+    tiled = pl.concat([pl.from_arrow(table)] * 200)  # type: ignore[list-item]
+    tiled = tiled.with_columns(pl.int_range(1, tiled.height + 1, dtype=pl.Int64).alias("id"))
+    rows = tmp_path / "rows.parquet"
+    pq.write_table(tiled.to_arrow().replace_schema_metadata(table.schema.metadata), rows)
+    local = score(rows, "-o", tmp_path / "local.parquet")
+    distributed = score(
+        rows, "-o", tmp_path / "spark.parquet", "--engine", "spark", "--batch-size", "1000"
+    )
+    assert local.exit_code == 0 and distributed.exit_code == 0, distributed.output
+    drifts = [json.loads(r.stdout)["drift_worst"] for r in (local, distributed)]
+    assert drifts[1] == drifts[0]
+    assert drifts[0] and drifts[0][0]["psi"] > 0
+
+
 def test_score_dataframe_ranks_per_cutoff_like_rank_scores(spark: object) -> None:
     from hubscore.core.scorer import load_scorer, scored_at_for
     from hubscore.spark.score import score_dataframe

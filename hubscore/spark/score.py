@@ -23,7 +23,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
 from pyspark import SparkFiles
@@ -56,7 +55,6 @@ from hubscore.core.scorer import (
     to_frame,
 )
 from hubscore.serving.batch import (
-    DRIFT_SAMPLE_ROWS,
     ScoreSummary,
     _check_drift,
     check_allowances,
@@ -159,15 +157,13 @@ def _score_task(
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         with marked_errors():
             scorer = model.scorer()
-            drift = DriftCounter(profile, sample_rows=DRIFT_SAMPLE_ROWS)
+            drift = DriftCounter(profile)
             for batch in batches:
                 drift.update(scorer.conform(to_frame(batch)))
                 scored = scorer.score_batch(batch, scored_at=scored_at, threshold=threshold)
                 yield _widen(pa.Table.from_batches([scored]), schema)
             # Only the columns the input had: an absent column gets no PSI (as locally).
-            counts = {n: c.tolist() for n, c in drift.counts.items() if n in drift.seen}
-            text = json.dumps({"rows": drift.rows, "counts": counts})
-            yield _widen(pa.table({DRIFT: pa.array([text])}), schema)
+            yield _widen(pa.table({DRIFT: pa.array([json.dumps(drift.partial())])}), schema)
 
     return run
 
@@ -314,11 +310,7 @@ def _psi(scored: DataFrame, profile: Mapping[str, Any]) -> dict[str, float]:
     """Sum the partitions' drift counts and return the PSI per feature."""
     counter = DriftCounter(profile)
     for row in scored.where(F.col(DRIFT).isNotNull()).select(DRIFT).collect():
-        part = json.loads(row[DRIFT])
-        counter.rows += part["rows"]
-        for name, counts in part["counts"].items():
-            counter.counts[name] += np.asarray(counts, dtype=np.int64)
-            counter.seen.add(name)
+        counter.merge(json.loads(row[DRIFT]))
     return counter.psi()
 
 
