@@ -143,7 +143,7 @@ def score_file(
 
 
 def summarise_scores(
-    paths: tuple[Path, Path],
+    paths: tuple[Path | str, Path | str],
     scorer: Scorer,
     probs: pl.Series,
     *,
