@@ -162,7 +162,12 @@ def staged(store: Store, target: str) -> Iterator[str]:
         old = temp + "-old"
         if store.exists(target):
             store.rename(target, old)
-        store.rename(temp, target)
+        try:
+            store.rename(temp, target)
+        except SparkEngineError:
+            if store.exists(old):
+                store.rename(old, target)  # the previous output back in place
+            raise
         store.delete(old)
     finally:
         store.delete(temp)
