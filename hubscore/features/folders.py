@@ -99,11 +99,14 @@ def check_csv_content(name: str, size: int, lines: Iterable[bytes]) -> list[str]
 
 
 def check_same_headers(folder: str, headers: Mapping[str, Sequence[str]]) -> None:
-    """Refuse CSV parts whose headers differ: the readers line up later parts by position."""
+    """Refuse CSV parts whose headers differ: the readers line up later parts by position.
+
+    Exactly, case included: each engine names the columns after one part's header, and the
+    quarantine's `original` JSON carries those names.
+    """
     names = sorted(headers)
-    first = [c.strip().lower() for c in headers[names[0]]]
     for name in names[1:]:
-        if [c.strip().lower() for c in headers[name]] != first:
+        if list(headers[name]) != list(headers[names[0]]):
             raise ValidationError(
                 f"{folder}: {name} has the columns {', '.join(headers[name])}, but "
                 f"{names[0]} has {', '.join(headers[names[0]])}",

@@ -144,19 +144,16 @@ def read_input(spark: SparkSession, store: Store, kind: InputKind, source: Sourc
     fields = [StructField(ROW, LongType()), *raw.schema.fields, StructField(KEY, LongType())]
     schema = to_arrow_schema(StructType(fields[:-1]))
     id_field = next(f for f in raw.schema.fields if f.name.strip().lower() == "id")
-    if len(uris) == 1:
-        offsets: dict[str, int] = {}
-        if source.fmt == "parquet" and isinstance(id_field.dataType, INTEGERS):
-            # An integer id casts the same in Spark as in DuckDB and Parquet numbers its rows:
-            # no pass through Python before the shuffle.
-            numbered = raw.select(
-                (index + 1).alias(ROW),
-                *[F.col(f"`{c}`") for c in columns],
-                F.col(f"`{id_field.name}`").cast("long").alias(KEY),
-            )
-            return SparkInput(numbered, columns, schema)
-    else:
-        offsets = _row_offsets(raw, store, source)
+    if len(uris) == 1 and source.fmt == "parquet" and isinstance(id_field.dataType, INTEGERS):
+        # An integer id casts the same in Spark as in DuckDB and Parquet numbers its rows:
+        # no pass through Python before the shuffle.
+        numbered = raw.select(
+            (index + 1).alias(ROW),
+            *[F.col(f"`{c}`") for c in columns],
+            F.col(f"`{id_field.name}`").cast("long").alias(KEY),
+        )
+        return SparkInput(numbered, columns, schema)
+    offsets = _row_offsets(raw, store, source) if len(uris) > 1 else {}
     framed = raw.select(
         *[F.col(f"`{c}`") for c in columns],
         index.alias(INDEX),
