@@ -31,6 +31,7 @@ from hubscore.cli_render import (
 from hubscore.core.config import Config, load_config
 from hubscore.core.display import cell
 from hubscore.core.errors import INTERRUPTED_EXIT_CODE, HubscoreError
+from hubscore.core.locations import is_uri, local_path
 
 app = typer.Typer(
     cls=HelpGroup,
@@ -163,12 +164,18 @@ def sample_data(
 @app.command("build-features")
 def build_features(
     data_dir: Annotated[
-        Path | None,
-        typer.Option(help="Folder of the raw inputs.", show_default=config_default("data.dir")),
+        str | None,
+        typer.Option(
+            help="Folder of the raw inputs (a URI with --engine spark).",
+            show_default=config_default("data.dir"),
+        ),
     ] = None,
     out: Annotated[
-        Path | None,
-        typer.Option(help="Output folder.", show_default=config_default("data.build_dir")),
+        str | None,
+        typer.Option(
+            help="Output folder (a URI with --engine spark).",
+            show_default=config_default("data.build_dir"),
+        ),
     ] = None,
     target: Annotated[
         str | None,
@@ -227,11 +234,12 @@ def build_features(
     from hubscore.features.quality import render_quality
 
     with handle_errors():
+        spark = engine is Engine.spark
         cfg = resolve_config(
             config,
             **{
-                "data.dir": data_dir,
-                "data.build_dir": out,
+                "data.dir": local_location(data_dir, flag="--data-dir", spark=spark),
+                "data.build_dir": local_location(out, flag="--out", spark=spark),
                 "features.target": target,
                 "features.horizon_days": horizon_days,
                 "features.lookback_days": lookback_days,
@@ -240,32 +248,51 @@ def build_features(
             },
         )
         request = BuildRequest(cfg.data.dir, cfg.data.build_dir, cfg.features, parse_date(as_of))
-        if engine is Engine.spark:
+        if spark:
             from hubscore.spark.session import require_pyspark
 
             require_pyspark()  # before the engine's own imports, which need it
             from hubscore.spark.build import run_build_spark
 
-            result = run_build_spark(
-                request, master=master, partitions=partitions, log_level=log_level.value
+            built = run_build_spark(
+                request,
+                master=master,
+                partitions=partitions,
+                log_level=log_level.value,
+                data_dir=data_dir if data_dir and is_uri(data_dir) else None,
+                out_dir=out if out and is_uri(out) else None,
             )
+            quality, features_path = built.quality, built.features_path
         else:
             result = run_build(request)
-    render_quality(result.quality, stderr)
-    stdout.print(str(result.features_path), highlight=False, soft_wrap=True)
+            quality, features_path = result.quality, str(result.features_path)
+    render_quality(quality, stderr)
+    stdout.print(features_path, highlight=False, soft_wrap=True)
+
+
+def local_location(location: str | None, *, flag: str, spark: bool) -> Path | None:
+    """Return a flag's local path for the config; a URI is the Spark engine's alone (None)."""
+    if location is None or (spark and is_uri(location)):
+        return None
+    return local_path(location, flag=flag)
 
 
 @app.command()
 def score(
     input_path: Annotated[
-        Path,
+        str,
         typer.Argument(
             # No exists=True: Typer would exit 2; a missing input is exit 3, as documented.
             metavar="INPUT",
-            help="Features from build-features (.parquet or .csv).",
+            help="Features from build-features (.parquet or .csv; a URI with --engine spark).",
         ),
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Scores (.parquet or .csv).")],
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output", "-o", help="Scores (.parquet or .csv; a URI with --engine spark)."
+        ),
+    ],
     model: Annotated[
         Path | None,
         typer.Option(
@@ -354,11 +381,13 @@ def score(
                 explain=0 if no_explain else explain,
             )
         else:
+            source = local_path(input_path, flag="INPUT")
+            target = local_path(output, flag="--output")
             scorer = load_scorer(run_dir, threads=cfg.scoring.threads)
             with progress_bar(enabled=not quiet and stderr.is_terminal) as on_progress:
                 summary = score_file(
-                    input_path,
-                    output,
+                    source,
+                    target,
                     scorer=scorer,
                     threshold=threshold,
                     top_k=top_k,

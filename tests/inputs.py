@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import itertools
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -69,4 +71,20 @@ def write_inputs(
     write_csv(folder / "customers.csv", CUSTOMER_COLUMNS, customers)
     write_csv(folder / "noncustomers.csv", NONCUSTOMER_COLUMNS, noncustomers)
     write_csv(folder / "usage_actions.csv", USAGE_COLUMNS, usage)
+    return folder
+
+
+def split_csv(path: Path, bounds: list[int], *, gzip_last: bool = False) -> Path:
+    """Replace a CSV by a folder of part files, each with the header, cut before `bounds`."""
+    header, *rows = path.read_text().splitlines(keepends=True)
+    folder = path.with_suffix("")
+    folder.mkdir()
+    cuts = [0, *bounds, len(rows)]
+    for n, (start, end) in enumerate(itertools.pairwise(cuts)):
+        text = (header + "".join(rows[start:end])).encode()
+        last = n == len(cuts) - 2
+        name = f"part-{n:05d}.csv" + (".gz" if gzip_last and last else "")
+        (folder / name).write_bytes(gzip.compress(text) if gzip_last and last else text)
+    (folder / "_SUCCESS").write_text("")  # what Spark's writers leave: not data
+    path.unlink()
     return folder

@@ -16,7 +16,7 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from inputs import FIRST_MONDAY, week, weekly, write_inputs
+from inputs import FIRST_MONDAY, split_csv, week, weekly, write_inputs
 
 from hubscore.core.config import FeaturesConfig
 from hubscore.core.contract import RAW_FEATURES
@@ -418,6 +418,50 @@ def test_a_missing_file_is_a_clear_error(basic: Path) -> None:
     (basic / "usage_actions.csv").unlink()
     with pytest.raises(ValidationError, match=r"no usage_actions\.csv or usage_actions\.parquet"):
         run_build(basic)
+
+
+def test_a_folder_of_csv_parts_reads_like_the_concatenated_file(tmp_path: Path) -> None:
+    rows = [*weekly(2, 20), {**weekly(3, 1)[0], "ACTIONS_CRM_CONTACTS": -1}, *weekly(3, 20)]
+    inputs = dict(customers=[customer(1)], noncustomers=[noncustomer(2), noncustomer(3)])
+    single, _ = run_build(
+        write_inputs(tmp_path / "file", **inputs, usage=rows), max_reject_rate=0.5
+    )
+    folder = write_inputs(tmp_path / "folder", **inputs, usage=rows)
+    parts = split_csv(folder / "usage_actions.csv", [7, 20], gzip_last=True)
+    result, features = run_build(folder, max_reject_rate=0.5)
+    assert features.equals(pl.read_parquet(single.features_path))
+    rejects = pl.read_parquet(result.rejects_path)
+    expected = pl.read_parquet(single.rejects_path)
+    assert rejects.drop("source_file").equals(expected.drop("source_file"))
+    assert rejects["row_number"].to_list() == [21]  # the bad row is the third part's first
+    assert rejects["source_file"].to_list() == [str(parts)]
+    assert result.quality["files"]["usage_actions"]["rows"] == len(rows)
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({}, "holds no .csv or .parquet part files"),
+        (
+            {"a.csv": "id\n1\n", "b.parquet": ""},
+            "mixes CSV and Parquet part files (1 csv, 1 parquet)",
+        ),
+        ({"a.csv": "id\n1\n", "notes.txt": ""}, "holds files that are no part files: notes.txt"),
+        ({"a.csv": "id,x\n1,2\n", "b.csv": "x,id\n2,1\n"}, "b.csv has the columns x, id"),
+    ],
+)
+def test_a_bad_input_folder_is_a_clear_error(
+    basic: Path, files: dict[str, str], message: str
+) -> None:
+    (basic / "usage_actions.csv").unlink()
+    folder = basic / "usage_actions"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    with pytest.raises(ValidationError, match=re.escape(message)) as raised:
+        run_build(basic)
+    assert str(folder) in str(raised.value)
+    assert not (basic / "build").exists()
 
 
 def test_unknown_employee_range_is_kept_and_reported(tmp_path: Path) -> None:

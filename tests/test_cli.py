@@ -138,3 +138,19 @@ def test_bad_date_flag_exits_2() -> None:
     result = runner.invoke(app, ["build-features", "--as-of", "next sunday"])
     assert result.exit_code == 2
     assert "YYYY-MM-DD" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["build-features", "--data-dir", "s3a://bucket/raw"], "--data-dir s3a://bucket/raw"),
+        (["build-features", "--out", "hdfs://nn/build"], "--out hdfs://nn/build"),
+        (["score", "gs://b/features.parquet", "-o", "s.parquet"], "INPUT gs://b/features.parquet"),
+        (["score", "f.parquet", "-o", "abfss://c@a.dfs.core.windows.net/s.parquet"], "--output"),
+    ],
+)
+def test_the_local_engine_refuses_a_uri_by_name(tmp_path: Path, args: list[str], flag: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert flag in result.stderr and "URIs need --engine spark" in result.stderr
+    assert "Traceback" not in result.output

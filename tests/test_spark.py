@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -18,14 +19,16 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from inputs import split_csv
 from typer.testing import CliRunner, Result
 
 from hubscore.cli import app
 from hubscore.core.atomic import TEMP_MARKER
 from hubscore.core.config import FeaturesConfig
 from hubscore.core.datasets import parquet_parts, read_kv_metadata
+from hubscore.core.errors import ValidationError
 from hubscore.dev.sample import generate_sample
-from hubscore.features.build import BuildRequest, build_features
+from hubscore.features.build import INPUT_KINDS, BuildRequest, build_features
 
 pyspark = pytest.importorskip("pyspark")
 
@@ -36,6 +39,7 @@ pytestmark = pytest.mark.spark
 ROOT = Path(__file__).parent.parent
 GOLDEN = Path(__file__).parent / "golden" / "basic"
 runner = CliRunner()
+OUTPUTS = ("features.parquet", "rejects.parquet", "quality.json")
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +196,102 @@ def test_a_folder_of_parquet_files_reads_like_the_one_file(spark: object, tmp_pa
     assert quality == expected
 
 
+@pytest.fixture(scope="module")
+def messy_parts(messy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The messy input as folders of CSV parts, bad rows on both sides of a cut, one part gzip."""
+    folder = tmp_path_factory.mktemp("messy-parts")
+    for name, tail in (("customers", 2), ("noncustomers", 3), ("usage_actions", 4)):
+        shutil.copy(messy / f"{name}.csv", folder / f"{name}.csv")
+        rows = len((messy / f"{name}.csv").read_bytes().splitlines()) - 1
+        split_csv(folder / f"{name}.csv", [rows // 2, rows - tail], gzip_last=True)
+    return folder
+
+
+def test_a_folder_of_csv_parts_builds_on_spark_as_on_duckdb(
+    spark: object, messy: Path, messy_parts: Path, tmp_path: Path
+) -> None:
+    local, distributed = both_builds(messy_parts, tmp_path, spark, max_reject_rate=0.5)
+    assert_same_build(local, distributed)
+    # Rows are numbered through the parts: the rejects are the concatenated files' rejects.
+    single = tmp_path / "single"
+    cfg = dataclasses.replace(FeaturesConfig(), max_reject_rate=0.5)
+    build_features(BuildRequest(messy, single, cfg))
+    rejects, expected = (
+        read_any(distributed / "rejects.parquet"),
+        read_any(single / "rejects.parquet"),
+    )
+    assert rejects.drop("source_file").equals(expected.drop("source_file"))
+    assert set(rejects["source_file"]) == {str(messy_parts / kind) for kind in INPUT_KINDS}
+    assert read_any(distributed / "features.parquet").equals(read_any(single / "features.parquet"))
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({}, "holds no .csv or .parquet part files"),
+        ({"a.csv": "id\n1\n", "b.parquet": ""}, "mixes CSV and Parquet part files"),
+    ],
+)
+def test_an_empty_or_mixed_folder_behind_a_uri_is_a_clear_error(
+    spark: object, messy_parts: Path, tmp_path: Path, files: dict[str, str], message: str
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(messy_parts, data)
+    shutil.rmtree(data / "usage_actions")
+    (data / "usage_actions").mkdir()
+    for name, text in files.items():
+        (data / "usage_actions" / name).write_text(text)
+    request = BuildRequest(data, tmp_path / "out", FeaturesConfig())
+    with pytest.raises(ValidationError, match=re.escape(message)) as raised:
+        build_features_spark(request, spark, partitions=2, data_dir=data.as_uri())  # type: ignore[arg-type]
+    assert f"{data.as_uri()}/usage_actions" in str(raised.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_file_uris_build_through_hadoops_file_system(
+    spark: object, messy_parts: Path, tmp_path: Path
+) -> None:
+    local = tmp_path / "duckdb"
+    cfg = dataclasses.replace(FeaturesConfig(), max_reject_rate=0.5)
+    build_features(BuildRequest(messy_parts, local, cfg))
+    out = tmp_path / "out"
+    args = ["--data-dir", messy_parts.as_uri(), "--out", out.as_uri(), "--max-reject-rate", "0.5"]
+    result = runner.invoke(app, ["build-features", *args, "--engine", "spark"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"{out.as_uri()}/features.parquet"
+    # No temps, no checksum files: what a local path gives.
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS)
+    for name in ("features.parquet", "rejects.parquet"):
+        expected, actual = read_any(local / name), read_any(out / name)
+        uri = {str(messy_parts / k): f"{messy_parts.as_uri()}/{k}" for k in INPUT_KINDS}
+        if name == "rejects.parquet":
+            expected = expected.with_columns(pl.col("source_file").replace_strict(uri))
+        assert actual.equals(expected), name
+    assert read_kv_metadata(out / "features.parquet") == read_kv_metadata(
+        local / "features.parquet"
+    )
+    quality = json.loads((out / "quality.json").read_text())
+    assert quality["files"]["usage_actions"]["path"] == f"{messy_parts.as_uri()}/usage_actions"
+    assert quality["spine"] == json.loads((local / "quality.json").read_text())["spine"]
+
+
+def test_a_non_utf8_part_behind_a_uri_is_refused_by_name(
+    spark: object, messy_parts: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(messy_parts, data)
+    part = data / "customers" / "part-00001.csv"
+    lines = part.read_bytes().count(b"\n")
+    part.write_bytes(part.read_bytes() + b'2026-03-02,1.0,5,"Caf\xe9","",123456\n')
+    args = ["--data-dir", data.as_uri(), "--out", (tmp_path / "out").as_uri(), "--engine", "spark"]
+    result = runner.invoke(app, ["build-features", *args])
+    assert result.exit_code == 3, result.output
+    assert (
+        f"{data.as_uri()}/customers/part-00001.csv is not UTF-8: line {lines + 1}" in result.stderr
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_too_many_bad_rows_fail_before_anything_is_written(
     spark: object, messy: Path, tmp_path: Path
 ) -> None:
@@ -255,6 +355,48 @@ def test_spark_scores_equal_the_single_machine_scorer(
     assert len(actual) == (top_k or 60)
 
 
+def test_spark_drift_equals_the_local_scorers_when_batches_differ(
+    spark: object, tmp_path: Path
+) -> None:
+    # 12,000 rows: one local batch, twelve Spark batches of 1,000; both count every row.
+    table = pq.read_table(GOLDEN / "input.parquet")
+    tiled = pl.concat([pl.from_arrow(table)] * 200)  # type: ignore[list-item]
+    tiled = tiled.with_columns(pl.int_range(1, tiled.height + 1, dtype=pl.Int64).alias("id"))
+    rows = tmp_path / "rows.parquet"
+    pq.write_table(tiled.to_arrow().replace_schema_metadata(table.schema.metadata), rows)
+    local = score(rows, "-o", tmp_path / "local.parquet")
+    distributed = score(
+        rows, "-o", tmp_path / "spark.parquet", "--engine", "spark", "--batch-size", "1000"
+    )
+    assert local.exit_code == 0 and distributed.exit_code == 0, distributed.output
+    drifts = [json.loads(r.stdout)["drift_worst"] for r in (local, distributed)]
+    assert drifts[1] == drifts[0]
+    assert drifts[0] and drifts[0][0]["psi"] > 0
+
+
+def test_spark_scores_file_uris_like_local_paths(spark: object, tmp_path: Path) -> None:
+    # The footer's windows, the output's rename and its sidecar all go through Hadoop's FS.
+    rows = CALIBRATED / "input.parquet"
+    local = score(rows, "-o", tmp_path / "local.parquet", "--top-k", "7", golden=CALIBRATED)
+    output = tmp_path / "scores.parquet"
+    args = ["-o", output.as_uri(), "--engine", "spark", "--top-k", "7"]
+    distributed = score(rows.as_uri(), *args, golden=CALIBRATED)
+    assert distributed.exit_code == 0, distributed.output
+    expected, actual = pl.read_parquet(tmp_path / "local.parquet"), read_any(output)
+    assert actual.drop("conversion_probability").equals(expected.drop("conversion_probability"))
+    assert (
+        read_kv_metadata(output)["model_version"]
+        == read_kv_metadata(tmp_path / "local.parquet")["model_version"]
+    )
+    summaries = [json.loads(r.stdout) for r in (local, distributed)]
+    assert summaries[1]["input"] == rows.as_uri() and summaries[1]["output"] == output.as_uri()
+    for summary in summaries:
+        for key in ("duration_s", "input", "output"):
+            summary.pop(key)
+    assert summaries[1] == summaries[0]
+    assert not [p.name for p in tmp_path.iterdir() if TEMP_MARKER in p.name or p.suffix == ".crc"]
+
+
 def test_score_dataframe_ranks_per_cutoff_like_rank_scores(spark: object) -> None:
     from hubscore.core.scorer import load_scorer, scored_at_for
     from hubscore.spark.score import score_dataframe
@@ -273,8 +415,9 @@ def test_score_dataframe_ranks_per_cutoff_like_rank_scores(spark: object) -> Non
     assert actual.sort(keys).select(expected.columns).equals(expected.sort(keys))
 
 
+@pytest.mark.parametrize("as_uri", [False, True])
 def test_a_failing_task_is_a_clear_error_and_keeps_the_previous_output(
-    spark: object, tmp_path: Path
+    spark: object, tmp_path: Path, as_uri: bool
 ) -> None:
     table = pq.read_table(GOLDEN / "input.parquet")
     twice = tmp_path / "twice.parquet"
@@ -282,7 +425,8 @@ def test_a_failing_task_is_a_clear_error_and_keeps_the_previous_output(
     output = tmp_path / "scores.parquet"
     output.mkdir()
     (output / "previous").write_text("kept")
-    result = score(twice, "-o", output, "--engine", "spark")
+    target = output.as_uri() if as_uri else output
+    result = score(twice, "-o", target, "--engine", "spark")
     assert result.exit_code == 3, result.output
     assert "share their id key" in result.stderr
     assert sorted(p.name for p in output.iterdir()) == ["previous"]

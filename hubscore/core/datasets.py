@@ -49,7 +49,12 @@ def read_kv_metadata(path: Path) -> dict[str, str]:
 
 def write_folder_metadata(folder: Path, metadata: Mapping[str, str]) -> None:
     """Write a Parquet folder's key-value metadata sidecar."""
-    (folder / METADATA_FILE).write_text(json.dumps(dict(metadata), indent=2) + "\n")
+    (folder / METADATA_FILE).write_text(sidecar_text(metadata))
+
+
+def sidecar_text(metadata: Mapping[str, str]) -> str:
+    """Return the text of a Parquet folder's metadata sidecar."""
+    return json.dumps(dict(metadata), indent=2) + "\n"
 
 
 def parquet_fingerprint(path: Path) -> str:

@@ -30,6 +30,14 @@ from hubscore.core.contract import (
 )
 from hubscore.core.errors import SchemaError, ValidationError, first_line
 from hubscore.features import sql
+from hubscore.features.folders import (
+    PartFormat,
+    check_csv_content,
+    check_same_headers,
+    folder_names,
+    local_parts,
+    open_part,
+)
 from hubscore.features.partials import merge_partials
 
 InputKind = Literal["customers", "noncustomers", "usage_actions"]
@@ -119,7 +127,7 @@ def _staged_outputs(out: Path) -> Iterator[dict[str, Path]]:
 
 
 def find_input(data_dir: Path, kind: InputKind) -> Path:
-    """Return `<kind>.parquet` or `<kind>.csv` in `data_dir`."""
+    """Return `<kind>.parquet` or `<kind>.csv` in `data_dir`, a file or a folder of parts."""
     if not data_dir.is_dir():
         raise ValidationError(
             f"the input folder {data_dir} does not exist"
@@ -128,28 +136,26 @@ def find_input(data_dir: Path, kind: InputKind) -> Path:
             hint=f"pass --data-dir (or set data.dir) to the folder holding the "
             f"{', '.join(INPUT_KINDS)} files",
         )
-    for suffix in (".parquet", ".csv"):
-        path = data_dir / f"{kind}{suffix}"
-        if path.is_file():
+    for name in folder_names(kind):
+        path = data_dir / name
+        if path.is_dir() or (path.is_file() and name != kind):
             return path
     raise ValidationError(
-        f"no {kind}.csv or {kind}.parquet in {data_dir}",
+        f"no {kind}.csv or {kind}.parquet (file or folder of parts) in {data_dir}",
         hint=f"pass --data-dir with the folder holding {', '.join(INPUT_KINDS)} files",
     )
 
 
 def register_input(con: duckdb.DuckDBPyConnection, kind: InputKind, path: Path) -> None:
     """Expose one input file as the view `raw_<kind>` with a 1-based `_row` column."""
+    fmt, parts = local_parts(path) if path.is_dir() else (None, [path])
     try:
-        if path.suffix == ".parquet":
+        if path.is_file() and path.suffix == ".parquet":
             relation = con.read_parquet(str(path), file_row_number=True)
             relation = relation.project("file_row_number + 1 as _row, * exclude (file_row_number)")
         else:
-            check_csv_bytes(path)
-            relation = con.read_csv(
-                str(path), header=True, all_varchar=True, delimiter=",", quotechar='"'
-            )
-            # Materialised: a CSV is parsed once, and row_number() follows file order.
+            relation = _read_parts(con, str(path), parts, fmt or "csv")
+            # Materialised: parsed once, and row_number() follows file order (parts in order).
             relation = relation.project("row_number() over () as _row, *")
         check_columns(path, kind, relation.columns)
         if not relation.limit(1).fetchall():
@@ -161,29 +167,31 @@ def register_input(con: duckdb.DuckDBPyConnection, kind: InputKind, path: Path) 
             f"{path} could not be read: {first_line(exc)}",
             hint="check that it is a UTF-8 CSV with a header row, or a Parquet file",
         ) from None
-    if path.suffix == ".parquet":
+    if path.is_file() and path.suffix == ".parquet":
         relation.create_view(RAW_VIEWS[kind])
     else:
         relation.to_table(RAW_VIEWS[kind])
 
 
-def check_csv_bytes(path: Path) -> None:
-    """Refuse empty and non-UTF-8 files before DuckDB guesses at them."""
-    if path.stat().st_size == 0:
-        raise ValidationError(f"{path} is empty (0 bytes)", hint="re-export the file")
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise ValidationError(
-                    f"{path} is not UTF-8: line {number} has byte "
-                    f"0x{line[exc.start]:02x} at column {exc.start + 1}",
-                    hint="re-export the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
-                ) from None
+def _read_parts(
+    con: duckdb.DuckDBPyConnection, name: str, parts: list[Path], fmt: PartFormat
+) -> duckdb.DuckDBPyRelation:
+    """Read a CSV file, or a folder's parts as one input (CSV headers checked alike)."""
+    files = [str(part) for part in parts]
+    if fmt == "parquet":
+        return con.read_parquet(files)
+    headers = {str(part): check_csv_bytes(part) for part in parts}
+    check_same_headers(name, headers)
+    return con.read_csv(files, header=True, all_varchar=True, delimiter=",", quotechar='"')
 
 
-def check_columns(path: Path, kind: InputKind, columns: list[str]) -> None:
+def check_csv_bytes(path: Path) -> list[str]:
+    """Refuse empty and non-UTF-8 files before DuckDB guesses at them; return the header."""
+    with open_part(path) as handle:
+        return check_csv_content(str(path), path.stat().st_size, handle)
+
+
+def check_columns(path: Path | str, kind: InputKind, columns: list[str]) -> None:
     """Refuse an input without the columns its kind needs (names match case-insensitively)."""
     present = {c.strip().lower() for c in columns}
     missing = [c for c in REQUIRED_COLUMNS[kind] if c.lower() not in present]

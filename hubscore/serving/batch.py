@@ -49,8 +49,6 @@ from hubscore.core.scorer import (
     with_probabilities,
 )
 
-DRIFT_SAMPLE_ROWS = 8192
-"""Rows per batch the drift counter sees (an even stride): PSI bins need thousands, not millions."""
 OUTPUT_ROW_GROUP = 65536
 """Rows per output row group (and CSV chunk): fixed, so --batch-size never changes the bytes."""
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
@@ -145,7 +143,7 @@ def score_file(
 
 
 def summarise_scores(
-    paths: tuple[Path, Path],
+    paths: tuple[Path | str, Path | str],
     scorer: Scorer,
     probs: pl.Series,
     *,
@@ -325,7 +323,7 @@ def _score_to_scratch(
     reader: InputReader, scorer: Scorer, scratch: Path, *, on_progress: Progress | None
 ) -> DriftCounter:
     """Stream batches through the scorer; onnxruntime runs batch i while batch i+1 is encoded."""
-    drift = DriftCounter(scorer.manifest.feature_distributions, sample_rows=DRIFT_SAMPLE_ROWS)
+    drift = DriftCounter(scorer.manifest.feature_distributions)
     done = 0
     with ThreadPoolExecutor(max_workers=1) as pool, _ScratchWriter(scratch) as writer:
         pending: tuple[pl.DataFrame, Future[np.ndarray]] | None = None

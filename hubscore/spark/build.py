@@ -15,30 +15,20 @@ budget is checked before anything is renamed into place.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
-from urllib.parse import unquote, urlparse
+from typing import Any
 
-import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped,unused-ignore]
-import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
-from pyspark.sql.types import ByteType, IntegerType, LongType, ShortType, StructField, StructType
+from pyspark.sql.pandas.types import from_arrow_schema
 
-from hubscore.core.atomic import TEMP_MARKER, atomic_file, remove_stale_temps
-from hubscore.core.datasets import write_folder_metadata
-from hubscore.core.errors import ValidationError
+from hubscore.core.datasets import METADATA_FILE, sidecar_text
 from hubscore.features.build import (
     FEATURES_FILE,
     INPUT_KINDS,
@@ -46,54 +36,60 @@ from hubscore.features.build import (
     REJECTS_FILE,
     BuildPlan,
     BuildRequest,
-    BuildResult,
     InputKind,
     assemble_quality,
-    check_columns,
-    check_csv_bytes,
     check_prepared,
-    find_input,
     plan_build,
 )
 from hubscore.features.partials import dump_partial, load_partial, merge_partials
-from hubscore.features.partition import ROW, PartitionOutput, build_partition, partition_keys
+from hubscore.features.partition import ROW, PartitionOutput, build_partition
+from hubscore.spark.fs import Store, join, staged
+from hubscore.spark.inputs import KEY, SparkInput, check_csv_parts, locate_input, read_input
 from hubscore.spark.session import job_errors, marked_errors, spark_session
 
-KEY = "__key"
 BUCKET = "__bucket"
 SOURCE = "__source"
-INDEX = "__index"
-FILE = "__file"
 KIND = "__kind"
 PROFILE = "__profile"
 REJECT_PREFIX = "__rejects_"
 COMPANY_KINDS: tuple[InputKind, ...] = ("customers", "noncustomers")
-INTEGERS = (LongType, IntegerType, ShortType, ByteType)
 CALENDAR_SCHEMA = pa.schema([(KIND, pa.string()), (PROFILE, pa.string())])
 Task = Callable[[pa.Table, pa.Table], pa.Table]
-BatchMap = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
 
 @dataclass(frozen=True)
-class SparkInput:
-    """One input as Spark holds it: numbered rows, the file's own columns, their Arrow types."""
+class SparkBuildResult:
+    """Where the outputs went (local paths or URIs) and what the quality profile found."""
 
-    frame: DataFrame
-    columns: list[str]
-    schema: pa.Schema
+    features_path: str
+    rejects_path: str
+    quality_path: str
+    quality: dict[str, Any]
 
 
 def build_features_spark(
-    request: BuildRequest, spark: SparkSession, *, partitions: int
-) -> BuildResult:
-    """Build features, rejects and quality.json with Spark; the outputs equal the DuckDB build's."""
-    paths = {kind: find_spark_input(request.data_dir, kind) for kind in INPUT_KINDS}
-    sources: dict[str, str] = {kind: str(path) for kind, path in paths.items()}
+    request: BuildRequest,
+    spark: SparkSession,
+    *,
+    partitions: int,
+    data_dir: str | None = None,
+    out_dir: str | None = None,
+) -> SparkBuildResult:
+    """Build features, rejects and quality.json with Spark; the outputs equal the DuckDB build's.
+
+    Args:
+        data_dir, out_dir: local paths or URIs (`s3a://...`) in place of the request's paths.
+    """
+    store = Store(spark)
+    data, out = data_dir or str(request.data_dir), out_dir or str(request.out_dir)
+    found = {kind: locate_input(store, data, kind) for kind in INPUT_KINDS}
+    sources: dict[str, str] = {kind: source.location for kind, source in found.items()}
     with job_errors("reading the inputs"):
-        inputs = {kind: read_input(spark, kind, path) for kind, path in paths.items()}
+        for source in found.values():
+            check_csv_parts(spark, store, source)
+        inputs = {kind: read_input(spark, store, kind, source) for kind, source in found.items()}
     cache = request.as_of is None  # two passes over the co-partitioned inputs
     companies, usage = co_partition(inputs, partitions, cache=cache)
-    out = request.out_dir
     try:
         with job_errors("building features"):
             plan = _plan(request, sources, inputs, companies, usage)
@@ -106,107 +102,15 @@ def build_features_spark(
                 if not cache:
                     check_prepared(request, sources, partials)
                 quality = assemble_quality(plan, partials)
-                _write_outputs(result, out, empty, quality, partitions=partitions)
+                _write_outputs(result, store, out, empty, quality, partitions=partitions)
             finally:
                 result.unpersist()
     finally:
         if cache:
             companies.unpersist()
             usage.unpersist()
-    return BuildResult(out / FEATURES_FILE, out / REJECTS_FILE, out / QUALITY_FILE, quality)
-
-
-def find_spark_input(data_dir: Path, kind: InputKind) -> Path:
-    """Return a `<kind>.parquet` or `<kind>/` folder of Parquet files, else the file."""
-    folders = [p for p in (data_dir / f"{kind}.parquet", data_dir / kind) if p.is_dir()]
-    return folders[0] if folders else find_input(data_dir, kind)
-
-
-def read_input(spark: SparkSession, kind: InputKind, path: Path) -> SparkInput:
-    """Read one CSV (all text, as DuckDB reads it) or Parquet input with `_row` and the id key."""
-    offsets: dict[str, int] = {}
-    if path.is_dir():  # a (partitioned) folder: rows numbered through its files in name order
-        offsets = _file_offsets(path)
-        raw = spark.read.parquet(str(path))
-        index = F.col("_metadata.row_index")
-    elif path.suffix == ".parquet":
-        raw = spark.read.parquet(str(path))
-        index = F.col("_metadata.row_index")
-    else:
-        check_csv_bytes(path)
-        # multiLine keeps a whole file in one task, in file order: rows are numbered there.
-        raw = spark.read.csv(str(path), header=True, multiLine=True, escape='"', encoding="UTF-8")
-        index = F.lit(None).cast("long")
-    check_columns(path, kind, raw.columns)
-    columns = list(raw.columns)
-    fields = [StructField(ROW, LongType()), *raw.schema.fields, StructField(KEY, LongType())]
-    schema = to_arrow_schema(StructType(fields[:-1]))
-    id_field = next(f for f in raw.schema.fields if f.name.strip().lower() == "id")
-    if path.is_file() and path.suffix == ".parquet" and isinstance(id_field.dataType, INTEGERS):
-        # An integer id casts the same in Spark as in DuckDB and Parquet numbers its rows:
-        # no pass through Python before the shuffle.
-        numbered = raw.select(
-            (index + 1).alias(ROW),
-            *[F.col(f"`{c}`") for c in columns],
-            F.col(f"`{id_field.name}`").cast("long").alias(KEY),
-        )
-        return SparkInput(numbered, columns, schema)
-    framed = raw.select(
-        *[F.col(f"`{c}`") for c in columns],
-        index.alias(INDEX),
-        (F.col("_metadata.file_path") if offsets else F.lit(None).cast("string")).alias(FILE),
-    )
-    numbered = framed.mapInArrow(_row_numberer(offsets), StructType(fields))
-    return SparkInput(numbered, columns, schema)
-
-
-def _file_offsets(folder: Path) -> dict[str, int]:
-    """Return each Parquet file's first row number minus one, files in path order."""
-    files = sorted(
-        p
-        for p in folder.rglob("*.parquet")
-        if not any(part.startswith(("_", ".")) for part in p.relative_to(folder).parts)
-    )
-    if not files:
-        raise ValidationError(
-            f"{folder} holds no Parquet files",
-            hint="a folder input is Parquet part files; a CSV input must be one file",
-        )
-    offsets, done = {}, 0
-    for file in files:
-        offsets[str(file.resolve())] = done
-        done += pq.ParquetFile(file).metadata.num_rows  # the footer only
-    return offsets
-
-
-def _row_numberer(
-    offsets: Mapping[str, int],
-) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """Return the mapInArrow function that numbers rows (through a folder's files, if any)."""
-
-    def number(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        done = 0
-        for batch in batches:
-            index = batch.column(INDEX)
-            if index.null_count:  # CSV: the task reads the whole file in order
-                rows = pa.array(np.arange(done + 1, done + batch.num_rows + 1, dtype=np.int64))
-            else:  # Parquet: Spark knows each row's index in its file
-                rows = pc.add(pc.add(index, 1), _offsets_of(batch.column(FILE), offsets))
-            done += batch.num_rows
-            data = batch.drop_columns([INDEX, FILE])
-            arrays = [rows, *data.columns, partition_keys(data)]
-            yield pa.RecordBatch.from_arrays(arrays, names=[ROW, *data.schema.names, KEY])
-
-    return number
-
-
-def _offsets_of(files: pa.Array, offsets: Mapping[str, int]) -> pa.Array:
-    """Map each row's file URI to its file's row offset (0 for a single-file input)."""
-    if not offsets:
-        return pa.scalar(0, pa.int64())
-    uris = pc.unique(files).to_pylist()
-    local = [offsets[str(Path(unquote(urlparse(uri).path)).resolve())] for uri in uris]
-    return pc.take(pa.array(local, pa.int64()), pc.index_in(files, value_set=pa.array(uris)))
+    features, rejects, profile = (join(out, n) for n in (FEATURES_FILE, REJECTS_FILE, QUALITY_FILE))
+    return SparkBuildResult(features, rejects, profile, quality)
 
 
 def co_partition(
@@ -334,7 +238,8 @@ def _collect_partials(result: DataFrame) -> list[dict[str, object]]:
 
 def _write_outputs(
     result: DataFrame,
-    out: Path,
+    store: Store,
+    out: str,
     empty: PartitionOutput,
     quality: Mapping[str, object],
     *,
@@ -349,49 +254,33 @@ def _write_outputs(
     features = result.where(F.col(KIND) == "features").select(*feature_columns)
     rejects = result.where(F.col(KIND) == "rejects").select(*reject_columns)
     with (
-        staged_folder(out / FEATURES_FILE) as features_dir,
-        staged_folder(out / REJECTS_FILE) as rejects_dir,
-        atomic_file(out / QUALITY_FILE) as quality_file,
+        staged(store, join(out, FEATURES_FILE)) as features_dir,
+        staged(store, join(out, REJECTS_FILE)) as rejects_dir,
+        staged(store, join(out, QUALITY_FILE)) as quality_file,
     ):
         # The DuckDB build's row order (cutoff, id) across the part files, one per partition;
         # the quarantine is small, so it is one sorted file.
         ordered = features.repartitionByRange(partitions, "cutoff", "id")
         ordered = ordered.sortWithinPartitions("cutoff", "id")
-        ordered.write.mode("overwrite").parquet(str(features_dir), compression="zstd")
-        write_folder_metadata(features_dir, metadata)
+        ordered.write.mode("overwrite").parquet(store.uri(features_dir), compression="zstd")
+        store.write_text(join(features_dir, METADATA_FILE), sidecar_text(metadata))
         listed = rejects.coalesce(1).sortWithinPartitions("source_file", "row_number")
-        listed.write.mode("overwrite").parquet(str(rejects_dir), compression="zstd")
-        quality_file.write_text(json.dumps(quality, indent=2, default=str) + "\n")
-
-
-@contextlib.contextmanager
-def staged_folder(target: Path) -> Iterator[Path]:
-    """Yield a temp folder beside `target`; on success it replaces `target` (file or folder)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(target)
-    temp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TEMP_MARKER}", dir=target.parent))
-    try:
-        yield temp
-        old = temp.with_name(temp.name + "-old")
-        if target.exists() or target.is_symlink():
-            os.rename(target, old)
-        os.rename(temp, target)
-        _remove(old)
-    finally:
-        _remove(temp)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+        listed.write.mode("overwrite").parquet(store.uri(rejects_dir), compression="zstd")
+        store.write_text(quality_file, json.dumps(quality, indent=2, default=str) + "\n")
 
 
 def run_build_spark(
-    request: BuildRequest, *, master: str, partitions: int | None, log_level: str = "ERROR"
-) -> BuildResult:
+    request: BuildRequest,
+    *,
+    master: str,
+    partitions: int | None,
+    log_level: str = "ERROR",
+    data_dir: str | None = None,
+    out_dir: str | None = None,
+) -> SparkBuildResult:
     """Start (or join) a Spark session and build features on it (the CLI's entry point)."""
     with spark_session(master, log_level=log_level) as spark:
         parts = partitions or 4 * spark.sparkContext.defaultParallelism
-        return build_features_spark(request, spark, partitions=parts)
+        return build_features_spark(
+            request, spark, partitions=parts, data_dir=data_dir, out_dir=out_dir
+        )

@@ -13,6 +13,7 @@ window over probability (descending) then id, per cutoff, as `rank_scores` sorts
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import shutil
 import tempfile
@@ -23,7 +24,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
 from pyspark import SparkFiles
@@ -35,10 +35,11 @@ from hubscore._version import __version__
 from hubscore.core.artifacts import MODEL_FILE, Manifest
 from hubscore.core.atomic import exclusive_lock
 from hubscore.core.conform import check_windows
-from hubscore.core.datasets import read_kv_metadata, write_folder_metadata
+from hubscore.core.datasets import METADATA_FILE, sidecar_text
 from hubscore.core.drift import DriftCounter
 from hubscore.core.encoding import EncoderSpec
 from hubscore.core.errors import ConfigError, ValidationError
+from hubscore.core.locations import is_uri
 from hubscore.core.scorer import (
     CUTOFF,
     ID,
@@ -56,15 +57,13 @@ from hubscore.core.scorer import (
     to_frame,
 )
 from hubscore.serving.batch import (
-    DRIFT_SAMPLE_ROWS,
     ScoreSummary,
     _check_drift,
     check_allowances,
-    file_format,
     rows_to_explain,
     summarise_scores,
 )
-from hubscore.spark.build import staged_folder
+from hubscore.spark.fs import Store, staged, suffix
 from hubscore.spark.session import job_errors, marked_errors, spark_session
 
 DRIFT = "__drift"
@@ -159,15 +158,13 @@ def _score_task(
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         with marked_errors():
             scorer = model.scorer()
-            drift = DriftCounter(profile, sample_rows=DRIFT_SAMPLE_ROWS)
+            drift = DriftCounter(profile)
             for batch in batches:
                 drift.update(scorer.conform(to_frame(batch)))
                 scored = scorer.score_batch(batch, scored_at=scored_at, threshold=threshold)
                 yield _widen(pa.Table.from_batches([scored]), schema)
             # Only the columns the input had: an absent column gets no PSI (as locally).
-            counts = {n: c.tolist() for n, c in drift.counts.items() if n in drift.seen}
-            text = json.dumps({"rows": drift.rows, "counts": counts})
-            yield _widen(pa.table({DRIFT: pa.array([text])}), schema)
+            yield _widen(pa.table({DRIFT: pa.array([json.dumps(drift.partial())])}), schema)
 
     return run
 
@@ -225,8 +222,8 @@ def rank_frame(scores: DataFrame, quantiles: Sequence[float] = PRIORITY_QUANTILE
 
 
 def score_path_spark(
-    input_path: Path,
-    output_path: Path,
+    input_path: str | Path,
+    output_path: str | Path,
     *,
     run_dir: Path,
     master: str,
@@ -244,29 +241,27 @@ def score_path_spark(
     """Score a Parquet file or folder into a Parquet folder with Spark, atomically.
 
     Args:
+        input_path, output_path: local paths or URIs (`s3a://...`, `hdfs://...`).
         explain: explain the top N rows (per cutoff), as `score_file` does; None explains
             the `top_k` list when the run folder can, 0 explains nothing.
     """
     started = time.perf_counter()
-    for path, role in ((input_path, "input"), (output_path, "output")):
-        if file_format(path, role=role) != "parquet":
-            raise ConfigError(
-                f"--engine spark reads and writes Parquet; {role} {path} is not .parquet",
-                hint=f"name the {role} .parquet (the output is a folder of part files)",
-            )
-    if not input_path.exists():
-        raise ValidationError(f"input {input_path} does not exist", hint="check the INPUT path")
+    source, target = str(input_path), str(output_path)
+    check_parquet_names(source, target)
     scored_at = scored_at_for(as_of)
-    with spark_session(master, log_level=log_level) as spark, exclusive_lock(output_path):
+    with spark_session(master, log_level=log_level) as spark, _output_lock(target):
+        store = Store(spark)
+        if not store.exists(source):
+            raise ValidationError(f"input {source} does not exist", hint="check the INPUT path")
         # Batches as large as the single-machine scorer's: the model runs once per batch.
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
         scorer, model = ship_model(spark, run_dir, threads=threads)
         check_allowances(dict(drift_allowances or {}), scorer)
-        warnings = check_windows(read_kv_metadata(input_path), scorer.manifest)
+        warnings = check_windows(input_metadata(store, source), scorer.manifest)
         explained = rows_to_explain(scorer, explain, top_k, warnings)
         cut = scorer.manifest.decision_threshold if threshold is None else threshold
         with job_errors("scoring"):
-            features = spark.read.parquet(str(input_path))
+            features = spark.read.parquet(store.uri(source))
             scored = scored_frame(features, scorer, model, scored_at=scored_at, threshold=cut)
             scored = scored.persist()
             try:
@@ -283,13 +278,13 @@ def score_path_spark(
                     "hubscore_version": __version__,
                     "model_version": scorer.manifest.model_version,
                 }
-                with staged_folder(output_path) as staged:
+                with staged(store, target) as temp:
                     by = [CUTOFF] if CUTOFF in listed.columns else []
                     # The single-machine file's row order: by cutoff, then rank.
                     listed.orderBy(*by, RANK).write.mode("overwrite").parquet(
-                        str(staged), compression="zstd"
+                        store.uri(temp), compression="zstd"
                     )
-                    write_folder_metadata(staged, metadata)
+                    store.write_text(f"{temp}/{METADATA_FILE}", sidecar_text(metadata))
                 probs = pl.from_arrow(scores.select(PROBABILITY).toArrow())
                 assert isinstance(probs, pl.DataFrame)
                 written = listed.count() if top_k else probs.height
@@ -297,7 +292,7 @@ def score_path_spark(
             finally:
                 scored.unpersist()
     return summarise_scores(
-        (input_path, output_path),
+        (source, target),
         scorer,
         probs.get_column(PROBABILITY),
         rows_written=written,
@@ -310,15 +305,35 @@ def score_path_spark(
     )
 
 
+def check_parquet_names(source: str, target: str) -> None:
+    """Refuse an input or output not named .parquet: the Spark engine reads and writes Parquet."""
+    for location, role in ((source, "input"), (target, "output")):
+        if suffix(location).lower() not in (".parquet", ".pq"):
+            raise ConfigError(
+                f"--engine spark reads and writes Parquet; {role} {location} is not .parquet",
+                hint=f"name the {role} .parquet (the output is a folder of part files)",
+            )
+
+
+def _output_lock(target: str) -> contextlib.AbstractContextManager[None]:
+    """Lock a local output against a concurrent run; a store's scheduler serialises URIs."""
+    return contextlib.nullcontext() if is_uri(target) else exclusive_lock(Path(target))
+
+
+def input_metadata(store: Store, location: str) -> dict[str, str]:
+    """Return the hubscore metadata of a Parquet file (footer) or folder (sidecar), if any."""
+    if not store.is_dir(location):
+        return store.parquet_metadata(location)
+    sidecar = f"{location.rstrip('/')}/{METADATA_FILE}"
+    loaded: dict[str, str] = json.loads(store.read_text(sidecar)) if store.exists(sidecar) else {}
+    return loaded
+
+
 def _psi(scored: DataFrame, profile: Mapping[str, Any]) -> dict[str, float]:
     """Sum the partitions' drift counts and return the PSI per feature."""
     counter = DriftCounter(profile)
     for row in scored.where(F.col(DRIFT).isNotNull()).select(DRIFT).collect():
-        part = json.loads(row[DRIFT])
-        counter.rows += part["rows"]
-        for name, counts in part["counts"].items():
-            counter.counts[name] += np.asarray(counts, dtype=np.int64)
-            counter.seen.add(name)
+        counter.merge(json.loads(row[DRIFT]))
     return counter.psi()
 
 
