@@ -8,9 +8,9 @@ the single-machine build's own code path, in an in-process DuckDB.
 
 Two things are global, so they are summed on the driver from per-partition partials: the usage
 calendar (first week, last week, last close) the weekly cutoffs come from, and the reject
-budget (a share of each whole file). Without --as-of a first, cheap pass over the cached
-co-partitioned inputs returns only those; with --as-of the spine needs no calendar, and the
-budget is checked before anything is renamed into place.
+budget (a share of each whole file). A first, cheap pass over the cached co-partitioned
+inputs returns only those (with --as-of too: the files' first week tells how many look-back
+weeks they cover, `weeks_observed`), and the budget is checked before the features are built.
 """
 
 from __future__ import annotations
@@ -88,8 +88,7 @@ def build_features_spark(
         for source in found.values():
             check_csv_parts(spark, store, source)
         inputs = {kind: read_input(spark, store, kind, source) for kind, source in found.items()}
-    cache = request.as_of is None  # two passes over the co-partitioned inputs
-    companies, usage = co_partition(inputs, partitions, cache=cache)
+    companies, usage = co_partition(inputs, partitions)  # cached: two passes read them
     try:
         with job_errors("building features"):
             plan = _plan(request, sources, inputs, companies, usage)
@@ -99,22 +98,19 @@ def build_features_spark(
             result = _cogroup(companies, usage, task, schema).persist(StorageLevel.MEMORY_AND_DISK)
             try:
                 partials = [empty.partial, *_collect_partials(result)]
-                if not cache:
-                    check_prepared(request, sources, partials)
                 quality = assemble_quality(plan, partials)
                 _write_outputs(result, store, out, empty, quality, partitions=partitions)
             finally:
                 result.unpersist()
     finally:
-        if cache:
-            companies.unpersist()
-            usage.unpersist()
+        companies.unpersist()
+        usage.unpersist()
     features, rejects, profile = (join(out, n) for n in (FEATURES_FILE, REJECTS_FILE, QUALITY_FILE))
     return SparkBuildResult(features, rejects, profile, quality)
 
 
 def co_partition(
-    inputs: Mapping[InputKind, SparkInput], partitions: int, *, cache: bool
+    inputs: Mapping[InputKind, SparkInput], partitions: int
 ) -> tuple[DataFrame, DataFrame]:
     """Return the company rows (both files, source kept) and usage, hash-partitioned by id."""
     sides = [
@@ -131,7 +127,7 @@ def co_partition(
 
     def place(frame: DataFrame) -> DataFrame:
         placed = frame.withColumn(BUCKET, bucket).repartition(partitions, BUCKET)
-        return placed.persist(StorageLevel.MEMORY_AND_DISK) if cache else placed
+        return placed.persist(StorageLevel.MEMORY_AND_DISK)
 
     return place(companies), place(inputs["usage_actions"].frame)
 
