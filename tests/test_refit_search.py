@@ -13,7 +13,7 @@ from conftest_train import make_features, small_config, write_features
 
 from hubscore.core.artifacts import read_manifest
 from hubscore.core.scorer import load_scorer
-from hubscore.training import dataset, runs
+from hubscore.training import dataset, runs, search
 
 SEARCH = {"trials": 4}
 SPACE = {
@@ -75,20 +75,20 @@ def test_the_same_seed_and_trials_choose_the_same_parameters_and_bytes(
     overrides = {"training.search": SEARCH, "search_space.xgboost": SPACE["xgboost"]}
     first = train(features_file, tmp_path / "1", **overrides)
     second = train(features_file, tmp_path / "2", **overrides)
-    search = first.metrics["search"]
-    assert search["trials"] + search["pruned"] == SEARCH["trials"]
-    assert search["chosen"] == second.metrics["search"]["chosen"]
-    assert len(search["history"]) == search["trials"] >= 1
+    searched = first.metrics["search"]
+    assert searched["trials"] + searched["pruned"] == SEARCH["trials"]
+    assert searched["chosen"] == second.metrics["search"]["chosen"]
+    assert len(searched["history"]) == searched["trials"] >= 1
     for name in ("model.onnx", "encoders.json", "explain.npz"):
         assert (first.run_dir / name).read_bytes() == (second.run_dir / name).read_bytes()
     # Trial 0 is the config's own parameters (conftest_train.SMALL_MODELS): the bar to beat.
-    baseline = search["history"][0]["params"]
+    baseline = searched["history"][0]["params"]
     assert (baseline["max_depth"], baseline["learning_rate"]) == (3, 0.2)
-    chosen = search["chosen"]["params"]
+    chosen = searched["chosen"]["params"]
     assert set(SPACE["xgboost"]) <= set(chosen)
     # Sizes relative to the positives are resolved at fit time, trees by early stopping.
-    assert all("per_positive" in r["params"]["min_child_weight"] for r in search["history"][1:])
-    assert chosen["n_estimators"] == int(np.median(search["chosen"]["fold_trees"]))
+    assert all("per_positive" in r["params"]["min_child_weight"] for r in searched["history"][1:])
+    assert chosen["n_estimators"] == int(np.median(searched["chosen"]["fold_trees"]))
     encoders = json.loads((first.run_dir / "encoders.json").read_text())
     assert encoders["industry"] == chosen["encoding.industry"]
 
@@ -98,10 +98,28 @@ def test_search_off_trains_the_config_parameters_through_the_same_folds(
 ) -> None:
     features = write_features(make_features(80, 12), tmp_path / "f.parquet")
     result = train(features, tmp_path / "m", "logreg")
-    search = result.metrics["search"]
-    assert search["trials"] == 0 and search["chosen_by"] == "config (search off)"
-    assert search["chosen"]["params"]["C"] == 0.5  # conftest_train.SMALL_MODELS
+    searched = result.metrics["search"]
+    assert searched["trials"] == 0 and searched["chosen_by"] == "config (search off)"
+    assert searched["chosen"]["params"]["C"] == 0.5  # conftest_train.SMALL_MODELS
     # The chosen trial's CV figures are the run's CV figures: one set of folds.
-    assert search["chosen"]["tie_break_mean"] == pytest.approx(
+    assert searched["chosen"]["tie_break_mean"] == pytest.approx(
         result.metrics["cv"]["pr_auc"]["mean"], rel=1e-3
     )
+
+
+def trial(number: int, metric: float, pr_auc: float, std: float = 0.03) -> dict[str, Any]:
+    return {"trial": number, "metric_mean": metric, "metric_std": std, "tie_break_mean": pr_auc}
+
+
+def test_a_trial_replaces_the_config_only_beyond_a_standard_error_and_without_losing_pr_auc() -> (
+    None
+):
+    config = trial(0, metric=0.040, pr_auc=0.050)  # standard error 0.03 / sqrt(3) = 0.0173
+    within_noise = trial(1, metric=0.055, pr_auc=0.060)
+    loses_pr_auc = trial(2, metric=0.080, pr_auc=0.049)
+    better = trial(3, metric=0.060, pr_auc=0.050)
+    number, why = search.choose_trial([config, within_noise, loses_pr_auc], folds=3)
+    assert number == 0 and why is not None and "standard error (0.01732)" in why and "pr_auc" in why
+    assert search.choose_trial([config, within_noise, loses_pr_auc, better], folds=3) == (3, None)
+    best = trial(4, metric=0.060, pr_auc=0.070)  # ties on the metric: PR-AUC breaks it
+    assert search.choose_trial([config, better, best], folds=3) == (4, None)
