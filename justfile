@@ -86,7 +86,7 @@ bench-explain *args:
 bench-train *args:
     uv run --frozen python bench/bench_train.py {{args}}
 
-# every family under issue 9's time protocol on 3 generated seeds vs plain library scripts (~15 min)
+# every family under issue 9's time protocol on 3 generated seeds vs plain library scripts (~20 min)
 bench-quality *args:
     uv run --frozen python bench/bench_quality.py {{args}}
 

@@ -1,6 +1,6 @@
 """Benchmark the weekly list's quality under issue 9's protocol against plain library scripts.
 
-    just bench-quality                                  # 3 seeds x 5,200 companies, ~15 min
+    just bench-quality                                  # 3 seeds x 5,200 companies, ~20 min
     uv run python bench/bench_quality.py --seeds 7 --families xgboost,logreg   # quicker
     uv run python bench/bench_quality.py --search off   # passed through to `hubscore train`
 
