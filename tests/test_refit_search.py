@@ -123,3 +123,16 @@ def test_a_trial_replaces_the_config_only_beyond_a_standard_error_and_without_lo
     assert search.choose_trial([config, within_noise, loses_pr_auc, better], folds=3) == (3, None)
     best = trial(4, metric=0.060, pr_auc=0.070)  # ties on the metric: PR-AUC breaks it
     assert search.choose_trial([config, better, best], folds=3) == (4, None)
+
+
+def test_each_new_trial_is_either_chosen_or_leaves_the_choice_as_it_was() -> None:
+    # The search frees the predictions of trials that are not chosen so far: it relies on this.
+    rng = np.random.default_rng(3)
+    rows = [trial(0, metric=0.05, pr_auc=0.05, std=0.01)]
+    chosen = 0
+    for number in range(1, 60):
+        rows.append(trial(number, metric=rng.uniform(0.03, 0.08), pr_auc=rng.uniform(0.03, 0.07)))
+        now, _ = search.choose_trial(rows, folds=3)
+        assert now in (chosen, number)
+        chosen = now
+    assert chosen != 0, "some trial clears both bars"

@@ -68,8 +68,9 @@ def choose_params(
         sampled = {key: _suggest(trial, key, spec) for key, spec in sorted(space.items())}
         choice = _choice(base, sampled)
         records.append(_evaluate(name, ff, split, config, choice, number=trial.number, trial=trial))
-        if len(records) > 1:  # keep the predictions of the best and the config's: they are large
-            keep = {id(max(records[:-1], key=_rank)), id(records[0]), id(records[-1])}
+        if len(records) > 1:  # keep the predictions of the chosen and the config's: they are
+            # large. A later trial is chosen, or the choice among the earlier ones stays.
+            keep = {id(_choose(records[:-1], config)[0]), id(records[0]), id(records[-1])}
             for record in records:
                 if id(record) not in keep:
                     record.folds = []
