@@ -93,10 +93,9 @@ def choose_params(
 def _choose(records: list[Searched], config: Config) -> tuple[Searched, str]:
     """Return the chosen trial's record and how it was chosen."""
     how = f"mean {search_metric(config)} over the expanding-window folds ({TIE_BREAK} breaks ties)"
-    anchor = next((r for r in records if r.best["trial"] == 0), None)
-    if anchor is None:
-        return max(records, key=_rank), how
-    number, guarded = choose_trial([r.best for r in records], folds=len(anchor.folds))
+    # records[0] is trial 0, the config's parameters: enqueued first, never pruned (the pruner
+    # waits for PRUNE_AFTER_TRIALS), and its predictions are always kept.
+    number, guarded = choose_trial([r.best for r in records], folds=len(records[0].folds))
     chosen = next(r for r in records if r.best["trial"] == number)
     return chosen, f"{how}; {guarded}" if guarded else how
 
@@ -147,10 +146,6 @@ def config_point(
         if value is not None and inside:
             point[key] = value
     return point
-
-
-def _rank(record: Searched) -> tuple[float, float, int]:
-    return _order(record.best)
 
 
 def _order(row: Mapping[str, Any]) -> tuple[float, float, int]:
