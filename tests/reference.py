@@ -30,7 +30,8 @@ def reference_features(
 ) -> dict[str, object]:
     """Compute one spine row's usage features the slow, obvious way."""
     first_week_end: date = usage["week_end"].min()  # type: ignore[assignment]
-    week_ends = [first_week_end + timedelta(weeks=k) for k in range(200)]
+    weeks_to_cutoff = (cutoff - first_week_end).days // 7 + 1
+    week_ends = [first_week_end + timedelta(weeks=k) for k in range(max(weeks_to_cutoff, 0))]
     observed = sum(1 for end in week_ends if end <= cutoff and (cutoff - end).days < lookback)
     seen = usage.filter((pl.col("id") == company_id) & (pl.col("week_end") <= cutoff))
     age = (pl.lit(cutoff) - pl.col("week_end")).dt.total_days()
