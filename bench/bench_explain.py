@@ -34,8 +34,8 @@ from lightgbm import LGBMClassifier
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from hubscore.core import explain
 from hubscore.core.artifacts import MODEL_FILE
+from hubscore.engine import explain
 from hubscore.training import explanations, export, models
 
 OUT = Path(__file__).parent / "out"

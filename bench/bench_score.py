@@ -41,9 +41,9 @@ from hubscore.core.contract import (
     NUMERIC_FEATURES,
     RAW_FEATURES,
 )
-from hubscore.core.drift import profile_features
-from hubscore.core.encoding import EncoderSpec, encode, fit_encoders
-from hubscore.core.scorer import open_session
+from hubscore.engine.drift import profile_features
+from hubscore.engine.encoding import EncoderSpec, encode, fit_encoders
+from hubscore.engine.scorer import open_session
 from hubscore.training.export import INPUT, OUTPUT, to_onnx
 
 OUT = Path(__file__).parent / "out"

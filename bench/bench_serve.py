@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import polars as pl
 
-from hubscore.core.scorer import load_scorer, now
+from hubscore.engine.scorer import load_scorer, now
 
 ROOT = Path(__file__).parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "basic"

@@ -19,7 +19,7 @@ __all__ = ["Predictor", "__version__", "load_scorer"]
 
 def __getattr__(name: str) -> Any:
     if name in ("Predictor", "load_scorer"):
-        from hubscore.core import scorer
+        from hubscore.engine import scorer
 
         return getattr(scorer, name)
     raise AttributeError(f"module 'hubscore' has no attribute {name!r}")

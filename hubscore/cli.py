@@ -344,7 +344,7 @@ def score(
     log_level: SparkLogOption = SparkLogLevel.ERROR,
 ) -> None:
     """Score companies into a ranked list of likely converters (atomic, locked, streaming)."""
-    from hubscore.core.scorer import load_scorer
+    from hubscore.engine.scorer import load_scorer
     from hubscore.serving.batch import score_file
 
     day = parse_date(as_of)

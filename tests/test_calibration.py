@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hubscore.core.calibration import METHODS, calibrate
+from hubscore.engine.calibration import METHODS, calibrate
 from hubscore.training import calibration
 from hubscore.training.calibration import calibration_error, fit_calibration
 

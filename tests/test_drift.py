@@ -8,7 +8,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hubscore.core.drift import DriftCounter, population_stability, profile_features, worst_features
+from hubscore.engine.drift import (
+    DriftCounter,
+    population_stability,
+    profile_features,
+    worst_features,
+)
 
 N_ROWS = 2000
 

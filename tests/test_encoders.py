@@ -12,10 +12,10 @@ from conftest_train import make_features
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hubscore.core import encoding
 from hubscore.core.config import EncodingConfig
 from hubscore.core.contract import EMPLOYEE_RANGES, NUMERIC_FEATURES, RAW_FEATURES
 from hubscore.core.errors import ArtifactError, SchemaError
+from hubscore.engine import encoding
 from hubscore.training import encoders
 
 CONFIG = EncodingConfig(industry_min_frequency=3)

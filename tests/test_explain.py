@@ -15,15 +15,15 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from hubscore.cli import app
-from hubscore.core import reasons
 from hubscore.core.artifacts import read_manifest
-from hubscore.core.calibration import calibrate
 from hubscore.core.config import MODEL_NAMES
 from hubscore.core.contract import RAW_FEATURES
 from hubscore.core.errors import ArtifactError
-from hubscore.core.explain import EXPLAIN_FILE, read_explain_file, to_probability
-from hubscore.core.reasons import WORDING, Row, group_of, strongest
-from hubscore.core.scorer import load_scorer, with_priority
+from hubscore.engine import reasons
+from hubscore.engine.calibration import calibrate
+from hubscore.engine.explain import EXPLAIN_FILE, read_explain_file, to_probability
+from hubscore.engine.reasons import WORDING, Row, group_of, strongest
+from hubscore.engine.scorer import load_scorer, with_priority
 
 GOLDEN = Path(__file__).parent / "golden"
 OLD, EXPLAINED = GOLDEN / "basic", GOLDEN / "xgboost"  # format 1; the newest xgboost
@@ -268,7 +268,7 @@ def test_gate_refuses_explanations_that_disagree(
 ) -> None:
     import xgboost as xgb
 
-    from hubscore.core.explain import write_explain_file
+    from hubscore.engine.explain import write_explain_file
     from hubscore.training.explanations import verify_explanations
     from hubscore.training.runs import file_hashes
 
@@ -350,8 +350,8 @@ def test_every_family_adds_up_to_its_native_margin(
     from conftest_train import small_config
 
     from hubscore.core.artifacts import MODEL_FILE
-    from hubscore.core.encoding import encode
-    from hubscore.core.explain import load_explainer
+    from hubscore.engine.encoding import encode
+    from hubscore.engine.explain import load_explainer
     from hubscore.training import dataset, explanations, export, models
 
     frame = dataset.read_features(features_file).frame

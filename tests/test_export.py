@@ -19,12 +19,13 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from hubscore.cli import app
-from hubscore.core import artifacts, encoding
-from hubscore.core.calibration import calibrate
+from hubscore.core import artifacts
 from hubscore.core.config import MODEL_NAMES
 from hubscore.core.contract import RAW_FEATURES
 from hubscore.core.errors import ArtifactError
-from hubscore.core.scorer import load_scorer
+from hubscore.engine import encoding
+from hubscore.engine.calibration import calibrate
+from hubscore.engine.scorer import load_scorer
 from hubscore.training import dataset, export, models, runs
 
 pytestmark = pytest.mark.slow

@@ -43,7 +43,7 @@ PROBE = """
 import json, sys
 from pathlib import Path
 from typer.testing import CliRunner
-import hubscore.cli, hubscore.core.scorer
+import hubscore.cli, hubscore.engine.scorer
 args = ["score", sys.argv[1], "-o", sys.argv[2], "--model", sys.argv[3], "-q", *sys.argv[5:]]
 result = CliRunner().invoke(hubscore.cli.app, args)
 banned = sys.argv[4].split(",")

@@ -12,7 +12,7 @@ import pytest
 from conftest_train import make_features, small_config, write_features
 
 from hubscore.core.artifacts import read_manifest
-from hubscore.core.scorer import load_scorer
+from hubscore.engine.scorer import load_scorer
 from hubscore.training import dataset, runs, search
 
 SEARCH = {"trials": 4}

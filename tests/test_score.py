@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from hubscore.core.artifacts import FORMAT_VERSION, MANIFEST, MODEL_FILE
 from hubscore.core.config import MODEL_NAMES
-from hubscore.core.conform import check_windows
 from hubscore.core.errors import ArtifactError, SchemaError, ValidationError
-from hubscore.core.scorer import (
+from hubscore.engine.conform import check_windows
+from hubscore.engine.scorer import (
     Predictor,
     Scorer,
     empty_batch,

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from hubscore.cli import app as cli_app
 from hubscore.core.artifacts import MODEL_FILE
-from hubscore.core.scorer import load_scorer
+from hubscore.engine.scorer import load_scorer
 from hubscore.serving.api import create_app
 
 with warnings.catch_warnings():

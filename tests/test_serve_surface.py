@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from test_serve import free_port, wait_until_healthy
 
-from hubscore.core.scorer import Predictor
+from hubscore.engine.scorer import Predictor
 from hubscore.serving.api import create_app
 
 with warnings.catch_warnings():

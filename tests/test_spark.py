@@ -398,7 +398,7 @@ def test_spark_scores_file_uris_like_local_paths(spark: object, tmp_path: Path) 
 
 
 def test_score_dataframe_ranks_per_cutoff_like_rank_scores(spark: object) -> None:
-    from hubscore.core.scorer import load_scorer, scored_at_for
+    from hubscore.engine.scorer import load_scorer, scored_at_for
     from hubscore.spark.score import score_dataframe
 
     base = pl.read_parquet(GOLDEN / "input.parquet")

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from conftest_train import make_features, small_config, write_features
 
-from hubscore.core import encoding
 from hubscore.core.config import MODEL_NAMES
 from hubscore.core.errors import ConfigError, SchemaError, ValidationError
+from hubscore.engine import encoding
 from hubscore.training import dataset, models
 
 

@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.ensemble import RandomForestClassifier
 
-from hubscore.core import treeshap
-from hubscore.core.onnx_graph import ml_operators
-from hubscore.core.treeshap import LEAF, MODES, Ensemble, TreeExplainer
+from hubscore.engine import treeshap
+from hubscore.engine.onnx_graph import ml_operators
+from hubscore.engine.treeshap import LEAF, MODES, Ensemble, TreeExplainer
 from hubscore.training import export, models
 from hubscore.training.explanations import align_covers, native_trees
 

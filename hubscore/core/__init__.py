@@ -1,2 +1,2 @@
-"""The lean floor: what a scoring host runs (errors, config, the feature contract, the run
-folder's artifacts, encoding, the scorer, drift, atomic outputs). Imports nothing above it."""
+"""The foundation: errors, config, the feature contract, the run folder's artifacts and
+atomic outputs. Imports nothing of hubscore above it, and nothing heavy."""

@@ -40,11 +40,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubscore._version import __version__
-from hubscore.core import encoding
 from hubscore.core.errors import ArtifactError, ConfigError
 from hubscore.core.errors import ValidationError as HubscoreValidationError
-from hubscore.core.reasons import BASIS, REASON_COLUMNS
-from hubscore.core.scorer import (
+from hubscore.engine import encoding
+from hubscore.engine.reasons import BASIS, REASON_COLUMNS
+from hubscore.engine.scorer import (
     CONFIDENCE,
     ID,
     PREDICTION,

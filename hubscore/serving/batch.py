@@ -26,12 +26,12 @@ import pyarrow.parquet as pq
 
 from hubscore._version import __version__
 from hubscore.core.atomic import atomic_file, exclusive_lock
-from hubscore.core.conform import check_unique_keys, check_windows
 from hubscore.core.datasets import parquet_parts, read_kv_metadata
-from hubscore.core.drift import DriftCounter, worst_features
 from hubscore.core.errors import ArtifactError, ConfigError, DriftError, ValidationError
-from hubscore.core.reasons import EXPLANATION_DTYPES
-from hubscore.core.scorer import (
+from hubscore.engine.conform import check_unique_keys, check_windows
+from hubscore.engine.drift import DriftCounter, worst_features
+from hubscore.engine.reasons import EXPLANATION_DTYPES
+from hubscore.engine.scorer import (
     CONFIDENCE_LEVELS,
     CUTOFF,
     ID,

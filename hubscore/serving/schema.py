@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from hubscore.core.errors import ValidationError
-from hubscore.core.scorer import ID
+from hubscore.engine.scorer import ID
 
 MAX_TEXT = 200
 """Longest accepted EMPLOYEE_RANGE / INDUSTRY value: real labels are under 60 characters."""

@@ -34,13 +34,13 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from hubscore._version import __version__
 from hubscore.core.artifacts import MODEL_FILE, Manifest
 from hubscore.core.atomic import exclusive_lock
-from hubscore.core.conform import check_windows
 from hubscore.core.datasets import METADATA_FILE, sidecar_text
-from hubscore.core.drift import DriftCounter
-from hubscore.core.encoding import EncoderSpec
 from hubscore.core.errors import ConfigError, ValidationError
 from hubscore.core.locations import is_uri
-from hubscore.core.scorer import (
+from hubscore.engine.conform import check_windows
+from hubscore.engine.drift import DriftCounter
+from hubscore.engine.encoding import EncoderSpec
+from hubscore.engine.scorer import (
     CUTOFF,
     ID,
     PRIORITY,

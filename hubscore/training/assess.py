@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from hubscore.core.calibration import calibrate
 from hubscore.core.config import Config
+from hubscore.engine.calibration import calibrate
 from hubscore.training import calibration, dataset, evaluate, models
 from hubscore.training.evaluate import Ints, Vector
 

@@ -2,7 +2,7 @@
 
 Candidates: none, Platt scaling and, with at least `ISOTONIC_POSITIVES` positives, isotonic
 regression over bins of at least `MIN_BIN_POSITIVES` expected positives (in log-odds; see
-`hubscore.core.calibration`).
+`hubscore.engine.calibration`).
 Each is fitted on the earlier weeks of the out-of-fold predictions and scored by log loss on
 the later weeks; the winner is refitted on all of them. Few positives favour Platt by the
 numbers, not by a rule.
@@ -19,7 +19,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
-from hubscore.core.calibration import METHODS, calibrate, logit
+from hubscore.engine.calibration import METHODS, calibrate, logit
 
 Vector = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]

@@ -1,7 +1,7 @@
-"""Fit the feature encoders on training rows; `hubscore.core.encoding` applies them.
+"""Fit the feature encoders on training rows; `hubscore.engine.encoding` applies them.
 
 Fitting is training's: only the spec and `encode` are lean. The rules are in
-`hubscore.core.encoding`; this module decides them per family from `EncodingConfig`.
+`hubscore.engine.encoding`; this module decides them per family from `EncodingConfig`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import polars as pl
 
 from hubscore.core.config import EncodingConfig
 from hubscore.core.contract import EMPLOYEE_RANGES, NUMERIC_FEATURES
-from hubscore.core.encoding import (
+from hubscore.engine.encoding import (
     EMPLOYEE,
     INDUSTRY,
     MISSING,

@@ -24,12 +24,12 @@ import numpy as np
 import numpy.typing as npt
 import xgboost as xgb
 
-from hubscore.core import explain
 from hubscore.core.artifacts import MODEL_FILE
 from hubscore.core.errors import ArtifactError
-from hubscore.core.onnx_graph import ml_operators
-from hubscore.core.scorer import load_scorer
-from hubscore.core.treeshap import LEAF, Ensemble, ensemble_from_attributes
+from hubscore.engine import explain
+from hubscore.engine.onnx_graph import ml_operators
+from hubscore.engine.scorer import load_scorer
+from hubscore.engine.treeshap import LEAF, Ensemble, ensemble_from_attributes
 
 ADDITIVITY_TOLERANCE = 1e-5
 PARITY_TOLERANCE = 1e-4

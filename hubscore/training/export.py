@@ -27,7 +27,7 @@ from xgboost import XGBClassifier
 
 from hubscore._version import __version__
 from hubscore.core.errors import ArtifactError
-from hubscore.core.scorer import load_scorer
+from hubscore.engine.scorer import load_scorer
 
 INPUT = "input"
 OUTPUT = "probability"

@@ -18,10 +18,10 @@ import xgboost as xgb
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from hubscore.core import encoding
 from hubscore.core.config import ClassWeight, Config, ModelName
 from hubscore.core.contract import LABEL
 from hubscore.core.errors import ConfigError, first_line
+from hubscore.engine import encoding
 from hubscore.training import encoders
 from hubscore.training.dataset import (
     FeatureFile,

@@ -22,13 +22,14 @@ import polars as pl
 import yaml
 
 from hubscore._version import __version__
-from hubscore.core import artifacts, atomic, encoding
-from hubscore.core.calibration import calibrate
+from hubscore.core import artifacts, atomic
 from hubscore.core.config import MODEL_NAMES, Config, ModelName
 from hubscore.core.contract import RAW_FEATURES
-from hubscore.core.drift import profile_features
 from hubscore.core.errors import ConfigError
-from hubscore.core.explain import EXPLAIN_FILE
+from hubscore.engine import encoding
+from hubscore.engine.calibration import calibrate
+from hubscore.engine.drift import profile_features
+from hubscore.engine.explain import EXPLAIN_FILE
 from hubscore.training import (
     assess,
     calibration,

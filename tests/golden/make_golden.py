@@ -21,7 +21,6 @@ import pyarrow.parquet as pq
 
 from hubscore import __version__
 from hubscore.core.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, sha256_file, write_manifest
-from hubscore.core.calibration import calibrate
 from hubscore.core.config import MODEL_NAMES, EncodingConfig, ModelName, load_config
 from hubscore.core.contract import (
     ACTIVITY_FEATURES,
@@ -31,10 +30,11 @@ from hubscore.core.contract import (
     RAW_FEATURES,
     USAGE_STAT_FEATURES,
 )
-from hubscore.core.drift import profile_features
-from hubscore.core.encoding import EncoderSpec, encode
-from hubscore.core.explain import EXPLAIN_FILE
-from hubscore.core.scorer import load_scorer, scored_at_for
+from hubscore.engine.calibration import calibrate
+from hubscore.engine.drift import profile_features
+from hubscore.engine.encoding import EncoderSpec, encode
+from hubscore.engine.explain import EXPLAIN_FILE
+from hubscore.engine.scorer import load_scorer, scored_at_for
 from hubscore.training.calibration import fit_method
 from hubscore.training.encoders import fit_encoders
 from hubscore.training.explanations import write_explain_file

@@ -26,12 +26,12 @@ import onnxruntime as ort
 import polars as pl
 import pyarrow as pa
 
-from hubscore.core import encoding, explain, reasons
 from hubscore.core.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, read_manifest
-from hubscore.core.calibration import calibrate
-from hubscore.core.conform import check_unique_keys, conform, key_columns, parse_dtype
 from hubscore.core.contract import KEY_COLUMNS
 from hubscore.core.errors import ArtifactError, SchemaError, ValidationError, first_line
+from hubscore.engine import encoding, explain, reasons
+from hubscore.engine.calibration import calibrate
+from hubscore.engine.conform import check_unique_keys, conform, key_columns, parse_dtype
 
 ID, CUTOFF = KEY_COLUMNS
 PROBABILITY = "conversion_probability"

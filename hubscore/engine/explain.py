@@ -28,8 +28,8 @@ import numpy as np
 import numpy.typing as npt
 
 from hubscore.core.errors import ArtifactError
-from hubscore.core.onnx_graph import Operator, ml_operators
-from hubscore.core.treeshap import TreeExplainer, ensemble_from_attributes
+from hubscore.engine.onnx_graph import Operator, ml_operators
+from hubscore.engine.treeshap import TreeExplainer, ensemble_from_attributes
 
 EXPLAIN_FILE = "explain.npz"
 EXPLAIN_VERSION = 1
