@@ -26,11 +26,24 @@ def test_a_miscalibrated_model_is_corrected_on_later_weeks(scale: float) -> None
     y, p, weeks = predictions(scale)
     fitted = fit_calibration(y, p, weeks)
     assert fitted["method"] in ("platt", "isotonic")
-    assert fitted["validation_log_loss"][fitted["method"]] < fitted["validation_log_loss"]["none"]
     fresh_y, fresh_p, _ = predictions(scale, seed=1)
     after = calibrate(fresh_p, fitted).astype(np.float64)
     assert abs(after.sum() / fresh_y.sum() - 1) < 0.15 < abs(fresh_p.sum() / fresh_y.sum() - 1)
     assert calibration_error(fresh_y, after) < calibration_error(fresh_y, fresh_p)
+
+
+def test_isotonic_replaces_platt_only_beyond_noise_and_says_why() -> None:
+    y, p, weeks = predictions(3.0)
+    few = fit_calibration(y[:3000], p[:3000], weeks[:3000])  # under 200 positives
+    assert few["method"] == "platt" and "fewer than the 200 isotonic needs" in few["chosen_by"]
+    fitted = fit_calibration(y, p, weeks)
+    evidence = fitted["evidence"]
+    assert evidence["later_weeks"] >= 5 and set(evidence["log_loss"]) == {"platt", "isotonic"}
+    expected = "isotonic" if evidence["beyond_noise"] else "platt"
+    assert fitted["method"] == expected
+    assert (evidence["isotonic_gain_per_week"] - 1.645 * evidence["standard_error"] > 0) == (
+        expected == "isotonic"
+    )
 
 
 def test_a_calibrated_model_keeps_its_probabilities_unless_the_data_says_otherwise() -> None:

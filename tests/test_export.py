@@ -220,7 +220,7 @@ def bad_inputs(tmp_path: Path, good: Path) -> dict[str, tuple[list[str], int, st
         "foreign": (["--features", str(foreign)], 4, "not a hubscore feature file"),
         "version": (["--features", str(old)], 4, "built by hubscore 0.0.1"),
         "single": (["--features", str(single)], 3, "single class"),
-        "folds": (["--features", str(good)], 3, "positive"),
+        "folds": (["--features", str(good)], 3, "time folds"),
         "model": (["--features", str(good), "--model", "svm"], 2, "training.model"),
         "param": (["--features", str(good)], 2, "models.xgboost.depth"),
     }

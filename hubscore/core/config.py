@@ -78,11 +78,19 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    trials: int = 20
+    trials: int = 10
     timeout_s: float | None = None
+    metric: str = "pr_auc"
+    min_positive_companies: int = 100
 
     def __post_init__(self) -> None:
         _require(self.trials >= 0, "training.search.trials", self.trials, ">= 0 (0: off)")
+        _require(
+            self.min_positive_companies >= 1,
+            "training.search.min_positive_companies",
+            self.min_positive_companies,
+            ">= 1",
+        )
         if self.timeout_s is not None:
             _require(self.timeout_s > 0, "training.search.timeout_s", self.timeout_s, "> 0")
 

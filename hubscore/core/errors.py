@@ -53,6 +53,12 @@ class LockHeldError(HubscoreError):
     exit_code = 6
 
 
+class LeakageError(HubscoreError):
+    """A model would be scored on rows it was fitted on: a bug, refused before any metric."""
+
+    exit_code = 1
+
+
 class DriftError(HubscoreError):
     """Input feature distributions drifted past the allowed population stability index."""
 

@@ -106,7 +106,7 @@ def calibration_report(y: Ints, raw: Vector, p: Vector, fitted: dict[str, Any]) 
     return {
         "method": fitted["method"],
         "chosen_by": fitted.get("chosen_by"),
-        "validation_log_loss": fitted.get("validation_log_loss", {}),
+        "evidence": fitted.get("evidence", {}),
         "fitted_on_rows": fitted.get("fitted_on_rows"),
         "before": describe(raw),
         "after": describe(p),

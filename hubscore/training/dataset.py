@@ -32,7 +32,7 @@ from hubscore.core.contract import (
     RAW_FEATURES,
 )
 from hubscore.core.datasets import parquet_fingerprint, parquet_parts, read_kv_metadata
-from hubscore.core.errors import ConfigError, SchemaError, ValidationError
+from hubscore.core.errors import ConfigError, LeakageError, SchemaError, ValidationError
 
 ID, CUTOFF = KEY_COLUMNS
 ORDER = "_order"
@@ -185,6 +185,20 @@ def split_rows(ff: FeatureFile, config: Config) -> Split:
     return Split(train, test, _split_report(frame, y, train, test, ff.metadata))
 
 
+def check_unseen(
+    fitted: npt.NDArray[np.int64], scored: npt.NDArray[np.int64], *, what: str
+) -> None:
+    """Refuse to score rows a fit has seen: every metric, calibration and threshold comes
+    from rows the model never trained on (and no fit ever stops early on them)."""
+    seen = np.intersect1d(fitted, scored)
+    if seen.size:
+        raise LeakageError(
+            f"{what}: {seen.size:,} of the {scored.size:,} rows it scores were among the "
+            f"{fitted.size:,} it was fitted on",
+            hint="this is a bug in hubscore: please report it with the training log",
+        )
+
+
 def week_codes(frame: pl.DataFrame) -> npt.NDArray[np.int64]:
     return frame.get_column(CUTOFF).cast(pl.Date).cast(pl.Int64).to_numpy()
 
@@ -257,46 +271,73 @@ def _split_report(
     return {"kind": kind, "gap_days": gap, "train": side(train), "test": side(test)}
 
 
-def cv_folds(
-    ff: FeatureFile, split: Split, config: Config
-) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
-    """Return (train rows, validation rows) per fold, inside the training side only."""
+VALIDATION_SHARE = 0.5
+"""The later share of the training side's weeks that the time folds validate on, in
+`training.cv_folds` blocks: the first fold still fits on the earlier half (less a horizon)."""
+
+FoldRows = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+@dataclass(frozen=True)
+class Folds:
+    """Cross-validation folds inside the training side, and those that could not be used."""
+
+    rows: list[FoldRows]
+    """(fit rows, validation rows) of each usable fold, in time order."""
+    dropped: list[str]
+    """Why a fold was left out (no positive rows on one side), in words."""
+
+
+def cv_folds(ff: FeatureFile, split: Split, config: Config) -> Folds:
+    """Return the folds inside the training side that have positives on both sides.
+
+    A fold without a positive on either side cannot score a ranking: it is left out and said
+    why, rather than failing the run (a short history may have only one or two usable).
+    """
     k = config.training.cv_folds
     y = labels(ff.frame)
-    if int(y[split.train].sum()) < k:
-        raise ValidationError(
-            f"the training side has {int(y[split.train].sum())} positive rows, "
-            f"fewer than training.cv_folds={k}",
-            hint="lower training.cv_folds or build features over a longer period",
-        )
     if ff.metadata["target"] == "is_customer":
-        folds = _company_folds(ff.frame, y, split.train, config)
+        candidates = _company_folds(ff.frame, y, split.train, config)
     else:
-        folds = _time_folds(week_codes(ff.frame), split.train, k, int(ff.metadata["horizon_days"]))
-    for number, (fit_rows, val_rows) in enumerate(folds, start=1):
-        if not y[fit_rows].any() or not y[val_rows].any():
-            raise ValidationError(
-                f"cross-validation fold {number} of {k} has no positive rows on one side",
-                hint="lower training.cv_folds or build features over more cutoffs",
-            )
-    return folds
+        horizon = int(ff.metadata["horizon_days"])
+        candidates = _time_folds(week_codes(ff.frame), split.train, k, horizon)
+    usable, dropped = [], []
+    for number, (fit_rows, val_rows) in enumerate(candidates, start=1):
+        if y[fit_rows].any() and y[val_rows].any():
+            usable.append((fit_rows, val_rows))
+            continue
+        side = "fitting" if not y[fit_rows].any() else "validation"
+        dropped.append(
+            f"fold {number} of {k}: no positive rows on its {side} side "
+            f"({fit_rows.size:,} fitting rows, {val_rows.size:,} validation rows)"
+        )
+    if not usable:
+        raise ValidationError(
+            f"no cross-validation fold of the training side has positive rows on both sides "
+            f"({'; '.join(dropped)})",
+            hint="build features over more cutoffs, or lower training.cv_folds",
+        )
+    return Folds(usable, dropped)
 
 
 def _time_folds(
     days: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], k: int, horizon: int
-) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+) -> list[FoldRows]:
+    """Expanding-window folds: the later half of the weeks in k blocks, each fitted on the
+    weeks a horizon before it (the same gap as the final split)."""
     weeks = np.unique(days[rows])
-    chunks = np.array_split(weeks, k + 1)
+    if k > weeks.size // 2:
+        raise ValidationError(
+            f"{weeks.size} training cutoffs cannot make {k} time folds (each fold validates on "
+            "at least one week of the later half)",
+            hint=f"lower training.cv_folds to at most {max(weeks.size // 2, 2)}",
+        )
+    first = weeks.size - max(k, round(weeks.size * VALIDATION_SHARE))
+    blocks = np.array_split(weeks[first:], k)
     folds = []
-    for number in range(1, k + 1):
-        if chunks[number].size == 0:
-            raise ValidationError(
-                f"{weeks.size} training cutoffs cannot make {k} time folds",
-                hint="lower training.cv_folds",
-            )
-        start = chunks[number][0]
-        fit_rows = rows[days[rows] + horizon <= start]  # the same gap as the final split
-        val_rows = rows[np.isin(days[rows], chunks[number])]
+    for block in blocks:
+        fit_rows = rows[days[rows] + horizon <= block[0]]
+        val_rows = rows[np.isin(days[rows], block)]
         folds.append((fit_rows, val_rows))
     return folds
 

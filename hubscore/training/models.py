@@ -6,7 +6,7 @@ Every model is fitted on exactly the float32 matrix `encoding.encode` gives the 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 
 from hubscore.core.config import ClassWeight, Config, ModelName
 from hubscore.core.contract import LABEL
-from hubscore.core.errors import ConfigError, first_line
+from hubscore.core.errors import ConfigError, ValidationError, first_line
 from hubscore.engine import encoding
 from hubscore.training import encoders
 from hubscore.training.dataset import (
@@ -29,7 +29,7 @@ from hubscore.training.dataset import (
     Matrix,
     Split,
     Vector,
-    cv_folds,
+    check_unseen,
     labels,
     take,
     week_codes,
@@ -40,7 +40,6 @@ _LGBM_EXTRA = {"scale_pos_weight", "is_unbalance", "max_bin", "extra_trees", "pa
 _FIXED = {"n_jobs", "random_state", "seed", "deterministic", "verbose", "verbosity"}
 
 
-EARLY_STOPPING_ROUNDS = 50
 BOOSTERS = ("xgboost", "lightgbm")
 
 
@@ -70,22 +69,18 @@ class Model:
     estimator: Any
     params: dict[str, Any] = field(default_factory=dict)
     class_weight: ClassWeight = "none"
-    best_iteration: int | None = None
-    """Trees kept by early stopping, when it ran."""
 
-    def fit(
-        self, x: Matrix, y: npt.NDArray[np.int64], *, stop_on: tuple[Matrix, Ints] | None = None
-    ) -> Model:
+    def fit(self, x: Matrix, y: npt.NDArray[np.int64], *, weights: Vector | None = None) -> Model:
         """Fit on the encoded matrix; bad hyperparameters raise ConfigError.
 
         Args:
-            stop_on: a later, time-ordered validation fold: boosters stop adding trees when
-                its log loss has not improved for `EARLY_STOPPING_ROUNDS` rounds.
+            weights: per-row sample weights (negatives kept 1 in m weigh m), or None.
         """
         self._weigh_classes(y)
         self.estimator.set_params(**resolve_sizes(self.params, int(y.sum())))
+        self._refuse_missing(x)
         try:
-            self._fit(x, y, stop_on)
+            self.estimator.fit(x, y, **({} if weights is None else {"sample_weight": weights}))
         except (ValueError, TypeError, xgb.core.XGBoostError, lgb.basic.LightGBMError) as exc:
             raise ConfigError(
                 f"models.{self.name}: training rejected the hyperparameters: {first_line(exc)}",
@@ -96,21 +91,19 @@ class Model:
             self.estimator.set_params(n_jobs=1)
         return self
 
-    def _fit(self, x: Matrix, y: Ints, stop_on: tuple[Matrix, Ints] | None) -> None:
-        if stop_on is None or self.name not in BOOSTERS:
-            self.estimator.fit(x, y)
+    def _refuse_missing(self, x: Matrix) -> None:
+        """Refuse NaN for logistic regression, the one family that cannot read it (a data or
+        encoding problem, not a hyperparameter one)."""
+        if self.name != "logreg":
             return
-        if self.name == "xgboost":
-            self.estimator.set_params(early_stopping_rounds=EARLY_STOPPING_ROUNDS)
-            self.estimator.fit(x, y, eval_set=[stop_on], verbose=False)
-            self.best_iteration = int(self.estimator.best_iteration) + 1
-            return
-        stop = lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)
-        x_val, y_val = stop_on
-        self.estimator.fit(
-            x, y, eval_X=(x_val,), eval_y=(y_val,), eval_metric="binary_logloss", callbacks=[stop]
-        )
-        self.best_iteration = int(self.estimator.best_iteration_ or self.estimator.n_estimators)
+        columns = np.flatnonzero(np.isnan(x).any(axis=0))
+        if columns.size:
+            raise ValidationError(
+                f"the encoded training matrix has missing values in {columns.size} columns "
+                f"(positions {', '.join(map(str, columns[:5].tolist()))}); logistic regression "
+                "cannot read missing values",
+                hint="set encoding.missing_values: impute (or auto) for logreg",
+            )
 
     def _weigh_classes(self, y: npt.NDArray[np.int64]) -> None:
         """Weight positives per `training.class_weight`, unless the hyperparameters do."""
@@ -225,50 +218,43 @@ def fit_family(
     config: Config,
     *,
     missing_flags: bool = True,
-    stop_on: pl.DataFrame | None = None,
 ) -> tuple[Model, encoding.EncoderSpec]:
-    """Fit encoders and a model on `frame` (training rows only).
-
-    Args:
-        stop_on: a later validation frame for the boosters' early stopping.
-    """
+    """Fit encoders and a model on `frame` (training rows only)."""
     spec = encoders.fit_encoders(
         frame, config.encoding, linear=name == "logreg", missing_flags=missing_flags
     )
-    stop = None if stop_on is None else (encoding.encode(stop_on, spec), labels(stop_on))
-    model = make_model(name, config).fit(encoding.encode(frame, spec), labels(frame), stop_on=stop)
+    model = make_model(name, config).fit(encoding.encode(frame, spec), labels(frame))
     return model, spec
 
 
 def cross_validate(
     name: ModelName,
     ff: FeatureFile,
-    split: Split,
+    folds: Sequence[tuple[Ints, Ints]],
     config: Config,
     *,
-    early_stopping: bool,
     on_fold: Callable[[int, Fold], None] | None = None,
-) -> tuple[list[Fold], list[int]]:
+) -> list[Fold]:
     """Fit on each expanding-window fold and predict its validation weeks.
 
-    Returns the out-of-fold predictions and, for boosters stopped early, each fold's trees.
+    No fit ever sees its validation rows, not even to stop early: the tree count is the
+    config's (a fixed budget), so out-of-fold predictions are honest for calibration and
+    thresholds.
 
     Args:
         on_fold: sees each fold's predictions as they come (a search prunes poor trials).
     """
-    folds, trees = [], []
+    out = []
     days = week_codes(ff.frame)
-    for number, (fit_rows, val_rows) in enumerate(cv_folds(ff, split, config)):
+    for number, (fit_rows, val_rows) in enumerate(folds):
+        check_unseen(fit_rows, val_rows, what=f"cross-validation fold {number + 1}")
         val = take(ff.frame, val_rows)
-        stop_on = val if early_stopping and name in BOOSTERS else None
-        model, spec = fit_family(name, take(ff.frame, fit_rows), config, stop_on=stop_on)
+        model, spec = fit_family(name, take(ff.frame, fit_rows), config)
         fold = (labels(val), model.predict_proba(encoding.encode(val, spec)), days[val_rows])
-        folds.append(fold)
-        if model.best_iteration is not None:
-            trees.append(model.best_iteration)
+        out.append(fold)
         if on_fold is not None:
             on_fold(number, fold)
-    return folds, trees
+    return out
 
 
 def train_family(
@@ -282,6 +268,7 @@ def train_family(
 ) -> Trained:
     """Fit the chosen parameters on the whole training side and predict the test side."""
     config = choice.config(name, config)
+    check_unseen(split.train, split.test, what="the held-out test side")
     train_frame = take(ff.frame, split.train)
     model, spec = fit_family(name, train_frame, config)
     round_thresholds_down(model)

@@ -129,7 +129,7 @@ def write_report(path: Path, metrics: Mapping[str, Any], *, plots: Sequence[Path
             ),
         ),
         *_section("Calibration (test side)", _calibration(metrics.get("calibration"))),
-        *_section("Hyperparameter search", _search(metrics.get("search"))),
+        *_section("Why each choice", _choices(metrics)),
         *_section(
             "Cross-validation (expanding window, mean ± std over folds)",
             _table([{"metric": k, **v} for k, v in metrics["cv"].items()]),
@@ -282,11 +282,9 @@ def _calibration(calibration: Mapping[str, Any] | None) -> str:
         {"": side, **{k: calibration[side][k] for k in ("brier", "ece", "expected_over_observed")}}
         for side in ("before", "after")
     ]
-    losses = calibration.get("validation_log_loss") or {}
     chosen = (
-        f"<p>Method <b>{escape(str(calibration['method']))}</b>, chosen by "
-        f"{escape(str(calibration.get('chosen_by')))}; validation log loss: "
-        f"{escape(', '.join(f'{m} {v:.5f}' for m, v in losses.items()) or 'not computed')}.</p>"
+        f"<p>Method <b>{escape(str(calibration['method']))}</b>: "
+        f"{escape(str(calibration.get('chosen_by')))}.</p>"
     )
     reliability = "<p>By decile of calibrated probability:</p>" + _table(
         calibration["after"]["reliability"]
@@ -294,27 +292,25 @@ def _calibration(calibration: Mapping[str, Any] | None) -> str:
     return chosen + _table(summary) + reliability
 
 
-def _search(search: Mapping[str, Any] | None) -> str:
-    if not search:
-        return ""
-    intro = (
-        f"<p>{search['trials']} trials ({search.get('pruned', 0)} more pruned); chosen by "
-        f"{escape(str(search['chosen_by']))}. "
-        f"Chosen parameters: {_fmt(search['chosen']['params'])} "
-        f"(CV {escape(str(search['chosen']['metric']))} "
-        f"{_fmt(search['chosen']['metric_mean'])} ± {_fmt(search['chosen']['metric_std'])}).</p>"
-    )
-    rows = [
+def _choices(metrics: Mapping[str, Any]) -> str:
+    """The run's choices with their evidence, then the search's trials when it ran."""
+    rows = metrics.get("choices", [])
+    search = metrics.get("search") or {}
+    trials = [
         {
             "trial": r["trial"],
             "params": r["params"],
-            f"cv {r['metric']} mean": r["metric_mean"],
-            "std": r["metric_std"],
-            "pr_auc (tie-break)": r["tie_break_mean"],
+            str(r["metric"]): r["metric_value"],
+            "vs trial 0": (r.get("versus_trial_0") or {}).get("difference"),
+            "90% interval": (r.get("versus_trial_0") or {}).get("interval"),
         }
         for r in search.get("history", [])
     ]
-    return intro + _table(rows)
+    body = _table(rows) if rows else ""
+    if search.get("ran"):
+        body += f"<p>{search['trials']} trials ({search.get('pruned', 0)} more pruned):</p>"
+        body += _table(trials)
+    return body
 
 
 def _split(metrics: Mapping[str, Any]) -> str:

@@ -33,6 +33,7 @@ from hubscore.engine.explain import EXPLAIN_FILE
 from hubscore.training import (
     assess,
     calibration,
+    choices,
     dataset,
     evaluate,
     explanations,
@@ -253,7 +254,10 @@ def _stage_family(
     log = RunLog()
     log.add(f"hubscore {__version__}: training {name} on {ff.path} ({ff.frame.height} rows)")
     log.add(f"split: {json.dumps(split.report, sort_keys=True)}")
-    searched = search.choose_params(name, ff, split, config)
+    folds = dataset.cv_folds(ff, split, config)
+    for dropped in folds.dropped:
+        log.add(f"cross-validation: left out {dropped}")
+    searched = search.choose_params(name, ff, split, config, folds)
     log.add(f"parameters ({searched.summary['chosen_by']}): {searched.best['params']}")
     trained = models.train_family(
         name, ff, split, config, choice=searched.choice, folds=searched.folds
@@ -269,6 +273,14 @@ def _stage_family(
     metrics["search"] = {**searched.summary, "chosen": searched.best, "history": searched.trials}
     shipped = _ship(name, ff, trained, config, log)
     metrics["shipped"] = shipped.fitted_on
+    metrics["choices"] = choices.describe_choices(
+        name,
+        config,
+        folds=folds,
+        searched=searched,
+        held_out=held_out,
+        shipped=shipped.fitted_on["calibration"],
+    )
     stage.chmod(0o755)  # mkdtemp makes it owner-only; scoring may run as another user
     manifest = _export(stage, shipped, metrics, ff, trained.test, name=target.name, log=log)
     metrics = {**metrics, "run": target.name, "verification": manifest.verification}
@@ -374,7 +386,9 @@ def _write_outputs(
     Args:
         p_test: the evaluated model's calibrated test-side probabilities.
     """
-    write_yaml(stage / "config.yaml", config.to_dict())
+    write_yaml(
+        stage / "config.yaml", shipped_config(trained.name, config, trained.choice).to_dict()
+    )
     importance = pl.DataFrame(
         {"feature": shipped.spec.output_names, "importance": shipped.model.feature_importance()}
     ).sort(["importance", "feature"], descending=[True, False])
@@ -390,6 +404,14 @@ def _write_outputs(
         importance_kind=IMPORTANCE_KIND[trained.name],
         calibration=metrics["calibration"],
     )
+
+
+def shipped_config(name: ModelName, config: Config, choice: models.Choice) -> Config:
+    """Return the config the shipped model was fitted with: this family, the chosen
+    parameters and encodings. `train --config RUN/config.yaml --search off` on the same
+    feature file refits the same model, byte for byte."""
+    chosen = choice.config(name, config)
+    return replace(chosen, training=replace(chosen.training, model=name))
 
 
 IMPORTANCE_KIND = {

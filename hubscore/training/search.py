@@ -1,33 +1,37 @@
-"""Choose a family's hyperparameters by time-aware validation, not by hand.
+"""Choose a family's hyperparameters only where the folds can tell them apart.
 
-Each trial fits the expanding-window folds of the training side (`dataset.cv_folds`) and is
-scored by the mean of `training.leaderboard_metric` over them, PR-AUC breaking ties. Boosters
-stop early on each fold's (later) validation weeks, and the final fits use the median of the
-folds' tree counts. Optuna's seeded TPE sampler proposes the trials from the family's space in
-`search.<family>`, so the same data, config and seed choose the same parameters. With
-`training.search.trials: 0` (`train --search off`) the config's parameters are used as they
-are, through the same folds.
+Trial 0 is exactly the config's parameters (`models.<family>`): fitted on the expanding-window
+folds of the training side (`dataset.cv_folds`) and measured by `training.search.metric`, the
+mean over folds. The search then runs only when the folds hold at least
+`training.search.min_positive_companies` converting companies (with the real files' few
+converters, no trial can be told from noise, and the search would only pick a lucky one). Its
+trials come from a sampler that suits the budget (scrambled Sobol points for small budgets,
+where TPE's random start-up would be all there is; TPE beyond), and a trial replaces the
+config's parameters only when its paired difference over the same folds is above zero with
+90% confidence (`evidence`: companies resampled, the same draws for every trial). The same
+data, config and seed choose the same parameters.
 """
 
 from __future__ import annotations
 
-import math
-import re
-import statistics
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import optuna
 
 from hubscore.core.config import Config, ModelName
 from hubscore.core.errors import ConfigError
-from hubscore.training import dataset, encoders, evaluate, models
+from hubscore.training import dataset, encoders, evidence, models
 
-TIE_BREAK = "pr_auc"
 PRUNE_AFTER_TRIALS = 4
-"""Trials that always run to the end before the median rule may prune later ones."""
+"""Sampled trials that always run to the end before the median rule may prune later ones."""
+SOBOL_BELOW = 32
+"""Budgets under this many sampled trials use quasi-random Sobol points: TPE starts with 10
+random ones, so a 10-trial TPE search is random search."""
 ENCODING_PREFIX = "encoding."
 
 
@@ -38,178 +42,213 @@ class Searched:
     choice: models.Choice
     folds: list[models.Fold]
     best: dict[str, Any]
-    """This trial's record: parameters, CV metric mean and std, the folds' tree counts."""
+    """The chosen trial's record: parameters, fold metric and its difference to trial 0."""
+    measured: evidence.Measured | None = None
     trials: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
 
 
 def choose_params(
-    name: ModelName, ff: dataset.FeatureFile, split: dataset.Split, config: Config
+    name: ModelName,
+    ff: dataset.FeatureFile,
+    split: dataset.Split,
+    config: Config,
+    folds: dataset.Folds,
 ) -> Searched:
-    """Run the search (or the config's parameters alone) and return the best trial."""
+    """Evaluate the config's parameters on the folds; search only where the folds can carry it."""
     settings = config.training.search
+    evidence.check_metric(settings.metric)
     space = dict(config.search_space.get(name, {}))
-    base = dict(config.models.get(name, {}))
-    if settings.trials == 0 or not space:
-        best = _evaluate(name, ff, split, config, models.Choice(base), number=0)
-        best.summary = {"trials": 0, "space": {}, "chosen_by": "config (search off)"}
-        return best
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=config.training.random_seed)
-    # A trial whose first folds fall below the median of earlier trials' stops early.
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS)
-    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
-    # Trial 0 is the config's own parameters: the search has to beat them, not noise.
-    study.enqueue_trial(config_point(name, space, base, config))
-    records: list[Searched] = []
-    started = time.monotonic()
-
-    def objective(trial: optuna.Trial) -> float:
-        sampled = {key: _suggest(trial, key, spec) for key, spec in sorted(space.items())}
-        choice = _choice(base, sampled)
-        records.append(_evaluate(name, ff, split, config, choice, number=trial.number, trial=trial))
-        if len(records) > 1:  # keep the predictions of the chosen and the config's: they are
-            # large. A later trial is chosen, or the choice among the earlier ones stays.
-            keep = {id(_choose(records[:-1], config)[0]), id(records[0]), id(records[-1])}
-            for record in records:
-                if id(record) not in keep:
-                    record.folds = []
-        return float(records[-1].best["metric_mean"])
-
-    study.optimize(objective, n_trials=settings.trials, timeout=settings.timeout_s)
-    best, chosen_by = _choose(records, config)
-    best.trials = [r.best for r in records]
-    best.summary = {
-        "trials": len(records),
-        "pruned": len(study.trials) - len(records),
-        "space": space,
-        "chosen_by": chosen_by,
-        "stopped_by_timeout": len(study.trials) < settings.trials,
-        "seconds": round(time.monotonic() - started, 1),
-    }
-    return best
+    base = models.Choice(dict(config.models.get(name, {})))
+    fold_evidence = _fold_evidence(ff, folds, config)
+    anchor = _evaluate(name, ff, folds, config, base, number=0, evidence_of=fold_evidence)
+    power = fold_evidence.power() if fold_evidence else {"folds": 0}
+    reason = _why_not(settings.trials, space, power, config)
+    if reason:
+        anchor.summary = {"trials": 1, "ran": False, "chosen_by": reason, "power": power}
+        _describe_anchor(anchor)
+        return anchor
+    assert fold_evidence is not None  # _why_not refuses a search without folds
+    return _search(name, ff, folds, config, anchor, fold_evidence, space=space, power=power)
 
 
-def _choose(records: list[Searched], config: Config) -> tuple[Searched, str]:
-    """Return the chosen trial's record and how it was chosen."""
-    how = f"mean {search_metric(config)} over the expanding-window folds ({TIE_BREAK} breaks ties)"
-    # records[0] is trial 0, the config's parameters: enqueued first, never pruned (the pruner
-    # waits for PRUNE_AFTER_TRIALS), and its predictions are always kept.
-    number, guarded = choose_trial([r.best for r in records], folds=len(records[0].folds))
-    chosen = next(r for r in records if r.best["trial"] == number)
-    return chosen, f"{how}; {guarded}" if guarded else how
-
-
-def choose_trial(rows: list[dict[str, Any]], *, folds: int) -> tuple[int, str | None]:
-    """Return the best trial's number, or 0 (the config's parameters) with the reason.
-
-    A trial replaces trial 0 only when it beats it by more than a standard error of trial 0's
-    folds on the metric and does not lose on the tie-break (PR-AUC): on a few hundred positive
-    rows precision@50 moves by that much on noise, and a trial that wins the top of the folds'
-    lists while ranking the rest worse did not carry over to later weeks (seen on a sample:
-    precision@50 +0.008 and PR-AUC -0.018 on the folds; ROC-AUC 0.884 -> 0.849 on the test).
-    """
-    anchor = next(row for row in rows if row["trial"] == 0)
-    margin = anchor["metric_std"] / math.sqrt(max(folds, 1))
-    better = [
-        row
-        for row in rows
-        if row["metric_mean"] - anchor["metric_mean"] > margin
-        and row["tie_break_mean"] >= anchor["tie_break_mean"]
-    ]
-    if better:
-        best = max(better, key=_order)
-        return int(best["trial"]), None
-    return 0, (
-        f"no trial beat the config's parameters by a standard error ({margin:.4g}) "
-        f"without losing {TIE_BREAK}"
+def _fold_evidence(
+    ff: dataset.FeatureFile, folds: dataset.Folds, config: Config
+) -> evidence.FoldEvidence | None:
+    if not folds.rows:
+        return None
+    y = dataset.labels(ff.frame)
+    days = dataset.week_codes(ff.frame)
+    ids = ff.frame.get_column(dataset.ID).cast(int).to_numpy()
+    return evidence.FoldEvidence.of(
+        [y[val] for _, val in folds.rows],
+        [days[val] for _, val in folds.rows],
+        [ids[val] for _, val in folds.rows],
+        seed=config.training.random_seed,
     )
 
 
-def config_point(
-    name: ModelName, space: Mapping[str, Any], base: Mapping[str, Any], config: Config
-) -> dict[str, Any]:
-    """Return the config's own values of the searched keys (those inside the space)."""
-    resolved = encoders.choose_encoding(config.encoding, linear=name == "logreg")
-    flags = "pattern" if resolved.per_pattern else ("column" if resolved.flags else "none")
-    current = {**base, "encoding.industry": resolved.industry, "encoding.missing_flags": flags}
-    point = {}
-    for key, spec in space.items():
-        value = current.get(key)
-        if isinstance(value, Mapping):
-            value = value.get("per_positive")
-        inside = (
-            value in spec["choices"]
-            if "choices" in spec
-            else isinstance(value, int | float) and spec["low"] <= value <= spec["high"]
+def _why_not(
+    trials: int, space: Mapping[str, Any], power: Mapping[str, Any], config: Config
+) -> str:
+    """Return why the search does not run, or "" when it does."""
+    if trials <= 1 or not space:
+        return "the config's parameters (search off)"
+    if int(power["folds"]) < 2:
+        return (
+            f"the config's parameters: {power['folds']} usable cross-validation folds, "
+            "too few to compare trials on"
         )
-        if value is not None and inside:
-            point[key] = value
-    return point
+    need = config.training.search.min_positive_companies
+    have = int(power["positive_companies_in_all"])
+    if have < need:
+        return (
+            f"the config's parameters: the folds' validation weeks hold {have} converting "
+            f"companies, fewer than training.search.min_positive_companies ({need}); no trial "
+            "could be told from noise"
+        )
+    return ""
 
 
-def _order(row: Mapping[str, Any]) -> tuple[float, float, int]:
-    """Best first: the metric, then the tie-break, then the earlier trial."""
-    return (row["metric_mean"], row["tie_break_mean"], -row["trial"])
+def _search(
+    name: ModelName,
+    ff: dataset.FeatureFile,
+    folds: dataset.Folds,
+    config: Config,
+    anchor: Searched,
+    fold_evidence: evidence.FoldEvidence,
+    *,
+    space: Mapping[str, Any],
+    power: dict[str, Any],
+) -> Searched:
+    """Sample trials 1.. and keep the one that beats trial 0 beyond noise, if any."""
+    settings = config.training.search
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS)
+    study = optuna.create_study(
+        direction="maximize", sampler=make_sampler(settings.trials - 1, config), pruner=pruner
+    )
+    chosen, records = anchor, [anchor]
+    started = time.monotonic()
+
+    def objective(trial: optuna.Trial) -> float:
+        nonlocal chosen
+        sampled = {key: _suggest(trial, key, spec) for key, spec in sorted(space.items())}
+        record = _evaluate(
+            name, ff, folds, config, _choice(anchor.choice.model, sampled),
+            number=trial.number + 1, evidence_of=fold_evidence, trial=trial,
+        )  # fmt: skip
+        assert record.measured is not None and anchor.measured is not None
+        record.best |= {"versus_trial_0": record.measured.versus(anchor.measured)}
+        records.append(record)
+        if _better(record, chosen):
+            chosen.folds = [] if chosen is not anchor else chosen.folds
+            chosen = record
+        elif record is not anchor:
+            record.folds = []  # out-of-fold predictions are large: keep the chosen's only
+        return record.measured.value
+
+    study.optimize(objective, n_trials=settings.trials - 1, timeout=settings.timeout_s)
+    _describe_anchor(anchor)
+    chosen.trials = [r.best for r in records]
+    chosen.summary = {
+        "trials": len(records),
+        "ran": True,
+        "pruned": len(study.trials) - (len(records) - 1),
+        "space": dict(space),
+        "sampler": type(study.sampler).__name__,
+        "chosen_by": _chosen_by(chosen, settings.metric),
+        "power": power,
+        "stopped_by_timeout": len(study.trials) < settings.trials - 1,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    return chosen
+
+
+def _better(record: Searched, chosen: Searched) -> bool:
+    """A trial beats trial 0 beyond noise, and beats the chosen one by its point difference."""
+    versus = record.best["versus_trial_0"]
+    if not versus["beyond_noise"]:
+        return False
+    current = chosen.best.get("versus_trial_0", {"difference": 0.0})
+    return bool(versus["difference"] > current["difference"])
+
+
+def _chosen_by(chosen: Searched, metric: str) -> str:
+    if chosen.best["trial"] == 0:
+        return (
+            f"the config's parameters: no trial's paired difference in {metric} over the "
+            "folds was above zero with 90% confidence"
+        )
+    versus = chosen.best["versus_trial_0"]
+    low, high = versus["interval"]  # a chosen trial was beyond noise: it has an interval
+    return (
+        f"trial {chosen.best['trial']}: {metric} {versus['difference']:+.4f} against the "
+        f"config's parameters on the same folds (90% interval {low:+.4f} to {high:+.4f})"
+    )
+
+
+def _describe_anchor(anchor: Searched) -> None:
+    anchor.best |= {"versus_trial_0": {"difference": 0.0, "interval": [0.0, 0.0]}}
+
+
+def make_sampler(budget: int, config: Config) -> optuna.samplers.BaseSampler:
+    """Return Sobol points for a small budget, TPE for a larger one (both seeded)."""
+    seed = config.training.random_seed
+    if budget < SOBOL_BELOW:
+        with warnings.catch_warnings():  # "experimental" since optuna 3.0; stable in use
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(
+                qmc_type="sobol",
+                scramble=True,
+                seed=seed,
+                independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+                warn_independent_sampling=False,
+                warn_asynchronous_seeding=False,
+            )
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
 
 
 def _evaluate(
     name: ModelName,
     ff: dataset.FeatureFile,
-    split: dataset.Split,
+    folds: dataset.Folds,
     config: Config,
     choice: models.Choice,
     *,
     number: int,
+    evidence_of: evidence.FoldEvidence | None,
     trial: optuna.Trial | None = None,
 ) -> Searched:
-    """Cross-validate one choice; fix the boosters' tree count at the folds' median.
+    """Cross-validate one choice and measure it on the folds (with its resamples).
 
     Args:
-        trial: the search's trial, told each fold's metric so a poor one is pruned early
-            (each fold is measured once, as it comes).
+        trial: the search's trial, told each fold's metric so a poor one is pruned early.
     """
-    metric = search_metric(config)
-    sign = -1.0 if metric in evaluate.LOWER_IS_BETTER else 1.0
-    per_fold: list[dict[str, Any]] = []
+    metric = config.training.search.metric
 
-    def measure(number: int, fold: models.Fold) -> None:
-        per_fold.append(evaluate.fold_metrics(fold, config.training.top_k))
+    def report(number: int, fold: models.Fold) -> None:
         if trial is None:
             return
-        value = per_fold[-1].get(metric)
-        trial.report(_mean([None if value is None else sign * value]), number)
+        trial.report(evidence.fold_value(metric, *fold), number)
         if trial.should_prune():
             raise optuna.TrialPruned
 
-    folds, trees = models.cross_validate(
-        name, ff, split, choice.config(name, config), early_stopping=True, on_fold=measure
+    predictions = models.cross_validate(
+        name, ff, folds.rows, choice.config(name, config), on_fold=report
     )
-    if trees:
-        choice = models.Choice(
-            {**choice.model, "n_estimators": int(statistics.median(trees))}, choice.encoding
-        )
-    values = [None if m.get(metric) is None else sign * m[metric] for m in per_fold]
-    ties = [m.get(TIE_BREAK) for m in per_fold]
-    row = {
+    measured = None
+    if evidence_of is not None:
+        measured = evidence.measure(evidence_of, [f[1] for f in predictions], metric)
+    row: dict[str, Any] = {
         "trial": number,
         "params": {**choice.model, **{ENCODING_PREFIX + k: v for k, v in choice.encoding.items()}},
         "metric": metric,
-        "metric_mean": _mean(values),
-        "metric_std": _std(values),
-        "tie_break_mean": _mean(ties),
-        "fold_trees": trees,
+        "metric_value": None if measured is None or np.isnan(measured.value) else measured.value,
+        "metric_interval": None if measured is None else measured.interval(),
+        "standard_error": None if measured is None else measured.standard_error(),
     }
-    return Searched(choice, folds, row, [row])
-
-
-def search_metric(config: Config) -> str:
-    """Return the leaderboard metric, or PR-AUC when folds cannot compute it (threshold ones)."""
-    metric = config.training.leaderboard_metric
-    on_folds = metric in ("roc_auc", "pr_auc", "log_loss", "brier") or re.fullmatch(
-        r"(precision|recall|lift)_at_\d+", metric
-    )
-    return metric if on_folds else TIE_BREAK
+    return Searched(choice, predictions, row, measured, [row])
 
 
 def _choice(base: Mapping[str, Any], sampled: Mapping[str, Any]) -> models.Choice:
@@ -243,11 +282,18 @@ def _suggest(trial: optuna.Trial, key: str, spec: Any) -> Any:
     return {"per_positive": value} if spec.get("per_positive", False) else value
 
 
-def _mean(values: list[float | None]) -> float:
-    seen = [v for v in values if v is not None and not math.isnan(v)]
-    return float(statistics.fmean(seen)) if seen else float("-inf")
-
-
-def _std(values: list[float | None]) -> float:
-    seen = [v for v in values if v is not None and not math.isnan(v)]
-    return float(statistics.pstdev(seen)) if len(seen) > 1 else 0.0
+def config_values(name: ModelName, config: Config) -> dict[str, Any]:
+    """Return the value trial 0 uses for every searched key: the config's own, `auto`
+    encodings resolved as the family resolves them (a size as its `per_positive` share)."""
+    resolved = encoders.choose_encoding(config.encoding, linear=name == "logreg")
+    flags = "pattern" if resolved.per_pattern else ("column" if resolved.flags else "none")
+    current = {
+        **config.models.get(name, {}),
+        ENCODING_PREFIX + "industry": resolved.industry,
+        ENCODING_PREFIX + "missing_flags": flags,
+    }
+    values = {}
+    for key in config.search_space.get(name, {}):
+        value = current.get(key)
+        values[key] = value.get("per_positive") if isinstance(value, Mapping) else value
+    return values
