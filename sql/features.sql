@@ -9,6 +9,11 @@
 -- Recency uses all complete history; tenure is capped at the look-back window.
 -- weeks_observed counts the look-back's weeks that the files cover (fewer only for cutoffs in
 -- a warm-up shorter than the look-back): the share of active weeks is over those weeks.
+-- Per object (contacts, companies, deals, email), `<object>_recency_days` is the days since
+-- the end of the last week with actions on it inside the look-back (NULL without one);
+-- `peak_users_recent` / `_prior` the most users on one object in a week of the recent / prior
+-- window (a lower bound of the people using the product), `trend_users` their log ratio, and
+-- `objects_recent` how many of the four objects had actions in the recent window.
 
 -- name: usage_timeline
 -- First usage week, the last complete day of usage, and the latest CLOSEDATE.
@@ -146,6 +151,7 @@ copy (
             select
                 s.id,
                 s.cutoff,
+                s.cutoff - u.week_end as age,
                 s.cutoff - u.week_end < $recent_days::integer as in_recent,
                 s.cutoff - u.week_end >= $recent_days::integer
                 and s.cutoff - u.week_end < 2 * $recent_days::integer as in_prior,
@@ -153,6 +159,8 @@ copy (
                 + u.ACTIONS_EMAIL as actions,
                 u.USERS_CRM_CONTACTS + u.USERS_CRM_COMPANIES + u.USERS_CRM_DEALS
                 + u.USERS_EMAIL as users,
+                greatest(u.USERS_CRM_CONTACTS, u.USERS_CRM_COMPANIES, u.USERS_CRM_DEALS,
+                    u.USERS_EMAIL) as peak_users,
                 COLUMNS('^(ACTIONS|USERS)_')
             from spine as s
             join (
@@ -177,7 +185,18 @@ copy (
                 exact_std_pop(COLUMNS('^(ACTIONS|USERS)_')) as '\0_std',
                 sum(case when in_recent then actions else 0 end)::bigint as actions_recent,
                 sum(case when in_prior then actions else 0 end)::bigint as actions_prior,
-                sum((in_recent and actions > 0)::integer)::bigint as weeks_active_recent
+                sum((in_recent and actions > 0)::integer)::bigint as weeks_active_recent,
+                min(case when ACTIONS_CRM_CONTACTS > 0 then age end) as CRM_CONTACTS_recency_days,
+                min(case when ACTIONS_CRM_COMPANIES > 0 then age end)
+                    as CRM_COMPANIES_recency_days,
+                min(case when ACTIONS_CRM_DEALS > 0 then age end) as CRM_DEALS_recency_days,
+                min(case when ACTIONS_EMAIL > 0 then age end) as EMAIL_recency_days,
+                max(case when in_recent then peak_users end) as peak_users_recent,
+                max(case when in_prior then peak_users end) as peak_users_prior,
+                (bool_or(in_recent and ACTIONS_CRM_CONTACTS > 0)::integer
+                    + bool_or(in_recent and ACTIONS_CRM_COMPANIES > 0)::integer
+                    + bool_or(in_recent and ACTIONS_CRM_DEALS > 0)::integer
+                    + bool_or(in_recent and ACTIONS_EMAIL > 0)::integer) as objects_recent
             from scoped
             group by id, cutoff
         ),
@@ -217,7 +236,16 @@ copy (
         ln((coalesce(a.actions_recent, 0) + 1) / (coalesce(a.actions_prior, 0) + 1))
             as trend_actions,
         coalesce(a.weeks_active_recent, 0) as weeks_active_recent,
-        o.weeks_observed
+        o.weeks_observed,
+        a.CRM_CONTACTS_recency_days,
+        a.CRM_COMPANIES_recency_days,
+        a.CRM_DEALS_recency_days,
+        a.EMAIL_recency_days,
+        coalesce(a.peak_users_recent, 0) as peak_users_recent,
+        coalesce(a.peak_users_prior, 0) as peak_users_prior,
+        ln((coalesce(a.peak_users_recent, 0) + 1) / (coalesce(a.peak_users_prior, 0) + 1))
+            as trend_users,
+        coalesce(a.objects_recent, 0) as objects_recent
     from spine as s
     join companies as c using (id)
     left join history as h using (id, cutoff)

@@ -6,6 +6,7 @@ compares the two catches a mistake in either.
 
 from __future__ import annotations
 
+import math
 from datetime import date, timedelta
 
 import polars as pl
@@ -60,6 +61,19 @@ def reference_features(
             window.filter((pl.col("age") >= recent) & (pl.col("age") < 2 * recent))["actions"].sum()
         ),
     }
+    recent_rows = window.filter(pl.col("age") < recent)
+    prior_rows = window.filter((pl.col("age") >= recent) & (pl.col("age") < 2 * recent))
+    peak = {  # the most users on one object in any week of the window (0 without rows)
+        side: int(rows.select(pl.max_horizontal(USERS).max()).item() or 0)
+        for side, rows in (("recent", recent_rows), ("prior", prior_rows))
+    }
+    row["peak_users_recent"], row["peak_users_prior"] = peak["recent"], peak["prior"]
+    row["trend_users"] = math.log((peak["recent"] + 1) / (peak["prior"] + 1))
+    row["objects_recent"] = sum(int(recent_rows[a].sum() > 0) for a in ACTIONS)
+    for action in ACTIONS:
+        used = window.filter(pl.col(action) > 0)
+        name = action.removeprefix("ACTIONS_") + "_recency_days"
+        row[name] = int(used["age"].min()) if used.height else None  # type: ignore[arg-type]
     for column in USAGE_COLUMNS:
         values = window[column]
         row[f"{column}_sum"] = int(values.sum())

@@ -42,7 +42,19 @@ HISTORY_FEATURES = (
     "weeks_active_recent",
     "weeks_observed",
 )
-NUMERIC_FEATURES = FIRMOGRAPHIC_NUMERIC + ACTIVITY_FEATURES + USAGE_STAT_FEATURES + HISTORY_FEATURES
+OBJECTS = ("CRM_CONTACTS", "CRM_COMPANIES", "CRM_DEALS", "EMAIL")
+OBJECT_RECENCY_FEATURES = tuple(f"{obj}_recency_days" for obj in OBJECTS)
+"""Days since each object was last used inside the look-back (issue 17: kept by the pooled
+rolling-origin protocol on the real history, with the breadth and user features below)."""
+BREADTH_FEATURES = ("peak_users_recent", "peak_users_prior", "trend_users", "objects_recent")
+NUMERIC_FEATURES = (
+    FIRMOGRAPHIC_NUMERIC
+    + ACTIVITY_FEATURES
+    + USAGE_STAT_FEATURES
+    + HISTORY_FEATURES
+    + OBJECT_RECENCY_FEATURES
+    + BREADTH_FEATURES
+)
 RAW_FEATURES = CATEGORICAL_FEATURES + NUMERIC_FEATURES
 """Every column a model may read, in order. `id`, `cutoff`, `label` are never features."""
 

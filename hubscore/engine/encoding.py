@@ -41,6 +41,7 @@ from hubscore.core.contract import (
     HISTORY_FEATURES,
     MISSINGNESS_FLAGS,
     NUMERIC_FEATURES,
+    OBJECT_RECENCY_FEATURES,
     USAGE_STAT_FEATURES,
 )
 from hubscore.core.decoding import decode
@@ -71,6 +72,10 @@ _LOG1P = {
     *(f for f in HISTORY_FEATURES if f.startswith(("actions_", "trend_"))),
     "recency_days",
     "tenure_days",
+    *OBJECT_RECENCY_FEATURES,
+    "peak_users_recent",
+    "peak_users_prior",
+    "trend_users",
 }
 _LOG = {"ALEXA_RANK"}
 _MEMO_MAX_ROWS = 4096  # measured: a memo beats a join below ~10k rows when values repeat

@@ -23,8 +23,10 @@ import polars as pl
 
 from hubscore.core.contract import (
     ACTIVITY_FEATURES,
+    BREADTH_FEATURES,
     EMPLOYEE_RANGES,
     HISTORY_FEATURES,
+    OBJECT_RECENCY_FEATURES,
     USAGE_COLUMNS,
     USAGE_STAT_FEATURES,
 )
@@ -36,7 +38,15 @@ EXPLANATION_DTYPES: dict[str, pl.DataType] = {
     name: pl.Float64() if name == BASE_VALUE else pl.String() for name in EXPLANATION_COLUMNS
 }
 USAGE, PROFILE_ONLY = "usage", "profile only"
-USAGE_GROUPS = frozenset((*ACTIVITY_FEATURES, *USAGE_STAT_FEATURES, *HISTORY_FEATURES))
+USAGE_GROUPS = frozenset(
+    (
+        *ACTIVITY_FEATURES,
+        *USAGE_STAT_FEATURES,
+        *HISTORY_FEATURES,
+        *OBJECT_RECENCY_FEATURES,
+        *BREADTH_FEATURES,
+    )
+)
 NO_USAGE = "no product usage yet: listed on company profile only"
 FOLDED_OF = {"alexa_no_rank": "ALEXA_RANK"}
 OBJECTS = {"CRM_CONTACTS": "contact", "CRM_COMPANIES": "company", "CRM_DEALS": "deal"}
@@ -211,6 +221,32 @@ WORDING: dict[str, Wording] = {
         "weeks_observed",
         "usage on file for {v:,.0f} of the last {L} weeks",
         "no usage on file yet",
+    ),
+    **{
+        f"{obj}_recency_days": _when_present(
+            f"{obj}_recency_days",
+            f"last used {name}s {{v:,.0f}} days ago",
+            f"no {name} actions in the last {{L}} weeks",
+        )
+        for obj, name in OBJECTS.items()
+    },
+    "peak_users_recent": _when_present(
+        "peak_users_recent",
+        "up to {v:,.0f} users on one object in a week (last {R} weeks)",
+        "no users in the last {R} weeks",
+    ),
+    "peak_users_prior": _when_present(
+        "peak_users_prior",
+        "up to {v:,.0f} users on one object in a week ({R} weeks before the last {R})",
+        "no users in the {R} weeks before the last {R}",
+    ),
+    "trend_users": lambda row: (
+        f"users: {math.exp(float(row.get('trend_users') or 0.0)):.1f}{TIMES} "
+        f"the {row.recent_weeks} weeks before"
+    ),
+    "objects_recent": lambda row: (
+        f"used {float(row.get('objects_recent') or 0):.0f} of 4 CRM objects "
+        f"in the last {row.recent_weeks} weeks"
     ),
     USAGE: lambda row: NO_USAGE,
 }
