@@ -10,10 +10,14 @@ import numpy as np
 import optuna
 import polars as pl
 import pytest
+import yaml
 from conftest_train import make_features, small_config, write_features
+from typer.testing import CliRunner
 
+from hubscore.cli import app
 from hubscore.core.artifacts import read_manifest
 from hubscore.core.config import MODEL_NAMES, load_config
+from hubscore.core.errors import LeakageError
 from hubscore.engine.scorer import load_scorer
 from hubscore.training import dataset, evidence, runs, search
 
@@ -161,3 +165,48 @@ def test_a_small_budget_samples_sobol_points_and_a_large_one_tpe() -> None:
     config = load_config(None)
     assert isinstance(search.make_sampler(9, config), optuna.samplers.QMCSampler)
     assert isinstance(search.make_sampler(64, config), optuna.samplers.TPESampler)
+
+
+@pytest.mark.slow
+def test_a_run_folders_config_refits_its_model_byte_for_byte(
+    features_file: Path, tmp_path: Path
+) -> None:
+    overrides = {"training.search": SEARCH, "search_space.xgboost": SPACE["xgboost"]}
+    first = train(features_file, tmp_path / "1", **overrides)
+    saved = yaml.safe_load((first.run_dir / "config.yaml").read_text())
+    chosen = first.metrics["search"]["chosen"]["params"]
+    model_keys = {k: v for k, v in chosen.items() if not k.startswith("encoding.")}
+    assert saved["models"]["xgboost"] == model_keys  # what was fitted, not what was searched
+    assert saved["training"]["model"] == "xgboost"
+    args = ["train", "--features", str(features_file), "--out", str(tmp_path / "2")]
+    args += ["--config", str(first.run_dir / "config.yaml"), "--search", "off"]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    again = Path(result.stdout.strip().splitlines()[-1])
+    for name in ("model.onnx", "encoders.json"):
+        assert (again / name).read_bytes() == (first.run_dir / name).read_bytes(), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["fold", "test side"])
+def test_a_planted_leak_is_caught_before_any_metric(
+    features_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    if where == "fold":  # a fold that validates on rows it was fitted on (as an early stop would)
+        honest = dataset._time_folds
+
+        def leaky(days: Any, rows: Any, k: int, horizon: int) -> Any:
+            return [(np.union1d(fit, val), val) for fit, val in honest(days, rows, k, horizon)]
+
+        monkeypatch.setattr(dataset, "_time_folds", leaky)
+    else:  # the held-out weeks slip into the training side
+        honest_split = dataset._time_split
+
+        def leaky_split(frame: Any, test_size: float, metadata: Any) -> Any:
+            train, test = honest_split(frame, test_size, metadata)
+            return np.union1d(train, test[:10]), test
+
+        monkeypatch.setattr(dataset, "_time_split", leaky_split)
+    with pytest.raises(LeakageError, match="rows it scores were among"):
+        train(features_file, tmp_path / "m")
+    assert not (tmp_path / "m" / "latest").exists()
