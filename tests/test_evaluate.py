@@ -83,7 +83,7 @@ def test_fbeta_and_capacity_thresholds() -> None:
     assert evaluate.fbeta_threshold(Y, P, 0.5) == pytest.approx(0.9)  # precision-heavy: top 1
     assert evaluate.fbeta_threshold(Y, P, 10.0) <= 0.2  # recall-heavy: take everything
     assert evaluate.capacity_threshold(P, WEEKS, 2) == pytest.approx(np.median([0.8, 0.6]))
-    folds = [(Y[:4], P[:4], WEEKS[:4]), (Y[4:], P[4:], WEEKS[4:])]
+    folds = [evaluate.Fold(Y[:4], P[:4], WEEKS[:4]), evaluate.Fold(Y[4:], P[4:], WEEKS[4:])]
     chosen = evaluate.choose_thresholds(folds, beta=0.5, capacity=1, fixed=0.42)
     assert chosen["decision"] == 0.42 and chosen["f_beta"] == pytest.approx(0.9)
     bands = evaluate.confidence_bands({"decision": 0.3, "capacity": 0.7})
@@ -123,3 +123,30 @@ def test_company_intervals_resample_companies_and_bracket_the_estimate() -> None
     assert intervals["precision_at_5"][0] <= intervals["precision_at_5"][1]
     again = evaluate.company_intervals(companies, y, p, weeks, top_k=[5], resamples=50)
     assert again == intervals, "seeded: the same intervals every run"
+
+
+def test_a_row_of_weight_m_counts_as_m_copies_in_every_test_metric() -> None:
+    # What a sampled frame relies on: 1 in m negatives kept, each weighing m.
+    rng = np.random.default_rng(5)
+    n = 600
+    y = (rng.random(n) < 0.08).astype(np.int64)
+    p = np.round(rng.random(n) * 0.5 + 0.3 * y, 3)
+    weeks = np.repeat(np.arange(6) * 7, n // 6).astype(np.int64)
+    copies = np.where(y == 1, 1, rng.integers(1, 4, n))
+    expanded = np.repeat(np.arange(n), copies)
+    full = evaluate.evaluate_predictions(
+        y[expanded], p[expanded], weeks[expanded], top_k=[5, 20], threshold=0.4
+    )
+    weighted = evaluate.evaluate_predictions(
+        y, p, weeks, top_k=[5, 20], threshold=0.4, weights=copies.astype(float)
+    )
+    for key, value in full.items():
+        if isinstance(value, float):
+            assert weighted[key] == pytest.approx(value, rel=1e-9), key
+    assert weighted["confusion"] == full["confusion"] and weighted["rows"] == expanded.size
+    assert evaluate.weekly_precision(y, p, weeks, [5], copies.astype(float)) == (
+        evaluate.weekly_precision(y[expanded], p[expanded], weeks[expanded], [5])
+    )
+    assert evaluate.capacity_threshold(p, weeks, 7, copies.astype(float)) == (
+        evaluate.capacity_threshold(p[expanded], weeks[expanded], 7)
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from conftest_train import make_features, small_config, write_features
 from hubscore.core.config import MODEL_NAMES
 from hubscore.core.errors import ConfigError, SchemaError, ValidationError
 from hubscore.engine import encoding
-from hubscore.training import dataset, models
+from hubscore.training import dataset, models, runs
 
 
 def test_missing_foreign_and_other_version_files_are_schema_errors(tmp_path: Path) -> None:
@@ -152,3 +154,41 @@ def test_rounding_thresholds_down_keeps_native_predictions_on_float32() -> None:
         before = model.predict_proba(x)
         models.round_thresholds_down(model)
         np.testing.assert_array_equal(model.predict_proba(x), before)
+
+
+def test_past_max_rows_every_positive_and_1_in_m_negatives_are_read_with_weight_m(
+    tmp_path: Path,
+) -> None:
+    frame = make_features(300, 20)
+    path = write_features(frame, tmp_path / "f.parquet")
+    full = dataset.read_features(path)
+    assert full.sampling is None and dataset.weights_of(full.frame) is None
+    sampled = dataset.read_features(path, max_rows=1500)
+    again = dataset.read_features(path, max_rows=1500)
+    assert sampled.frame.equals(again.frame)  # the same rows every time (a hash, no RNG)
+    m = int(sampled.sampling["negatives_kept"].split()[-1])
+    assert m == math.ceil((frame.height - frame["label"].sum()) / (1500 - frame["label"].sum()))
+    weights = dataset.weights_of(sampled.frame)
+    y = dataset.labels(sampled.frame)
+    assert int(y.sum()) == int(frame["label"].sum())  # every positive row
+    assert set(weights[y == 1]) == {1.0} and set(weights[y == 0]) == {float(m)}
+    assert abs(weights.sum() - frame.height) < 0.15 * frame.height  # stands for the whole file
+    sampled_ids = set(zip(sampled.frame["id"], sampled.frame["cutoff"], strict=True))
+    assert sampled_ids <= set(zip(frame["id"], frame["cutoff"], strict=True))
+
+
+@pytest.mark.slow
+def test_a_sampled_file_trains_and_reports_what_it_stands_for(tmp_path: Path) -> None:
+    frame = make_features(300, 20)
+    path = write_features(frame, tmp_path / "f.parquet")
+    (result,) = runs.train_and_export(
+        path, small_config("lightgbm", **{"training.max_rows": 2000}), out_dir=tmp_path / "m"
+    )
+    assert result.metrics["sampling"]["rows"] == frame.height
+    split = result.metrics["split"]["test"]
+    first_test = date.fromisoformat(split["first_cutoff"])
+    whole_test_side = frame.filter(pl.col("cutoff") >= first_test)
+    assert split["rows"] < 0.5 * whole_test_side.height  # what was read...
+    # ...stands for the whole test side in every metric: weighted rows, every positive.
+    assert abs(result.metrics["test"]["rows"] / whole_test_side.height - 1) < 0.15
+    assert result.metrics["test"]["positives"] == whole_test_side["label"].sum()

@@ -109,10 +109,12 @@ class TrainingConfig:
     threads: int = 1
     class_weight: ClassWeight = "none"
     refit: Literal["all", "train_side"] = "all"
+    max_rows: int = 2_000_000
     search: SearchConfig = field(default_factory=SearchConfig)
 
     def __post_init__(self) -> None:
         _require(self.threads >= 1, "training.threads", self.threads, ">= 1")
+        _require(self.max_rows >= 1000, "training.max_rows", self.max_rows, ">= 1000")
         _require(0.0 < self.test_size < 1.0, "training.test_size", self.test_size, "in (0, 1)")
         _require(self.cv_folds >= 2, "training.cv_folds", self.cv_folds, ">= 2")
         _require(self.f_beta > 0, "training.f_beta", self.f_beta, "> 0")

@@ -20,18 +20,19 @@ from hubscore.training import calibration, dataset, evaluate, models
 from hubscore.training.evaluate import Ints, Vector
 
 
-def out_of_fold(folds: Sequence[models.Fold]) -> tuple[Ints, Vector, Ints]:
-    """Concatenate the folds' validation labels, predictions and weeks."""
-    return (
-        np.concatenate([f[0] for f in folds]),
-        np.concatenate([f[1] for f in folds]),
-        np.concatenate([f[2] for f in folds]),
+def out_of_fold(folds: Sequence[models.Fold]) -> models.Fold:
+    """Concatenate the folds' validation labels, predictions, weeks and weights."""
+    return models.Fold(
+        np.concatenate([f.y for f in folds]),
+        np.concatenate([f.p for f in folds]),
+        np.concatenate([f.weeks for f in folds]),
+        evaluate.joined_weights(folds),
     )
 
 
 def calibrated_folds(folds: Sequence[models.Fold], fitted: dict[str, Any]) -> list[models.Fold]:
     """Return the folds with calibrated predictions (thresholds are chosen on these)."""
-    return [(y, calibrate(p, fitted).astype(np.float64), w) for y, p, w in folds]
+    return [f._replace(p=calibrate(f.p, fitted).astype(np.float64)) for f in folds]
 
 
 def list_sizes(config: Config) -> list[int]:
@@ -54,6 +55,7 @@ def evaluate_trained(
     t = config.training
     ks = list_sizes(config)
     y, raw, weeks = trained.y_test, trained.p_test, dataset.week_codes(trained.test)
+    w = dataset.weights_of(trained.test)
     p = calibrate(raw, fitted).astype(np.float64)
     fixed = None if t.decision_threshold == "auto" else float(t.decision_threshold)
     folds = calibrated_folds(trained.folds, fitted)
@@ -62,10 +64,12 @@ def evaluate_trained(
     )
     recent = trained.test.get_column(evaluate.BASELINE_FEATURE).cast(pl.Float64)
     baseline_p = recent.fill_nan(None).fill_null(0.0).to_numpy()
-    test = evaluate.evaluate_predictions(y, p, weeks, top_k=ks, threshold=thresholds["decision"])
+    decision = thresholds["decision"]
+    test = evaluate.evaluate_predictions(y, p, weeks, top_k=ks, threshold=decision, weights=w)
     grid = evaluate.table_thresholds(p, [thresholds["decision"], thresholds["capacity"]])
-    without = evaluate.ranking_metrics(y, p_without, weeks, ks)
+    without = evaluate.ranking_metrics(y, p_without, weeks, ks, w)
     quality = ff.path.parent / "quality.json"
+    ids = trained.test.get_column("id").to_numpy()
     return {
         "model": trained.name,
         "target": ff.metadata["target"],
@@ -73,34 +77,40 @@ def evaluate_trained(
         "weekly_capacity": t.weekly_capacity,
         "leaderboard_metric": t.leaderboard_metric,
         "split": trained.split.report,
+        "sampling": ff.sampling,
         "test": test,
         "test_intervals": evaluate.company_intervals(
-            trained.test.get_column("id").to_numpy(), y, p, weeks, top_k=ks, seed=t.random_seed
+            ids, y, p, weeks, top_k=ks, seed=t.random_seed, weights=w
         ),
-        "test_weekly": evaluate.weekly_precision(y, p, weeks, ks),
-        "baseline": evaluate.ranking_metrics(y, baseline_p, weeks, ks),
-        "baseline_weekly": evaluate.weekly_precision(y, baseline_p, weeks, ks),
+        "test_weekly": evaluate.weekly_precision(y, p, weeks, ks, w),
+        "baseline": evaluate.ranking_metrics(y, baseline_p, weeks, ks, w),
+        "baseline_weekly": evaluate.weekly_precision(y, baseline_p, weeks, ks, w),
         "cv": evaluate.summarise_folds([evaluate.fold_metrics(f, ks) for f in folds]),
         "thresholds": {**thresholds, "chosen_on": "calibrated out-of-fold predictions"},
         "confidence_bands": evaluate.confidence_bands(thresholds),
-        "threshold_table": evaluate.threshold_table(y, p, weeks, grid),
-        "calibration": calibration_report(y, raw, p, fitted),
+        "threshold_table": evaluate.threshold_table(y, p, weeks, grid, w),
+        "calibration": calibration_report(y, raw, p, fitted, w),
         "ablation": evaluate.ablation_summary(test, without, ks),
-        "priority_tiers": evaluate.outcome_by_tier(y, p, weeks, config.scoring.priority_quantiles),
+        "priority_tiers": evaluate.outcome_by_tier(
+            y, p, weeks, config.scoring.priority_quantiles, w
+        ),
         "quality": json.loads(quality.read_text(encoding="utf-8")) if quality.is_file() else None,
     }
 
 
-def calibration_report(y: Ints, raw: Vector, p: Vector, fitted: dict[str, Any]) -> dict[str, Any]:
+def calibration_report(
+    y: Ints, raw: Vector, p: Vector, fitted: dict[str, Any], weights: Vector | None = None
+) -> dict[str, Any]:
     """Brier, ECE and Σp / converters before and after calibration, on the test side."""
-    converters = max(int(y.sum()), 1)
+    w = np.ones(y.size) if weights is None else weights
+    converters = max(float((w * y).sum()), 1.0)
 
     def describe(q: Vector) -> dict[str, Any]:
         return {
-            "brier": float(np.mean((q - y) ** 2)),
-            "ece": calibration.calibration_error(y, q),
-            "expected_over_observed": float(q.sum()) / converters,
-            "reliability": calibration.reliability_table(y, q),
+            "brier": float(np.average((q - y) ** 2, weights=w)),
+            "ece": calibration.calibration_error(y, q, weights=weights),
+            "expected_over_observed": float((w * q).sum()) / converters,
+            "reliability": calibration.reliability_table(y, q, weights=weights),
         }
 
     return {

@@ -31,12 +31,18 @@ samples, isotonic fitted on ~100 positives over-stated a forest's test weeks 1.6
 ONE_SIDED_95 = 1.645
 
 
-def fit_calibration(y: Ints, p: Vector, weeks: Ints) -> dict[str, Any]:
-    """Return Platt scaling fitted on every row, or isotonic where it wins beyond noise."""
-    evidence = _isotonic_evidence(y, p, weeks)
+def fit_calibration(
+    y: Ints, p: Vector, weeks: Ints, weights: Vector | None = None
+) -> dict[str, Any]:
+    """Return Platt scaling fitted on every row, or isotonic where it wins beyond noise.
+
+    Args:
+        weights: row weights of a sampled frame (a kept negative stands for m rows).
+    """
+    evidence = _isotonic_evidence(y, p, weeks, weights)
     method = "isotonic" if evidence.get("beyond_noise") else "platt"
     return {
-        **fit_method(method, y, p),
+        **fit_method(method, y, p, weights),
         "chosen_by": _chosen_by(method, evidence, int(y.sum())),
         "evidence": evidence,
         "fitted_on_rows": int(y.size),
@@ -44,7 +50,7 @@ def fit_calibration(y: Ints, p: Vector, weeks: Ints) -> dict[str, Any]:
     }
 
 
-def _isotonic_evidence(y: Ints, p: Vector, weeks: Ints) -> dict[str, Any]:
+def _isotonic_evidence(y: Ints, p: Vector, weeks: Ints, weights: Vector | None) -> dict[str, Any]:
     """Compare isotonic with Platt on the later third of the weeks, paired week by week."""
     order = np.unique(weeks)
     if int(y.sum()) < ISOTONIC_POSITIVES or order.size < 3:
@@ -53,8 +59,13 @@ def _isotonic_evidence(y: Ints, p: Vector, weeks: Ints) -> dict[str, Any]:
     early, late = weeks <= cut, weeks > cut
     if not (y[early].any() and y[late].any() and not y[early].all()):
         return {}
+    w = np.ones(y.size) if weights is None else weights
     losses = {
-        method: _row_losses(y[late], calibrate(p[late], fit_method(method, y[early], p[early])))
+        method: w[late]
+        * _row_losses(
+            y[late],
+            calibrate(p[late], fit_method(method, y[early], p[early], _part(weights, early))),
+        )
         for method in ("platt", "isotonic")
     }
     _, week = np.unique(weeks[late], return_inverse=True)
@@ -63,7 +74,7 @@ def _isotonic_evidence(y: Ints, p: Vector, weeks: Ints) -> dict[str, Any]:
     error = float(gain.std(ddof=1) / math.sqrt(gain.size)) if gain.size > 1 else None
     return {
         "later_weeks": int(gain.size),
-        "log_loss": {m: float(v.mean()) for m, v in losses.items()},
+        "log_loss": {m: float(v.sum() / w[late].sum()) for m, v in losses.items()},
         "isotonic_gain_per_week": mean,
         "standard_error": error,
         "beyond_noise": error is not None and mean - ONE_SIDED_95 * error > 0,
@@ -86,35 +97,40 @@ def _chosen_by(method: str, evidence: dict[str, Any], positives: int) -> str:
     )
 
 
-def fit_method(method: str, y: Ints, p: Vector) -> dict[str, Any]:
+def _part(weights: Vector | None, rows: npt.NDArray[np.bool_]) -> Vector | None:
+    return None if weights is None else weights[rows]
+
+
+def fit_method(method: str, y: Ints, p: Vector, weights: Vector | None = None) -> dict[str, Any]:
     """Fit one calibration method (none, platt or isotonic) on predictions and labels."""
     if method == "platt":
-        return _fit_platt(y, p)
+        return _fit_platt(y, p, weights)
     if method == "isotonic":
-        return _fit_isotonic(y, p)
+        return _fit_isotonic(y, p, weights)
     return {"method": "none"}
 
 
-def _fit_platt(y: Ints, p: Vector) -> dict[str, Any]:
+def _fit_platt(y: Ints, p: Vector, weights: Vector | None) -> dict[str, Any]:
     z = logit(p).reshape(-1, 1)
-    model = LogisticRegression(C=1e6, max_iter=1000).fit(z, y)
+    model = LogisticRegression(C=1e6, max_iter=1000).fit(z, y, sample_weight=weights)
     a, b = float(model.coef_[0, 0]), float(model.intercept_[0])
     if not a > 0:  # a flat or inverted fit would tie or reverse the list
         return {"method": "none"}
     return {"method": "platt", "a": a, "b": b}
 
 
-def _fit_isotonic(y: Ints, p: Vector) -> dict[str, Any]:
+def _fit_isotonic(y: Ints, p: Vector, weights: Vector | None) -> dict[str, Any]:
     """Isotonic regression over equal-count bins of log-odds; one point per pooled block."""
     z = logit(p)
+    w = np.ones(y.size) if weights is None else weights
     order = np.argsort(z, kind="stable")
-    rate = max(float(y.mean()), 1.0 / y.size)
+    total = float(w.sum())
+    rate = max(float((w * y).sum()) / total, 1.0 / total)
     per_bin = max(math.ceil(MIN_BIN_POSITIVES / rate), 1)
-    n_bins = max(y.size // per_bin, 1)
-    bins = np.array_split(order, n_bins)
-    mean_z = np.array([z[b].mean() for b in bins])
-    positives = np.array([y[b].sum() for b in bins], dtype=np.float64)
-    counts = np.array([b.size for b in bins], dtype=np.float64)
+    bins = equal_weight_bins(order, weights, max(int(total) // per_bin, 1))
+    mean_z = np.array([np.average(z[b], weights=w[b]) for b in bins])
+    positives = np.array([(w[b] * y[b]).sum() for b in bins], dtype=np.float64)
+    counts = np.array([w[b].sum() for b in bins], dtype=np.float64)
     fitted = IsotonicRegression().fit(mean_z, positives / counts, sample_weight=counts)
     level = fitted.predict(mean_z)
     x, y_logit = _pooled_points(mean_z, level, positives, counts)
@@ -151,29 +167,46 @@ def _row_losses(y: Ints, p: npt.NDArray[np.float32]) -> Vector:
     return losses
 
 
-def calibration_error(y: Ints, p: Vector, *, bins: int = 10) -> float:
+def equal_weight_bins(
+    order: Ints, weights: Vector | None, bins: int
+) -> list[npt.NDArray[np.int64]]:
+    """Split rows (in `order`) into `bins` runs of about equal weight (equal counts without)."""
+    if weights is None:
+        return [b for b in np.array_split(order, bins) if b.size]
+    cumulative = np.cumsum(weights[order])
+    edges = np.searchsorted(cumulative, cumulative[-1] * np.arange(1, bins) / bins, side="right")
+    return [b for b in np.split(order, edges) if b.size]
+
+
+def calibration_error(
+    y: Ints, p: Vector, *, bins: int = 10, weights: Vector | None = None
+) -> float:
     """Expected calibration error over equal-count bins of predicted probability."""
+    w = np.ones(y.size) if weights is None else weights
     order = np.argsort(p, kind="stable")
     total = 0.0
-    for chunk in np.array_split(order, min(bins, max(p.size, 1))):
-        if chunk.size:
-            total += chunk.size * abs(float(p[chunk].mean()) - float(y[chunk].mean()))
-    return total / max(p.size, 1)
+    for chunk in equal_weight_bins(order, weights, min(bins, max(p.size, 1))):
+        mass = float(w[chunk].sum())
+        gap = np.average(p[chunk], weights=w[chunk]) - np.average(y[chunk], weights=w[chunk])
+        total += mass * abs(float(gap))
+    return total / max(float(w.sum()), 1.0)
 
 
-def reliability_table(y: Ints, p: Vector, *, bins: int = 10) -> list[dict[str, Any]]:
+def reliability_table(
+    y: Ints, p: Vector, *, bins: int = 10, weights: Vector | None = None
+) -> list[dict[str, Any]]:
     """Rows per decile of predicted probability: rows, mean predicted, observed rate."""
+    w = np.ones(y.size) if weights is None else weights
     order = np.argsort(p, kind="stable")
     rows = []
-    for number, chunk in enumerate(np.array_split(order, bins), start=1):
-        if chunk.size:
-            rows.append(
-                {
-                    "decile": number,
-                    "rows": int(chunk.size),
-                    "mean_predicted": float(p[chunk].mean()),
-                    "observed_rate": float(y[chunk].mean()),
-                    "positives": int(y[chunk].sum()),
-                }
-            )
+    for number, chunk in enumerate(equal_weight_bins(order, weights, bins), start=1):
+        rows.append(
+            {
+                "decile": number,
+                "rows": round(float(w[chunk].sum())),
+                "mean_predicted": float(np.average(p[chunk], weights=w[chunk])),
+                "observed_rate": float(np.average(y[chunk], weights=w[chunk])),
+                "positives": round(float((w[chunk] * y[chunk]).sum())),
+            }
+        )
     return rows

@@ -11,6 +11,7 @@ Every model is fitted on exactly the float32 matrix `encoders.encode` gives the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+import pyarrow.parquet as pq
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from hubscore._version import __version__
@@ -56,6 +58,8 @@ class FeatureFile:
     path: Path
     since: date | None = None
     until: date | None = None
+    sampling: dict[str, Any] | None = None
+    """How the negatives were sampled to fit `training.max_rows` (None: every row read)."""
 
 
 @dataclass(frozen=True)
@@ -67,15 +71,46 @@ class Split:
     report: dict[str, Any]
 
 
+WEIGHT = "_weight"
+"""A sampled frame's row weights: 1 for positives, m for the 1 in m negatives kept."""
+READ_BATCH_ROWS = 262_144
+
+
 def read_features(
-    path: Path, *, since: date | None = None, until: date | None = None
+    path: Path,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    max_rows: int | None = None,
 ) -> FeatureFile:
     """Read and check a features.parquet written by build-features (or a Spark folder of parts).
 
     Args:
         since, until: keep only the cutoffs in [since, until]: a slice of the timeline
             without rewriting the file (a rewrite loses the metadata training needs).
+        max_rows: rows held in memory at most (about): beyond it every positive row is kept
+            and 1 in m negatives, chosen by a label-blind hash of (id, cutoff), each weighing
+            m in every fit and metric (`sampling` says how many).
     """
+    metadata = _checked_metadata(path)
+    parts = parquet_parts(path)
+    columns = pl.scan_parquet(parts).collect_schema().names()
+    missing = [c for c in (*KEY_COLUMNS, LABEL, *RAW_FEATURES) if c not in columns]
+    if missing:
+        raise SchemaError(f"{path} lacks columns: {', '.join(missing)}", hint=BUILD_HINT)
+    window = _in_slice(path, parts, since=since, until=until)
+    rows, positives = _counts(parts, window)
+    every = _sampling_step(rows, positives, max_rows)
+    frame = _read_kept(parts, window, every)
+    sampling = None
+    if every > 1:
+        sampling = {"negatives_kept": f"1 in {every}", "rows": rows, "rows_read": frame.height}
+        sampling |= {"positives": positives, "max_rows": max_rows}
+    fingerprint = parquet_fingerprint(path)
+    return FeatureFile(_ordered(frame), metadata, fingerprint, path, since, until, sampling)
+
+
+def _checked_metadata(path: Path) -> dict[str, str]:
     if not path.exists():
         raise SchemaError(f"feature file {path} does not exist", hint=BUILD_HINT)
     try:  # a file, or a folder of part files from build-features --engine spark
@@ -93,34 +128,80 @@ def read_features(
             f"{path} was built by hubscore {metadata['hubscore_version']}, this is {__version__}",
             hint=f"rebuild it: {BUILD_HINT}",
         )
-    frame = pl.read_parquet(parquet_parts(path))
-    missing = [c for c in (*KEY_COLUMNS, LABEL, *RAW_FEATURES) if c not in frame.columns]
-    if missing:
-        raise SchemaError(f"{path} lacks columns: {', '.join(missing)}", hint=BUILD_HINT)
-    frame = _sliced(frame, path, since=since, until=until)
-    return FeatureFile(_ordered(frame), metadata, parquet_fingerprint(path), path, since, until)
+    return metadata
 
 
-def _sliced(
-    frame: pl.DataFrame, path: Path, *, since: date | None, until: date | None
-) -> pl.DataFrame:
-    """Keep the rows whose cutoff is in [since, until]; refuse an empty slice."""
-    if since is None and until is None:
-        return frame
+def _in_slice(path: Path, parts: list[Path], *, since: date | None, until: date | None) -> pl.Expr:
+    """Return the filter of the cutoffs in [since, until]; refuse an empty slice."""
     if since is not None and until is not None and since > until:
         raise ConfigError(f"--since {since} is after --until {until}", hint="swap the dates")
     cutoff = pl.col(CUTOFF)
-    kept = frame.filter(
-        (cutoff >= since if since else pl.lit(True)) & (cutoff <= until if until else pl.lit(True))
+    window = (cutoff >= since if since else pl.lit(True)) & (
+        cutoff <= until if until else pl.lit(True)
     )
-    if kept.height == 0:
-        cutoffs = frame.get_column(CUTOFF)
-        first, last = str(cutoffs.min()), str(cutoffs.max())
+    if since is None and until is None:
+        return window
+    scan = pl.scan_parquet(parts).select(CUTOFF)
+    if scan.filter(window).select(pl.len()).collect().item() == 0:
+        first, last = scan.select(cutoff.min(), cutoff.max()).collect().row(0)
         raise ValidationError(
             f"no rows of {path} have a cutoff from {since or 'the start'} to {until or 'the end'}",
             hint=f"its cutoffs run from {first} to {last}",
         )
-    return kept
+    return window
+
+
+def _counts(parts: list[Path], window: pl.Expr) -> tuple[int, int]:
+    """Rows and positive rows in the slice, from two columns only."""
+    label = pl.col(LABEL).cast(pl.Int64)
+    scan = pl.scan_parquet(parts).filter(window)
+    rows, positives = scan.select(pl.len(), label.sum()).collect().row(0)
+    return int(rows), int(positives or 0)
+
+
+def _sampling_step(rows: int, positives: int, max_rows: int | None) -> int:
+    """Return m: keep 1 in m negatives so that about `max_rows` rows are read (1: all)."""
+    if max_rows is None or rows <= max_rows:
+        return 1
+    room = max(max_rows - positives, max_rows // 10)  # positives alone may fill the budget
+    return max(1, math.ceil((rows - positives) / room))
+
+
+def _read_kept(parts: list[Path], window: pl.Expr, every: int) -> pl.DataFrame:
+    """Read the slice; with every > 1, batch by batch, keeping positives and 1 in m negatives
+    (a weight column says m), so the whole file is never in memory."""
+    if every == 1:
+        return pl.read_parquet(parts).filter(window)
+    kept = []
+    for part in parts:
+        for batch in pq.ParquetFile(part).iter_batches(batch_size=READ_BATCH_ROWS):
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)  # a record batch gives a frame
+            frame = frame.filter(window)
+            keep = (frame.get_column(LABEL).to_numpy() == 1) | (_row_hash(frame) % every == 0)
+            weight = np.where(frame.get_column(LABEL).to_numpy() == 1, 1, every)
+            kept.append(frame.with_columns(pl.Series(WEIGHT, weight)).filter(keep))
+    return pl.concat(kept, rechunk=True)
+
+
+def weights_of(frame: pl.DataFrame) -> Vector | None:
+    """Return a sampled frame's row weights, or None when every row was read."""
+    if WEIGHT not in frame.columns:
+        return None
+    return frame.get_column(WEIGHT).cast(pl.Float64).to_numpy()
+
+
+def _row_hash(frame: pl.DataFrame) -> npt.NDArray[np.int64]:
+    """A splitmix64 hash of (id, cutoff): stable across runs, label-blind, never the id's order."""
+    ids = frame.get_column(ID).cast(pl.Int64).to_numpy().astype(np.uint64)
+    days = week_codes(frame)
+    with np.errstate(over="ignore"):
+        z = ids * np.uint64(0x9E3779B97F4A7C15) + (days.astype(np.uint64) << np.uint64(32))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    hashed: npt.NDArray[np.int64] = z.astype(np.int64) >> 1
+    return hashed
 
 
 def _ordered(frame: pl.DataFrame) -> pl.DataFrame:
@@ -129,15 +210,8 @@ def _ordered(frame: pl.DataFrame) -> pl.DataFrame:
     Consumes `frame`: columns are reordered one at a time, so the peak is the frame plus one
     column rather than two frames.
     """
-    ids = frame.get_column(ID).cast(pl.Int64).to_numpy().astype(np.uint64)
-    days = week_codes(frame)
-    with np.errstate(over="ignore"):
-        z = ids * np.uint64(0x9E3779B97F4A7C15) + (days.astype(np.uint64) << np.uint64(32))
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z ^= z >> np.uint64(31)
-    order = z.astype(np.int64) >> 1
-    positions = pl.Series(np.lexsort((order, days)))
+    order = _row_hash(frame)
+    positions = pl.Series(np.lexsort((order, week_codes(frame))))
     names = [name for name in frame.columns if name != ORDER]
     columns = [frame.drop_in_place(name).gather(positions) for name in names]
     return pl.DataFrame([*columns, pl.Series(ORDER, order).gather(positions)])

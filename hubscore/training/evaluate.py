@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +23,18 @@ from sklearn.metrics import (
 
 Vector = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
+
+
+class Fold(NamedTuple):
+    """One out-of-fold prediction set: validation labels, predictions, week codes and the
+    rows' weights (None when every row was read)."""
+
+    y: Ints
+    p: Vector
+    weeks: Ints
+    weights: Vector | None = None
+
+
 BASELINE_FEATURE = "actions_recent"
 INTERVAL_RESAMPLES = 100
 
@@ -53,7 +65,7 @@ class WeeklyRanking:
         return cls(order, week.astype(np.int64), int(week.max()) + 1 if week.size else 0)
 
     def top_k(
-        self, y: Ints, sizes: Sequence[int], weights: Ints | None = None
+        self, y: Ints, sizes: Sequence[int], weights: npt.NDArray[Any] | None = None
     ) -> list[tuple[float, float | None]]:
         """Return (mean precision@k, mean recall@k) over the weeks that have rows, per k."""
         w = np.ones(self.order.size) if weights is None else weights[self.order].astype(float)
@@ -79,35 +91,52 @@ class WeeklyRanking:
         return out
 
 
-def weekly_precision(y: Ints, p: Vector, weeks: Ints, top_k: Sequence[int]) -> list[dict[str, Any]]:
+def weekly_precision(
+    y: Ints, p: Vector, weeks: Ints, top_k: Sequence[int], weights: Vector | None = None
+) -> list[dict[str, Any]]:
     """Return, week by week, the converters and how many of them each top-k list held."""
+    w = np.ones(y.size) if weights is None else weights
     rows = []
     for week in np.unique(weeks):
         rows_of_week = np.flatnonzero(weeks == week)
-        ranked = y[rows_of_week[np.argsort(-p[rows_of_week], kind="stable")]]
+        order = rows_of_week[np.argsort(-p[rows_of_week], kind="stable")]
+        ranked, copies = y[order], w[order]
+        above = np.cumsum(copies) - copies  # copies ranked above each row
         row: dict[str, Any] = {
             "cutoff": str(np.datetime64(int(week), "D")),
-            "companies": int(ranked.size),
-            "converters": int(ranked.sum()),
+            "companies": round(copies.sum()),
+            "converters": round((copies * ranked).sum()),
         }
-        row |= {f"hits_at_{k}": int(ranked[:k].sum()) for k in top_k}
+        for k in top_k:
+            taken = np.clip(k - above, 0, copies)  # a row's copies on the top-k list
+            row[f"hits_at_{k}"] = round((taken * ranked).sum())
         rows.append(row)
     return rows
 
 
-def ranking_metrics(y: Ints, p: Vector, weeks: Ints, top_k: Sequence[int]) -> dict[str, Any]:
-    """Return ROC-AUC, PR-AUC, base rate and precision/recall/lift at each k."""
+def ranking_metrics(
+    y: Ints, p: Vector, weeks: Ints, top_k: Sequence[int], weights: Vector | None = None
+) -> dict[str, Any]:
+    """Return ROC-AUC, PR-AUC, base rate and precision/recall/lift at each k.
+
+    Args:
+        weights: row weights of a sampled frame (a kept negative stands for m rows).
+    """
     two_classes = np.unique(y).size == 2
-    base = float(y.mean()) if y.size else 0.0
+    w = np.ones(y.size) if weights is None else weights
+    rows = float(w.sum())
+    base = float((w * y).sum() / rows) if y.size else 0.0
     out: dict[str, Any] = {
-        "roc_auc": float(roc_auc_score(y, p)) if two_classes else None,
-        "pr_auc": float(average_precision_score(y, p)) if two_classes else None,
+        "roc_auc": float(roc_auc_score(y, p, sample_weight=weights)) if two_classes else None,
+        "pr_auc": float(average_precision_score(y, p, sample_weight=weights))
+        if two_classes
+        else None,
         "base_rate": base,
-        "rows": int(y.size),
-        "positives": int(y.sum()),
+        "rows": round(rows),
+        "positives": round(float((w * y).sum())),
         "weeks": int(np.unique(weeks).size),
     }
-    at_k = WeeklyRanking.of(p, weeks).top_k(y, top_k)
+    at_k = WeeklyRanking.of(p, weeks).top_k(y, top_k, weights)
     for k, (precision, recall) in zip(top_k, at_k, strict=True):
         out[f"precision_at_{k}"] = precision
         out[f"recall_at_{k}"] = recall
@@ -115,31 +144,34 @@ def ranking_metrics(y: Ints, p: Vector, weeks: Ints, top_k: Sequence[int]) -> di
     return out
 
 
-def fold_metrics(fold: tuple[Ints, Vector, Ints], top_k: Sequence[int]) -> dict[str, Any]:
+def fold_metrics(fold: Fold, top_k: Sequence[int]) -> dict[str, Any]:
     """Return the ranking and probability metrics of one cross-validation fold."""
-    y, p, weeks = fold
-    return {**ranking_metrics(y, p, weeks, top_k), **probability_metrics(y, p)}
+    y, p, weeks, weights = fold
+    return {**ranking_metrics(y, p, weeks, top_k, weights), **probability_metrics(y, p, weights)}
 
 
 LOWER_IS_BETTER = ("log_loss", "brier")
 
 
-def probability_metrics(y: Ints, p: Vector) -> dict[str, Any]:
+def probability_metrics(y: Ints, p: Vector, weights: Vector | None = None) -> dict[str, Any]:
     """Return log loss and Brier score."""
     clipped = np.clip(p, 1e-15, 1 - 1e-15)
     return {
-        "log_loss": float(log_loss(y, clipped, labels=[0, 1])),
-        "brier": float(brier_score_loss(y, p)),
+        "log_loss": float(log_loss(y, clipped, labels=[0, 1], sample_weight=weights)),
+        "brier": float(brier_score_loss(y, p, sample_weight=weights)),
     }
 
 
-def threshold_metrics(y: Ints, p: Vector, threshold: float) -> dict[str, Any]:
+def threshold_metrics(
+    y: Ints, p: Vector, threshold: float, weights: Vector | None = None
+) -> dict[str, Any]:
     """Return precision, recall, F1 and the confusion matrix at `threshold` (p >= t)."""
+    w = np.ones(y.size) if weights is None else weights
     predicted = p >= threshold
-    tp = int((predicted & (y == 1)).sum())
-    fp = int((predicted & (y == 0)).sum())
-    fn = int((~predicted & (y == 1)).sum())
-    tn = int((~predicted & (y == 0)).sum())
+    tp = round(float(w[predicted & (y == 1)].sum()))
+    fp = round(float(w[predicted & (y == 0)].sum()))
+    fn = round(float(w[~predicted & (y == 1)].sum()))
+    tn = round(float(w[~predicted & (y == 0)].sum()))
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -152,9 +184,9 @@ def threshold_metrics(y: Ints, p: Vector, threshold: float) -> dict[str, Any]:
     }
 
 
-def fbeta_threshold(y: Ints, p: Vector, beta: float) -> float:
+def fbeta_threshold(y: Ints, p: Vector, beta: float, weights: Vector | None = None) -> float:
     """Return the threshold that maximises F-beta on (validation) predictions."""
-    precision, recall, thresholds = precision_recall_curve(y, p)
+    precision, recall, thresholds = precision_recall_curve(y, p, sample_weight=weights)
     precision, recall = precision[:-1], recall[:-1]
     denom = beta**2 * precision + recall
     score = np.divide(
@@ -163,12 +195,15 @@ def fbeta_threshold(y: Ints, p: Vector, beta: float) -> float:
     return _clip_threshold(float(thresholds[int(np.argmax(score))]))
 
 
-def capacity_threshold(p: Vector, weeks: Ints, k: int) -> float:
+def capacity_threshold(p: Vector, weeks: Ints, k: int, weights: Vector | None = None) -> float:
     """Return the median over weeks of the k-th highest score: a list of about k per week."""
+    w = np.ones(p.size) if weights is None else weights
     kth = []
     for week in np.unique(weeks):
-        scores = np.sort(p[weeks == week])[::-1]
-        kth.append(scores[min(k, scores.size) - 1])
+        rows = np.flatnonzero(weeks == week)
+        order = rows[np.argsort(-p[rows], kind="stable")]
+        reached = np.cumsum(w[order]) >= min(k, w[rows].sum())  # the k-th copy's row
+        kth.append(p[order][int(np.argmax(reached))])
     return _clip_threshold(float(np.median(kth)))
 
 
@@ -177,14 +212,19 @@ def _clip_threshold(value: float) -> float:
 
 
 def threshold_table(
-    y: Ints, p: Vector, weeks: Ints, thresholds: Iterable[float]
+    y: Ints,
+    p: Vector,
+    weeks: Ints,
+    thresholds: Iterable[float],
+    weights: Vector | None = None,
 ) -> list[dict[str, float]]:
     """Return threshold -> precision, recall and mean list size per week, ascending."""
     n_weeks = max(np.unique(weeks).size, 1)
+    w = np.ones(p.size) if weights is None else weights
     rows = []
     for t in sorted(set(thresholds)):
-        chosen = threshold_metrics(y, p, t)
-        listed = int((p >= t).sum())
+        chosen = threshold_metrics(y, p, t, weights)
+        listed = float(w[p >= t].sum())
         rows.append(
             {
                 "threshold": t,
@@ -215,19 +255,27 @@ def summarise_folds(folds: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, f
 
 
 def choose_thresholds(
-    folds: Sequence[tuple[Ints, Vector, Ints]], *, beta: float, capacity: int, fixed: float | None
+    folds: Sequence[Fold], *, beta: float, capacity: int, fixed: float | None
 ) -> dict[str, float]:
     """Pick the decision and capacity thresholds on out-of-fold predictions, never on test."""
-    y = np.concatenate([f[0] for f in folds])
-    p = np.concatenate([f[1] for f in folds])
-    weeks = np.concatenate([f[2] for f in folds])
-    f_beta = fbeta_threshold(y, p, beta)
-    at_capacity = capacity_threshold(p, weeks, capacity)
+    y = np.concatenate([f.y for f in folds])
+    p = np.concatenate([f.p for f in folds])
+    weeks = np.concatenate([f.weeks for f in folds])
+    weights = joined_weights(folds)
+    f_beta = fbeta_threshold(y, p, beta, weights)
+    at_capacity = capacity_threshold(p, weeks, capacity, weights)
     return {
         "decision": fixed if fixed is not None else f_beta,
         "f_beta": f_beta,
         "capacity": at_capacity,
     }
+
+
+def joined_weights(folds: Sequence[Fold]) -> Vector | None:
+    """The folds' row weights end to end (None when no fold was sampled)."""
+    if all(f.weights is None for f in folds):
+        return None
+    return np.concatenate([np.ones(f.y.size) if f.weights is None else f.weights for f in folds])
 
 
 def confidence_bands(thresholds: Mapping[str, float]) -> dict[str, float]:
@@ -249,12 +297,13 @@ def evaluate_predictions(
     *,
     top_k: Sequence[int],
     threshold: float,
+    weights: Vector | None = None,
 ) -> dict[str, Any]:
     """Return every test metric of one model at `threshold`."""
     return {
-        **ranking_metrics(y, p, weeks, top_k),
-        **probability_metrics(y, p),
-        **threshold_metrics(y, p, threshold),
+        **ranking_metrics(y, p, weeks, top_k, weights),
+        **probability_metrics(y, p, weights),
+        **threshold_metrics(y, p, threshold, weights),
     }
 
 
@@ -267,6 +316,7 @@ def company_intervals(
     top_k: Sequence[int],
     resamples: int = INTERVAL_RESAMPLES,
     seed: int = 0,
+    weights: Vector | None = None,
 ) -> dict[str, list[float]]:
     """Return 90% intervals of ROC-AUC and precision@k from resampling companies.
 
@@ -283,6 +333,8 @@ def company_intervals(
     drawn: dict[str, list[float]] = {"roc_auc": [], **{f"precision_at_{k}": [] for k in top_k}}
     for _ in range(resamples if n else 0):
         copies = np.bincount(rng.integers(0, n, n), minlength=n)[company]  # per row
+        if weights is not None:  # a sampled negative already stands for m rows
+            copies = copies * weights.astype(np.int64)
         if 0 < (y * copies).sum() < copies.sum():  # both classes drawn
             w = copies[by_score]
             kept = w > 0
@@ -318,29 +370,30 @@ PRIORITY_TIERS = ("very high", "high", "medium", "low")
 
 
 def outcome_by_tier(
-    y: Ints, p: Vector, weeks: Ints, quantiles: Sequence[float]
+    y: Ints, p: Vector, weeks: Ints, quantiles: Sequence[float], weights: Vector | None = None
 ) -> list[dict[str, Any]]:
     """Return rows, converters and conversion rate per priority tier (tiers ranked per week).
 
     A tier is a share of each week's ranked companies, as `score` assigns it (`priority`).
     """
+    w = np.ones(y.size) if weights is None else weights
     tiers = np.empty(len(y), dtype=np.int64)
     for week in np.unique(weeks):
         rows = np.flatnonzero(weeks == week)
         order = rows[np.lexsort((rows, -p[rows]))]  # best first; ties keep row order
-        shares = np.arange(order.size) / order.size
+        shares = (np.cumsum(w[order]) - w[order]) / w[order].sum()
         tiers[order] = np.searchsorted(np.asarray(quantiles), shares, side="right")
-    positives = max(int(y.sum()), 1)
+    positives = max(float((w * y).sum()), 1.0)
     table = []
     for index, name in enumerate(PRIORITY_TIERS):
         members = tiers == index
-        converted = int(y[members].sum())
+        size, converted = float(w[members].sum()), float((w * y)[members].sum())
         table.append(
             {
                 "priority": name,
-                "rows": int(members.sum()),
-                "converted": converted,
-                "conversion_rate": converted / max(int(members.sum()), 1),
+                "rows": round(size),
+                "converted": round(converted),
+                "conversion_rate": converted / max(size, 1.0),
                 "share_of_converters": converted / positives,
             }
         )

@@ -42,25 +42,38 @@ class FoldEvidence:
     """Each row's company as a position in 0 .. companies - 1, shared across folds."""
     companies: int
     seed: int
+    row_weights: list[Vector] | None = None
+    """A sampled frame's row weights per fold (a kept negative stands for m rows)."""
     draws: int = DRAWS
 
     @classmethod
     def of(
-        cls, y: Sequence[Ints], weeks: Sequence[Ints], ids: Sequence[Ints], *, seed: int
+        cls,
+        y: Sequence[Ints],
+        weeks: Sequence[Ints],
+        ids: Sequence[Ints],
+        *,
+        seed: int,
+        row_weights: Sequence[Vector] | None = None,
     ) -> FoldEvidence:
         """Index the folds' companies once; every metric and comparison reuses it."""
         uniq, inverse = np.unique(np.concatenate(list(ids)), return_inverse=True)
         bounds = np.cumsum([0, *(len(i) for i in ids)])
         company = [inverse[a:b].astype(np.int64) for a, b in itertools.pairwise(bounds)]
-        return cls(list(y), list(weeks), company, int(uniq.size), seed)
+        weights = None if row_weights is None else list(row_weights)
+        return cls(list(y), list(weeks), company, int(uniq.size), seed, weights)
 
-    def weights(self, draw: int) -> list[Ints]:
-        """Per fold, each row's multiplicity in resample `draw` (its company's count)."""
+    def weights(self, draw: int) -> list[Vector]:
+        """Per fold, each row's multiplicity in resample `draw` (its company's count, times
+        its own weight)."""
         rng = np.random.default_rng([self.seed, draw])
         counts = np.bincount(
             rng.integers(0, self.companies, self.companies), minlength=self.companies
-        )
-        return [counts[c] for c in self.company]
+        ).astype(np.float64)
+        per_row = [counts[c] for c in self.company]
+        if self.row_weights is None:
+            return per_row
+        return [r * w for r, w in zip(per_row, self.row_weights, strict=True)]
 
     def power(self) -> dict[str, object]:
         """Positive rows and converting companies per fold, and in all."""
@@ -111,7 +124,7 @@ def measure(evidence: FoldEvidence, predictions: Sequence[Vector], metric: str) 
     check_metric(metric)
     scorers = [_Scorer.of(p, w) for p, w in zip(predictions, evidence.weeks, strict=True)]
 
-    def fold_mean(weights: Sequence[Ints] | None) -> float:
+    def fold_mean(weights: Sequence[Vector] | None) -> float:
         values = [
             s.value(metric, y, None if weights is None else weights[i])
             for i, (s, y) in enumerate(zip(scorers, evidence.y, strict=True))
@@ -120,12 +133,14 @@ def measure(evidence: FoldEvidence, predictions: Sequence[Vector], metric: str) 
         return float(np.mean(seen)) if seen else float("nan")
 
     draws = np.array([fold_mean(evidence.weights(b)) for b in range(evidence.draws)])
-    return Measured(metric, fold_mean(None), draws)
+    return Measured(metric, fold_mean(evidence.row_weights), draws)
 
 
-def fold_value(metric: str, y: Ints, p: Vector, weeks: Ints) -> float:
+def fold_value(
+    metric: str, y: Ints, p: Vector, weeks: Ints, weights: Vector | None = None
+) -> float:
     """Return `metric` of one fold's predictions (NaN when the fold cannot compute it)."""
-    return _Scorer.of(p, weeks).value(metric, y, None)
+    return _Scorer.of(p, weeks).value(metric, y, weights)
 
 
 def check_metric(metric: str) -> None:
@@ -152,7 +167,7 @@ class _Scorer:
         ends = np.r_[np.flatnonzero(np.diff(p[order]) != 0) + 1, p.size]
         return cls(order, ends.astype(np.int64), WeeklyRanking.of(p, weeks))
 
-    def value(self, metric: str, y: Ints, weights: Ints | None) -> float:
+    def value(self, metric: str, y: Ints, weights: Vector | None) -> float:
         at_k = _AT_K.fullmatch(metric)
         if at_k:
             precision, recall = self.ranking.top_k(y, [int(at_k.group(2))], weights)[0]

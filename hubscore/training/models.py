@@ -22,7 +22,7 @@ from hubscore.core.config import ClassWeight, Config, ModelName
 from hubscore.core.contract import LABEL
 from hubscore.core.errors import ConfigError, ValidationError, first_line
 from hubscore.engine import encoding
-from hubscore.training import encoders
+from hubscore.training import encoders, evaluate
 from hubscore.training.dataset import (
     FeatureFile,
     Ints,
@@ -33,6 +33,7 @@ from hubscore.training.dataset import (
     labels,
     take,
     week_codes,
+    weights_of,
 )
 
 # Extra LightGBM keywords accepted beside its constructor's (it passes **kwargs to the core).
@@ -140,8 +141,7 @@ class Choice:
         return replace(config, models=models, encoding=replace(config.encoding, **self.encoding))
 
 
-Fold = tuple[Ints, Vector, Ints]
-"""One out-of-fold prediction set: validation labels, predictions, week codes."""
+Fold = evaluate.Fold
 
 
 @dataclass(frozen=True, kw_only=True)  # many fields: positional construction would mix them up
@@ -223,7 +223,8 @@ def fit_family(
     spec = encoders.fit_encoders(
         frame, config.encoding, linear=name == "logreg", missing_flags=missing_flags
     )
-    model = make_model(name, config).fit(encoding.encode(frame, spec), labels(frame))
+    x, y = encoding.encode(frame, spec), labels(frame)
+    model = make_model(name, config).fit(x, y, weights=weights_of(frame))
     return model, spec
 
 
@@ -250,7 +251,8 @@ def cross_validate(
         check_unseen(fit_rows, val_rows, what=f"cross-validation fold {number + 1}")
         val = take(ff.frame, val_rows)
         model, spec = fit_family(name, take(ff.frame, fit_rows), config)
-        fold = (labels(val), model.predict_proba(encoding.encode(val, spec)), days[val_rows])
+        p = model.predict_proba(encoding.encode(val, spec))
+        fold = Fold(labels(val), p, days[val_rows], weights_of(val))
         out.append(fold)
         if on_fold is not None:
             on_fold(number, fold)

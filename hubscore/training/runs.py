@@ -149,7 +149,9 @@ def train_and_export(
     check_leaderboard_metric(config)
     for name in names:
         models.make_model(name, config)  # reject bad hyperparameters before any training
-    ff = dataset.read_features(features, since=since, until=until)  # cutoffs in [since, until]
+    ff = dataset.read_features(  # cutoffs in [since, until], negatives sampled past max_rows
+        features, since=since, until=until, max_rows=config.training.max_rows
+    )
     split = dataset.split_rows(ff, config)
     with atomic.exclusive_lock(out_dir / "latest"):
         atomic.remove_all_temps(out_dir)  # a killed run's staged folder has another name
@@ -267,8 +269,7 @@ def _stage_family(
     )
     p_without = without.predict_proba(encoding.encode(trained.test, spec))
     log.add("fitted the training side and the ablation without missingness flags")
-    y_oof, p_oof, weeks_oof = assess.out_of_fold(trained.folds)
-    held_out = calibration.fit_calibration(y_oof, p_oof, weeks_oof)
+    held_out = calibration.fit_calibration(*assess.out_of_fold(trained.folds))
     metrics = assess.evaluate_trained(trained, held_out, p_without, config, ff)
     metrics["search"] = {**searched.summary, "chosen": searched.best, "history": searched.trials}
     shipped = _ship(name, ff, trained, config, log)
@@ -323,7 +324,8 @@ def _ship(
     if config.training.refit == "all":
         model, spec = models.refit_all(name, ff, config, choice=trained.choice)
         weeks = dataset.week_codes(trained.test)
-        fitted = calibration.fit_calibration(trained.y_test, trained.p_test, weeks)
+        w_test = dataset.weights_of(trained.test)
+        fitted = calibration.fit_calibration(trained.y_test, trained.p_test, weeks, w_test)
         fit_frame, x_test = ff.frame, encoding.encode(trained.test, spec)
         log.add(f"refitted {name} on all {ff.frame.height} labelled rows")
     else:

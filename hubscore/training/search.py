@@ -80,11 +80,13 @@ def _fold_evidence(
     y = dataset.labels(ff.frame)
     days = dataset.week_codes(ff.frame)
     ids = ff.frame.get_column(dataset.ID).cast(int).to_numpy()
+    weights = dataset.weights_of(ff.frame)
     return evidence.FoldEvidence.of(
         [y[val] for _, val in folds.rows],
         [days[val] for _, val in folds.rows],
         [ids[val] for _, val in folds.rows],
         seed=config.training.random_seed,
+        row_weights=None if weights is None else [weights[val] for _, val in folds.rows],
     )
 
 
@@ -230,7 +232,7 @@ def _evaluate(
     def report(number: int, fold: models.Fold) -> None:
         if trial is None:
             return
-        trial.report(evidence.fold_value(metric, *fold), number)
+        trial.report(evidence.fold_value(metric, fold.y, fold.p, fold.weeks, fold.weights), number)
         if trial.should_prune():
             raise optuna.TrialPruned
 
