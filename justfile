@@ -82,7 +82,7 @@ bench-serve *args:
 bench-explain *args:
     uv run --frozen python bench/bench_explain.py {{args}}
 
-# training time and peak memory per family vs one bare fit (100k companies: about an hour)
+# training time and peak memory per family vs one bare fit and the feature frame (150k companies)
 bench-train *args:
     uv run --frozen python bench/bench_train.py {{args}}
 

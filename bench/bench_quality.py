@@ -1,9 +1,19 @@
-"""Benchmark the weekly list's quality under issue 9's protocol against plain library scripts.
+"""Benchmark the weekly list's quality on the real history and generated seeds, beside plain
+library scripts on the same rows.
 
-    just bench-quality                                  # 3 seeds x 5,200 companies, ~20 min
-    uv run python bench/bench_quality.py --seeds 7 --families xgboost,logreg   # quicker
+    just bench-quality                                  # real history + 3 seeds, ~40 min
+    uv run python bench/bench_quality.py --datasets real --families xgboost,logreg  # quicker
     uv run python bench/bench_quality.py --search off   # passed through to `hubscore train`
 
+**The real history** (../shared/data/real-history, the files as they stood on 2020-01-28):
+`hubscore build-features --target converted_within --horizon-days 30`, then the protocol's
+rolling origin (`windows`: 3 time-ordered test windows of 8 weekly cutoffs, each train side
+ending 35 days before its test side), per window `hubscore train` + `hubscore score` for each
+family and the plain references on the same rows, all windows pooled by the protocol's `pool`
+(90% intervals that resample companies: the real files hold 84-106 converting companies in
+all, so one window cannot tell two good models apart).
+
+**The generated seeds**, as before:
 Per seed, end to end through the real CLI, in bench/out/quality/seed-<S>/:
 `hubscore sample-data --seed S --companies N`, `hubscore build-features --target
 converted_within --horizon-days 30`, the protocol's `split` (the last 26 labelled weekly
@@ -41,6 +51,8 @@ ROOT = BENCH.parent
 PROTOCOL = ROOT.parent / "shared" / "tools" / "quality_protocol.py"
 OUT = BENCH / "out"
 FAMILIES = ("xgboost", "lightgbm", "logreg", "random_forest")
+REAL_HISTORY = ROOT.parent / "shared" / "data" / "real-history"
+WINDOWS = {"count": "3", "test-weeks": "8", "gap-days": "35"}
 METRICS = ("roc_auc", "pr_auc", "recall_at_100")
 CALIBRATION = "sum_p_over_converters"
 ALLOWANCE = {"roc_auc": 0.01, "pr_auc": 0.005, "recall_at_100": 0.02}
@@ -55,25 +67,81 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     protocol = find_protocol(args.protocol)
     started = time.perf_counter()
-    seeds = []
-    for seed in args.seeds:
-        folder = args.out / f"seed-{seed}"
-        seeds.append(run_seed(seed, folder, args=args, protocol=protocol))
-        print_table(f"seed {seed}", seeds[-1]["metrics"], families=args.families)
-    mean = mean_metrics([s["metrics"] for s in seeds])
-    print_table(f"mean of {len(seeds)} seeds", mean, families=args.families)
-    print_targets(mean, families=args.families)
+    report: dict[str, Any] = {"search": args.search, "warmup_days": args.warmup_days}
+    if "real" in args.datasets:
+        real = run_real_history(args.out / "real", args=args, protocol=protocol)
+        print_table("real history, 3 windows pooled", real["pooled"], families=args.families)
+        print_intervals(real["pooled"], families=args.families)
+        report["real_history"] = real
+    if "seeds" in args.datasets:
+        seeds = []
+        for seed in args.seeds:
+            folder = args.out / f"seed-{seed}"
+            seeds.append(run_seed(seed, folder, args=args, protocol=protocol))
+            print_table(f"seed {seed}", seeds[-1]["metrics"], families=args.families)
+        mean = mean_metrics([s["metrics"] for s in seeds])
+        print_table(f"mean of {len(seeds)} seeds", mean, families=args.families)
+        print_targets(mean, families=args.families)
+        report |= {"companies": args.companies, "seeds": seeds, "mean": mean}
+        report["targets"] = targets(mean, families=args.families)
     minutes = (time.perf_counter() - started) / 60
-    report = {"companies": args.companies, "search": args.search, "warmup_days": args.warmup_days}
     report["minutes"] = round(minutes, 1)
-    report |= {"seeds": seeds, "mean": mean, "targets": targets(mean, families=args.families)}
     results = args.out.parent / "quality_results.json"
     results.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"\n{minutes:.1f} min; saved {results}")
 
 
+def run_real_history(folder: Path, *, args: argparse.Namespace, protocol: Path) -> dict[str, Any]:
+    """Rolling-origin windows on the real history: every family and its plain reference."""
+    folder.mkdir(parents=True, exist_ok=True)
+    warmup = ["--warmup-days", args.warmup_days] if args.warmup_days else []
+    hubscore(folder, "build-features", "--data-dir", str(args.real_history), "--out", "build",
+             "--target", "converted_within", "--horizon-days", "30", *warmup)  # fmt: skip
+    options = [f"--{k}={v}" for k, v in WINDOWS.items()]
+    run(folder, "windows", [sys.executable, str(protocol), "windows", "build/features.parquet",
+                            "windows", *options])  # fmt: skip
+    windows = sorted((folder / "windows").iterdir())
+    pairs: dict[str, list[str]] = {}
+    for window in windows:
+        train = pl.read_parquet(window / "train.parquet")
+        test = pl.read_parquet(window / "test.parquet")
+        for family in args.families:
+            sides = ("train.parquet", "test.parquet")
+            scores = score_family(window, family, search=args.search, sides=sides)
+            pairs.setdefault(family, []).append(f"{window}/test.parquet={scores}")
+            plain = window / f"scores_plain_{family}.parquet"
+            plain_scores(family, train, test).write_parquet(plain)
+            pairs.setdefault(f"plain {family}", []).append(f"{window}/test.parquet={plain}")
+        heuristic = window / "scores_heuristic.parquet"
+        heuristic_scores(test).write_parquet(heuristic)
+        pairs.setdefault(HEURISTIC, []).append(f"{window}/test.parquet={heuristic}")
+    pooled = {name: pool(folder, protocol, found) for name, found in pairs.items()}
+    pooled[HEURISTIC][CALIBRATION] = None  # recent actions are not probabilities
+    return {"windows": [w.name for w in windows], "pooled": pooled}
+
+
+def pool(folder: Path, protocol: Path, pairs: list[str]) -> dict[str, Any]:
+    """The protocol's pooled metrics with company-resampling intervals, as a dict."""
+    output = run(folder, "pool", [sys.executable, str(protocol), "pool", *pairs])
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def print_intervals(pooled: dict[str, dict[str, Any]], *, families: list[str]) -> None:
+    """Print each model's 90% intervals (companies resampled) beside its pooled figures."""
+    print(f"{'90% intervals':<22}{'ROC-AUC':>17}{'PR-AUC':>19}{'rec@100':>17}")
+    for name in [*families, *(f"plain {f}" for f in families), HEURISTIC]:
+        cells = "".join(f"{pooled[name][m + '_90']!s:>18}" for m in METRICS)
+        print(f"{name:<22}{cells}")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--datasets", type=lambda s: s.split(","), default=["real", "seeds"],
+        help="real, seeds or both [real,seeds]",
+    )  # fmt: skip
+    parser.add_argument("--real-history", type=Path, default=REAL_HISTORY, help="its folder")
     parser.add_argument("--seeds", type=_ints, default=[1, 2, 3], help="comma list [1,2,3]")
     parser.add_argument("--companies", type=int, default=5200, help="per sample [5200]")
     parser.add_argument("--families", type=_families, default=list(FAMILIES))
@@ -163,14 +231,20 @@ def side_sizes(train: pl.DataFrame, test: pl.DataFrame) -> dict[str, int]:
     }
 
 
-def score_family(folder: Path, family: str, *, search: str | None) -> Path:
+def score_family(
+    folder: Path,
+    family: str,
+    *,
+    search: str | None,
+    sides: tuple[str, str] = ("build/train.parquet", "build/test.parquet"),
+) -> Path:
     """Train one family on the train side with the default config and score the test side."""
     options = ["--search", search] if search else []
-    train = hubscore(folder, "train", "--features", "build/train.parquet", "--model", family,
+    train = hubscore(folder, "train", "--features", sides[0], "--model", family,
                      "--out", f"models/{family}", *options, step=f"train-{family}")  # fmt: skip
     run_dir = train.strip().splitlines()[-1]
     scores = f"scores_{family}.parquet"
-    hubscore(folder, "score", "build/test.parquet", "-o", scores, "--model", run_dir, "--quiet",
+    hubscore(folder, "score", sides[1], "-o", scores, "--model", run_dir, "--quiet",
              step=f"score-{family}")  # fmt: skip
     return folder / scores
 

@@ -28,6 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
 
+import pyarrow.parquet as pq
 from bench_build import Run, run_measured
 
 BENCH = Path(__file__).resolve().parent
@@ -39,7 +40,9 @@ FAMILIES = ("logreg", "random_forest", "xgboost", "lightgbm")
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     root = args.out or OUT / f"train-{args.companies}"
-    features = ensure_features(root, args.companies)
+    features = ensure_features(root, args.companies, seed=args.seed)
+    frame_mb = in_memory_mb(features)
+    print(f"feature file: {features} ({frame_mb:,.0f} MB as a frame in memory)", flush=True)
     results = []
     for name in args.models:
         models = root / "models" / name
@@ -62,9 +65,10 @@ def main(argv: list[str] | None = None) -> None:
             [sys.executable, __file__, "--bare-fit", name, "--features", str(features)],
             root / f"bare-{name}.log",
         )
-        results.append(summarise(name, train, bare, models / "latest"))
+        results.append(summarise(name, train, bare, models / "latest", frame_mb=frame_mb))
         print_row(results[-1])
-    report = {"companies": args.companies, "features": str(features), "families": results}
+    report = {"companies": args.companies, "features": str(features), "frame_mb": frame_mb}
+    report |= {"families": results}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"saved {RESULTS}")
@@ -72,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--companies", type=int, default=100_000)
+    parser.add_argument("--companies", type=int, default=150_000)
+    parser.add_argument("--seed", type=int, default=3, help="the generator's seed [3]")
     parser.add_argument("--models", type=lambda s: s.split(","), default=list(FAMILIES))
     parser.add_argument("--out", type=Path, help="data and runs folder [bench/out/train-N]")
     parser.add_argument("--bare-fit", metavar="NAME", help=argparse.SUPPRESS)
@@ -87,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def ensure_features(root: Path, companies: int) -> Path:
+def ensure_features(root: Path, companies: int, *, seed: int) -> Path:
     """Generate and build the input once per size; later runs reuse it."""
     features = root / "build" / "features.parquet"
     if features.is_file():
@@ -95,7 +100,17 @@ def ensure_features(root: Path, companies: int) -> Path:
     hubscore = [sys.executable, "-m", "hubscore"]
     data = root / "data"
     steps = [
-        [*hubscore, "sample-data", "--out", str(data), "--companies", str(companies), "--parquet"],
+        [
+            *hubscore,
+            "sample-data",
+            "--out",
+            str(data),
+            "--companies",
+            str(companies),
+            "--seed",
+            str(seed),
+            "--parquet",
+        ],
         [*hubscore, "build-features", "--data-dir", str(data), "--out", str(root / "build")],
     ]
     root.mkdir(parents=True, exist_ok=True)
@@ -112,13 +127,21 @@ def bare_fit(name: str, features: Path) -> None:
     from hubscore.training import dataset, models
 
     config = load_config(overrides={"training.model": name})
-    ff = dataset.read_features(features)
+    ff = dataset.read_features(features, max_rows=config.training.max_rows)  # as train reads
     split = dataset.split_rows(ff, config)
     family = cast("ModelName", name)  # checked against FAMILIES by parse_args
     models.fit_family(family, dataset.take(ff.frame, split.train), config)
 
 
-def summarise(name: str, train: Run, bare: Run, run_dir: Path) -> dict[str, Any]:
+def in_memory_mb(features: Path) -> float:
+    """The feature file's uncompressed size (about its size as a frame), from the footer."""
+    meta = pq.ParquetFile(features).metadata
+    return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) / 2**20
+
+
+def summarise(
+    name: str, train: Run, bare: Run, run_dir: Path, *, frame_mb: float
+) -> dict[str, Any]:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     gate = manifest["verification"]
     return {
@@ -127,6 +150,7 @@ def summarise(name: str, train: Run, bare: Run, run_dir: Path) -> dict[str, Any]
         "bare_fit": asdict(bare),
         "cpu_ratio": train.cpu_s / bare.cpu_s,
         "rss_ratio": train.peak_rss_mb / bare.peak_rss_mb,
+        "rss_over_frame": train.peak_rss_mb / frame_mb,
         "gate_rows": gate["rows"],
         "gate_max_abs_delta": gate["max_abs_delta"],
         "gate_label_flips": gate["label_flips"],
@@ -139,7 +163,8 @@ def print_row(r: dict[str, Any]) -> None:
     print(
         f"{r['model']:<14} train {t['wall_s']:7.1f} s wall {t['cpu_s']:7.1f} CPU-s "
         f"{t['peak_rss_mb']:7.0f} MB | bare fit {b['wall_s']:6.1f} s {b['cpu_s']:6.1f} CPU-s "
-        f"{b['peak_rss_mb']:6.0f} MB | x{r['cpu_ratio']:.1f} CPU x{r['rss_ratio']:.2f} RSS | "
+        f"{b['peak_rss_mb']:6.0f} MB | x{r['cpu_ratio']:.1f} CPU x{r['rss_ratio']:.2f} RSS "
+        f"x{r['rss_over_frame']:.2f} the frame | "
         f"gate max|dp| {r['gate_max_abs_delta']:.1e} on {r['gate_rows']:,} rows, "
         f"{r['gate_label_flips']} flips",
         flush=True,

@@ -123,7 +123,8 @@ def test_weekly_cutoffs_are_sundays_with_full_lookback_and_observed_horizon() ->
         "usage_end": FIRST_MONDAY + timedelta(weeks=29, days=6),
         "last_close": None,
     }
-    cutoffs = weekly_cutoffs(timeline, FeaturesConfig(lookback_days=91, horizon_days=30))
+    full_warm_up = FeaturesConfig(lookback_days=91, horizon_days=30, warmup_days=91)
+    cutoffs = weekly_cutoffs(timeline, full_warm_up)
     assert all(c.isoweekday() == 7 for c in cutoffs)
     assert cutoffs[0] == FIRST_MONDAY + timedelta(days=90)
     assert cutoffs[-1] + timedelta(days=30) <= timeline["usage_end"]
@@ -136,7 +137,7 @@ def test_a_shorter_warm_up_starts_the_cutoffs_earlier() -> None:
         "usage_end": FIRST_MONDAY + timedelta(weeks=29, days=6),
         "last_close": None,
     }
-    full = weekly_cutoffs(timeline, FeaturesConfig(lookback_days=91))
+    full = weekly_cutoffs(timeline, FeaturesConfig(lookback_days=91, warmup_days=91))
     short = weekly_cutoffs(timeline, FeaturesConfig(lookback_days=91, warmup_days=28))
     assert short[0] == FIRST_MONDAY + timedelta(days=27)
     assert short[9:] == full, "nine earlier cutoffs are added, the rest stay"
@@ -147,7 +148,7 @@ def test_a_shorter_warm_up_starts_the_cutoffs_earlier() -> None:
 
 
 def test_warm_up_rows_count_the_weeks_observed_and_leave_later_rows_alone(basic: Path) -> None:
-    _, full = run_build(basic)
+    _, full = run_build(basic, warmup_days=91)
     _, short = run_build(basic, warmup_days=28)
     added = short.filter(pl.col("cutoff") < full["cutoff"].min())
     assert added.group_by("cutoff").agg(pl.col("weeks_observed").first()).sort("cutoff")[

@@ -52,7 +52,7 @@ class FeaturesConfig:
     horizon_days: int = 30
     lookback_days: int = 91
     recent_days: int = 28
-    warmup_days: int = 91
+    warmup_days: int = 28
     """History the first weekly cutoff needs (at most the look-back): a shorter warm-up adds
     early cutoffs whose windows are partly before the files start (see weeks_observed)."""
     eligibility: Literal["file_start", "first_usage"] = "file_start"
