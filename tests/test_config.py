@@ -41,7 +41,7 @@ def test_hyperparameters_merge_with_the_defaults(tmp_path: Path) -> None:
     path.write_text("models:\n  xgboost:\n    max_depth: 6\n")
     xgboost = load_config(path, environ={}).models["xgboost"]
     assert xgboost["max_depth"] == 6
-    assert xgboost["n_estimators"] == 400  # the packaged default, kept
+    assert xgboost["n_estimators"] == 200  # the packaged default, kept
 
 
 @pytest.mark.parametrize(
