@@ -211,11 +211,14 @@ from usage_checked
 where problem is not null
 
 -- name: valid_usage
--- Usage rows that passed every check (once usage_rejects is complete), typed.
+-- Usage rows that passed every check (once usage_rejects is complete), typed. `week_ts` (the
+-- week's Monday) stays: a filter on it reaches a Parquet scan, which then skips the other
+-- columns of the rows it drops.
 create or replace temp view usage_valid as
 select
     _row,
     id,
+    week_ts,
     week_start,
     week_end,
     ACTIONS_CRM_CONTACTS, ACTIONS_CRM_COMPANIES, ACTIONS_CRM_DEALS, ACTIONS_EMAIL,

@@ -28,7 +28,8 @@ from hubscore.core.config import FeaturesConfig
 from hubscore.core.datasets import parquet_parts, read_kv_metadata
 from hubscore.core.errors import ValidationError
 from hubscore.dev.sample import generate_sample
-from hubscore.features.build import INPUT_KINDS, BuildRequest, build_features
+from hubscore.features.build import BuildRequest, build_features
+from hubscore.features.inputs import INPUT_KINDS
 
 pyspark = pytest.importorskip("pyspark")
 
