@@ -76,6 +76,11 @@ FLAGS_NAMED_OTHERWISE = {"data.dir": "--data-dir", "data.build_dir": "--out"}
 """Flags whose name is not `--` plus the config key's last part, for error messages."""
 
 
+def deprecated(spelling: str, instead: str) -> None:
+    """Warn on stderr that an old spelling still works but will go."""
+    stderr.print(f"[yellow]warning:[/] {spelling} is deprecated; use {instead}", highlight=False)
+
+
 def resolve_config(path: Path | None, **overrides: object) -> Config:
     """Load the config with command-line overrides (dotted keys, None = not given)."""
     flags = {
@@ -173,7 +178,7 @@ def build_features(
     out: Annotated[
         str | None,
         typer.Option(
-            help="Output folder (a URI with --engine spark).",
+            help="Output folder (a URI with --engine spark); with --as-of: data.scoring_dir.",
             show_default=config_default("data.build_dir"),
         ),
     ] = None,
@@ -215,6 +220,20 @@ def build_features(
             show_default=config_default("features.max_reject_rate"),
         ),
     ] = None,
+    known_until: Annotated[
+        str | None,
+        typer.Option(
+            help="Last day CLOSEDATE is known for (YYYY-MM-DD); no label looks past it.",
+            show_default="derived from the files",
+        ),
+    ] = None,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            help="DuckDB's budget: auto (25% of RAM), 40% or 4GB; spills beside --out past it.",
+            show_default=config_default("features.memory_limit"),
+        ),
+    ] = None,
     config: ConfigOption = None,
     engine: EngineOption = Engine.local,
     master: MasterOption = "local[2]",
@@ -245,9 +264,14 @@ def build_features(
                 "features.lookback_days": lookback_days,
                 "features.warmup_days": warmup_days,
                 "features.max_reject_rate": max_reject_rate,
+                "features.known_until": parse_date(known_until),
+                "features.memory_limit": memory_limit,
             },
         )
-        request = BuildRequest(cfg.data.dir, cfg.data.build_dir, cfg.features, parse_date(as_of))
+        day = parse_date(as_of)
+        # A scoring input never lands on the training features unless --out says so.
+        out_dir = cfg.data.scoring_build_dir if day and out is None else cfg.data.build_dir
+        request = BuildRequest(cfg.data.dir, out_dir, cfg.features, day)
         if spark:
             from hubscore.spark.session import require_pyspark
 
@@ -305,8 +329,17 @@ def score(
     top_k: Annotated[
         int | None, typer.Option(min=1, help="Write only the top K (per cutoff): the call list.")
     ] = None,
+    scored_at: Annotated[
+        str | None,
+        typer.Option(
+            help="YYYY-MM-DD: the scored_at stamp (reproducible output); the data date is "
+            "build-features --as-of's.",
+            show_default="now",
+        ),
+    ] = None,
     as_of: Annotated[
-        str | None, typer.Option(help="YYYY-MM-DD; scored_at derives from it (reproducible).")
+        str | None,
+        typer.Option(hidden=True, help="Deprecated spelling of --scored-at."),
     ] = None,
     batch_size: Annotated[
         int | None,
@@ -347,8 +380,10 @@ def score(
     from hubscore.engine.scorer import load_scorer
     from hubscore.serving.batch import score_file
 
-    day = parse_date(as_of)
+    day = parse_date(scored_at)
     with handle_errors(), handle_interrupts():
+        if as_of is not None:
+            day = _deprecated_as_of(parse_date(as_of), day, input_path)
         cfg = resolve_config(
             config,
             **{
@@ -402,6 +437,32 @@ def score(
     render_summary(summary.to_dict(), as_json=json_output, quiet=quiet, log_format=log_format)
 
 
+def _deprecated_as_of(as_of: date | None, scored_at: date | None, input_path: str) -> date | None:
+    """Accept `score --as-of` as the old spelling of --scored-at, unless it says otherwise.
+
+    It never picked the data, as build-features --as-of does: a date other than the one the
+    input was built at is refused rather than stamped on rows it does not describe.
+    """
+    from hubscore.core.datasets import recorded_as_of
+    from hubscore.core.errors import ConfigError
+
+    deprecated("score --as-of", "--scored-at (score stamps rows; it never picks the data date)")
+    built = None if is_uri(input_path) else recorded_as_of(Path(input_path))
+    if scored_at is not None and scored_at != as_of:
+        raise ConfigError(
+            f"--as-of {as_of} and --scored-at {scored_at} disagree",
+            hint="pass --scored-at only",
+        )
+    if built is not None and as_of != built:
+        raise ConfigError(
+            f"score --as-of {as_of} only stamps scored_at, but {input_path} holds the "
+            f"companies as of {built} (build-features --as-of {built})",
+            hint=f"to score {as_of}, build that input: hubscore build-features --as-of {as_of}; "
+            "to stamp another date, pass --scored-at",
+        )
+    return as_of
+
+
 @contextlib.contextmanager
 def handle_interrupts() -> Iterator[None]:
     """Exit 130 on Ctrl-C or SIGTERM after cleanup (finally blocks remove temp files)."""
@@ -429,8 +490,12 @@ class SearchMode(StrEnum):
 @app.command()
 def train(
     features: Annotated[
-        Path, typer.Option(help="Feature Parquet written by build-features.")
-    ] = Path("data/build/features.parquet"),
+        Path | None,
+        typer.Option(
+            help="Feature Parquet written by build-features.",
+            show_default=f"{config_default('data.build_dir')}/features.parquet",
+        ),
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -438,11 +503,14 @@ def train(
             show_default=config_default("training.model"),
         ),
     ] = None,
-    out: Annotated[
+    models_dir: Annotated[
         Path | None,
         typer.Option(
             help="Folder for run folders.", show_default=config_default("data.models_dir")
         ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(hidden=True, help="Deprecated spelling of --models-dir.")
     ] = None,
     config: ConfigOption = None,
     track: Annotated[
@@ -465,8 +533,11 @@ def train(
 ) -> None:
     """Train, evaluate and export models; print each run folder on stdout, the best last."""
     window = {"since": parse_date(since), "until": parse_date(until)}
+    if out is not None:  # --out is the build folder in build-features: one name, one meaning
+        deprecated("train --out", "--models-dir")
     with handle_errors():
         overrides: dict[str, Any] = {"training.model": model}
+        overrides["data.models_dir"] = models_dir or out
         if search is SearchMode.off:
             overrides["training.search"] = {"trials": 0}
         cfg = resolve_config(config, **overrides)
@@ -475,8 +546,8 @@ def train(
             train_and_export,
         )
 
-        out_dir = out or cfg.data.models_dir
-        results = train_and_export(features, cfg, out_dir=out_dir, track=track, **window)
+        source = features or cfg.data.training_features
+        results = train_and_export(source, cfg, out_dir=cfg.data.models_dir, track=track, **window)
     ranked = leaderboard(results, cfg.training.leaderboard_metric)
     stderr.print(leaderboard_table(ranked, cfg.training.leaderboard_metric, cfg.training.top_k))
     for result in reversed(ranked):
