@@ -216,7 +216,9 @@ def build_command(data: Path, as_of: date | None, memory_limit: str) -> list[str
     """Return the build command (the training spine without `as_of`), run by this interpreter
     without `uv run` in between."""
     command = [sys.executable, "-m", "hubscore", "build-features", "--data-dir", str(data)]
-    command += ["--out", str(data / "build"), "--memory-limit", memory_limit]
+    command += ["--out", str(data / "build")]
+    if memory_limit != "auto":  # the default, left out: an older hubscore has no such flag
+        command += ["--memory-limit", memory_limit]
     return command + (["--as-of", as_of.isoformat()] if as_of else [])
 
 

@@ -174,10 +174,11 @@ create or replace temp macro no_usage_default(x) as
 
 -- name: exact_std_macro
 -- exact_std_pop(x): the population standard deviation of integer counts from exact integer
--- sums (sum of a BIGINT is a HUGEINT), so every engine and thread order gives the same bits;
--- NULL without rows.
+-- sums (sum of a BIGINT is a HUGEINT), so every engine and thread order gives the same bits.
+-- For the usage counts, never NULL in a valid row: count(*) is their count, and `sum(x)` is
+-- the very aggregate `_sum` takes (computed once).
 create or replace temp macro exact_std_pop(x) as
-    sqrt((count(x) * sum(x::hugeint * x) - sum(x) * sum(x))::double / (count(x) * count(x)))
+    sqrt((count(*) * sum(x::hugeint * x) - sum(x) * sum(x))::double / (count(*) * count(*)))
 
 -- name: usage_stats_macro
 -- usage_stats(scoped, recent_days): the usage statistics of each (id, cutoff) of `scoped`, a

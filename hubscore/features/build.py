@@ -48,6 +48,13 @@ CHECK_BLOCKS = (
     "assume_usage_valid",
     "valid_usage",
 )
+COMPANY_BLOCKS = (
+    "valid_company_rows",
+    "repeated_company_ids",
+    "dedupe_customers",
+    "dedupe_noncustomers",
+    "build_companies",
+)
 FEATURE_MACROS = ("no_usage_macro", "exact_std_macro", "usage_stats_macro", "feature_rows_macro")
 FEATURES_FILE = "features.parquet"
 REJECTS_FILE = "rejects.parquet"
@@ -154,7 +161,7 @@ def prepare_partition(
     """Check, quarantine and deduplicate the registered inputs; return rows read and rejected."""
     for block in CHECK_BLOCKS:
         sql.run(con, block)
-    for block in ("dedupe_customers", "dedupe_noncustomers", "build_companies"):
+    for block in COMPANY_BLOCKS:
         sql.run(con, block)
     _summarise_valid_usage(con, as_of)
     files = {"customers_file": sources["customers"], "noncustomers_file": sources["noncustomers"]}
@@ -168,7 +175,11 @@ def prepare_partition(
 
 def dedupe_usage(con: duckdb.DuckDBPyConnection) -> None:
     """Resolve usage rows sharing (id, week): the `usage` view keeps the most actions."""
-    for block in ("collect_repeated_usage", "resolve_usage_duplicates", "dedupe_usage"):
+    sql.run(con, "collect_repeated_usage")
+    if not sql.fetch_dicts(con, "repeated_usage_rows")[0]["rows"]:
+        sql.run(con, "usage_without_repeats")  # most nights: valid rows pass straight through
+        return
+    for block in ("resolve_usage_duplicates", "dedupe_usage"):
         sql.run(con, block)
 
 

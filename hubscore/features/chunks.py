@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 
 from hubscore.features import sql
 
@@ -100,6 +99,8 @@ def write_labelled_features(
     shares = [n / parts for n in range(1, parts)]
     starts = sql.fetch_dicts(con, "company_id_bounds", {"shares": shares})[0]["bounds"]
     chunks = plan_chunks(cutoff_rows, sorted(set(starts)), rows_per_chunk) or [Chunk(*NO_CUTOFFS)]
+    import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]  # not for --as-of
+
     chunk_params = {k: v for k, v in params.items() if k != "window_end"}
     writer: pq.ParquetWriter | None = None
     try:
