@@ -307,8 +307,9 @@ copy (
 -- name: feature_chunk
 -- The feature rows of one chunk of a labelled spine: its cutoffs in [$cutoff_from,
 -- $cutoff_to] and ids in [$id_from, $id_to], in output order. Each usage row of the chunk's
--- weeks meets the chunk's cutoffs whose look-back window holds it; history comes from the
--- activity spans and the per-company summary.
+-- weeks meets the chunk's few cutoffs whose look-back window holds it (a join to the spine's
+-- rows would hash them all) and is grouped by company and cutoff; the spine's rows keep only
+-- their own. History comes from the activity spans and the per-company summary.
 with
     chunk as (
         select *
@@ -318,8 +319,8 @@ with
             and id between $id_from::bigint and $id_to::bigint
     ),
     scoped as (
-        select s.id, s.cutoff, u.week_end, COLUMNS('^(ACTIONS|USERS)_')
-        from chunk as s
+        select u.id, k.cutoff, u.week_end, COLUMNS('^(ACTIONS|USERS)_')
+        from (select distinct cutoff from chunk) as k
         join (
             select *
             from usage_weeks
@@ -328,9 +329,8 @@ with
                 and week_end <= $cutoff_to::date
                 and id between $id_from::bigint and $id_to::bigint
         ) as u
-            on u.id = s.id
-            and u.week_end <= s.cutoff
-            and s.cutoff - u.week_end < $lookback_days::integer
+            on u.week_end <= k.cutoff
+            and u.week_end > k.cutoff - $lookback_days::integer
     ),
     stats as (from usage_stats(scoped, $recent_days::integer)),
     history as (

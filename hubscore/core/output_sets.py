@@ -30,12 +30,6 @@ SETS = ".sets"
 CURRENT = ".current"
 
 
-def current_set(out: Path) -> Path | None:
-    """Return the set folder `out/.current` points at, or None before the first set."""
-    link = out / CURRENT
-    return (out / os.readlink(link)) if link.is_symlink() else None
-
-
 @contextlib.contextmanager
 def staged_set(out: Path, names: Sequence[str], *, stage: Path) -> Iterator[dict[str, Path]]:
     """Yield a path per name inside the empty folder `stage`; publish them in `out` as one set
