@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from hubscore import cli_monitor
 from hubscore._version import __version__
 from hubscore.cli_help import HelpGroup, config_default
 from hubscore.cli_render import (
@@ -603,6 +604,11 @@ def serve(
             threads=cfg.scoring.threads,
         )
 
+
+# Did the lists convert, and which model makes them: hubscore.cli_monitor.
+app.command()(cli_monitor.monitor)
+app.command()(cli_monitor.promote)
+app.command()(cli_monitor.rollback)
 
 runs_app = typer.Typer(
     cls=HelpGroup,

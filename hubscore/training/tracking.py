@@ -7,6 +7,7 @@ its SQL store needs), because full mlflow pins pyarrow below the version hubscor
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -88,3 +89,45 @@ def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
         flat[f"cv_{key}_mean"] = float(value["mean"])
         flat[f"cv_{key}_std"] = float(value["std"])
     return flat
+
+
+def set_alias(run_name: str, alias: str, *, uri: str, experiment: str) -> str | None:
+    """Point the registered model `experiment`'s `alias` at run `run_name`'s model version.
+
+    The run folder logged by `log_run` is registered as a model version on first use (its
+    source is the run folder's artifacts). Returns the version, or None when the run was
+    never tracked (trained without tracking): the alias then stays where it was.
+    """
+    try:
+        import mlflow
+        from mlflow.exceptions import MlflowException
+    except ImportError:
+        raise ConfigError(
+            f"tracking to {uri} needs MLflow, which is not installed",
+            hint="install the extra: uv sync --extra tracking (or unset tracking.uri)",
+        ) from None
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    runs = (
+        client.search_runs(
+            [found.experiment_id], filter_string=f"tags.model_version = '{run_name}'"
+        )
+        if found
+        else []
+    )
+    if not runs:
+        return None
+    run = runs[0]
+    with contextlib.suppress(MlflowException):  # registered by an earlier move
+        client.create_registered_model(experiment)
+    wanted = f"name = '{experiment}' and run_id = '{run.info.run_id}'"
+    versions = client.search_model_versions(wanted)
+    version = (
+        versions[0]
+        if versions
+        else client.create_model_version(
+            experiment, source=f"{run.info.artifact_uri}/{run_name}", run_id=run.info.run_id
+        )
+    )
+    client.set_registered_model_alias(experiment, alias, version.version)
+    return str(version.version)
