@@ -58,10 +58,10 @@ def parse_ks(value: str) -> tuple[int, ...]:
         ks = tuple(int(part) for part in value.split(",") if part.strip())
     except ValueError:
         raise typer.BadParameter(
-            f"{value!r} is not a list of list sizes; use e.g. 50,100"
+            f"--k {value!r} is not a list of list sizes, e.g. 50,100"
         ) from None
     if not ks or min(ks) < 1:
-        raise typer.BadParameter(f"{value!r}: list sizes are whole numbers of 1 or more")
+        raise typer.BadParameter(f"--k {value!r}: list sizes are whole numbers of 1 or more")
     return tuple(dict.fromkeys(ks))
 
 
@@ -74,7 +74,7 @@ def parse_fail_on(value: str) -> tuple[str, ...]:
         return ()
     unknown = [kind for kind in kinds if kind not in KINDS]
     if unknown or not kinds:
-        raise typer.BadParameter(f"{value!r}: use none or some of {', '.join(KINDS)}")
+        raise typer.BadParameter(f"--fail-on {value!r}: use none or some of {', '.join(KINDS)}")
     return kinds
 
 

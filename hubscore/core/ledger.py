@@ -219,6 +219,7 @@ def write_entry(folder: Path, rows: pl.DataFrame, entry: LedgerEntry) -> Path:
 def _writers_lock(folder: Path) -> Iterator[None]:
     """Hold the ledger's writer lock, waiting for it: concurrent runs take turns (a write is a
     rename), so two `score` runs into one ledger never fail on each other."""
+    (folder / LAYOUT_DIR).mkdir(parents=True, exist_ok=True)
     with (folder / LAYOUT_DIR / ".lock").open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released by the kernel even after SIGKILL
         try:

@@ -127,12 +127,16 @@ def pooled_uplift(results: Sequence[ListResult]) -> dict[str, Any] | None:
     if not with_group:
         return None
     rows = pl.concat([r.top.filter("listed").select("id", "hold", "converted") for r in with_group])
-    per = rows.group_by("id").agg(
-        (pl.col("converted") & ~pl.col("hold")).sum().cast(pl.Float64).alias("c_num"),
-        (~pl.col("hold")).sum().cast(pl.Float64).alias("c_den"),
-        (pl.col("converted") & pl.col("hold")).sum().cast(pl.Float64).alias("h_num"),
-        pl.col("hold").sum().cast(pl.Float64).alias("h_den"),
-    ).sort("id")
+    per = (
+        rows.group_by("id")
+        .agg(
+            (pl.col("converted") & ~pl.col("hold")).sum().cast(pl.Float64).alias("c_num"),
+            (~pl.col("hold")).sum().cast(pl.Float64).alias("c_den"),
+            (pl.col("converted") & pl.col("hold")).sum().cast(pl.Float64).alias("h_num"),
+            pl.col("hold").sum().cast(pl.Float64).alias("h_den"),
+        )
+        .sort("id")
+    )
     ratios = [Ratio(per[f"{s}_num"].to_numpy(), per[f"{s}_den"].to_numpy()) for s in "ch"]
     draws = resampled(ratios)
     low, high = percentile_interval(draws[:, 0] - draws[:, 1])

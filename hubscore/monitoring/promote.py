@@ -15,7 +15,7 @@ from typing import Any
 
 from hubscore.core import atomic
 from hubscore.core.artifacts import read_manifest
-from hubscore.core.errors import ArtifactError, ConfigError, PromotionRefusedError
+from hubscore.core.errors import ArtifactError, ConfigError, HubscoreError, PromotionRefusedError
 from hubscore.core.ledger import current_lists, model_sha256, read_entries
 from hubscore.core.promotions import (
     LATEST,
@@ -58,7 +58,12 @@ def promote(request: PromoteRequest) -> Move:
         current = latest_target(request.models_dir)
         if current == name:
             raise ConfigError(f"{name} is already the champion (models/latest points at it)")
-        evidence = _evidence(request, current, name)
+        try:
+            evidence = _evidence(request, current, name)
+        except HubscoreError as exc:
+            if not request.force:
+                raise
+            evidence = {"k": request.k, "unavailable": exc.message}  # forced: logged as such
         if not request.force:
             _require_evidence(evidence, current, name, request.min_lists)
         return move_latest(

@@ -110,7 +110,7 @@ def set_alias(run_name: str, alias: str, *, uri: str, experiment: str) -> str | 
     found = client.get_experiment_by_name(experiment)
     runs = (
         client.search_runs(
-            [found.experiment_id], filter_string=f"tags.model_version = '{run_name}'"
+            [found.experiment_id], filter_string=f"attributes.run_name = '{run_name}'"
         )
         if found
         else []
