@@ -1,9 +1,10 @@
 """The replay on the real history: train on its early cutoffs, list later Sundays, monitor them.
 
 Everything runs through the CLI as a user would: `build-features` of the real files, `train
---model logreg --search off --until 2019-09-29` (2 folds, refit train_side: CI time), then for three later Sundays `build-features
---as-of` and `score --top-k 100` into a ledger, and `monitor` with the real customers file. The
-realised figures are checked against a count made here from the raw CSV and the call lists.
+--model logreg --search off --until 2019-09-29` (2 folds and refit train_side, for CI time),
+then for three later Sundays `build-features --as-of` and `score --top-k 100` into a ledger,
+and `monitor` with the real customers file. The realised figures are checked against a count
+made here from the raw CSV and the call lists.
 """
 
 from __future__ import annotations

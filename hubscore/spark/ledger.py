@@ -82,7 +82,8 @@ def score_shadows_spark(
     with spark_session(master, log_level=log_level) as spark:  # one session for every shadow
         store = Store(spark)
         for run_dir in shadows:
-            temp = join(parent, f".{name}{TEMP_MARKER}shadow-{uuid.uuid4().hex[:8]}.parquet")
+            temp_name = f".{name}{TEMP_MARKER}shadow-{uuid.uuid4().hex[:8]}.parquet"
+            temp = join(parent, temp_name)
             try:
                 summary = score_path_spark(
                     input_path,
@@ -100,5 +101,6 @@ def score_shadows_spark(
                 )
             finally:
                 store.delete(temp)
+                store.delete(join(parent, f".{temp_name}.lock"))  # a local output's flock file
             done.append({"model_version": summary.model_version, **(summary.ledger or {})})
     return done
