@@ -26,7 +26,8 @@ h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-t
        padding: .8rem 1rem; border-left: 4px solid #1f5fa8; }
 .alert { background: #fdecea; border-left: 4px solid #c0392b; padding: .5rem 1rem; }
 .ok { background: #eef7f0; border-left: 4px solid #2e8b57; padding: .5rem 1rem; }
-table { border-collapse: collapse; font-size: .85rem; margin: .5rem 0; }
+table { border-collapse: collapse; font-size: .85rem; margin: .5rem 0; display: block;
+        overflow-x: auto; }
 th, td { border-bottom: 1px solid #ddd; padding: .25rem .6rem; text-align: right; }
 th { background: #f5f5f5; } td { white-space: nowrap; }
 td:first-child, th:first-child { text-align: left; }
@@ -236,8 +237,7 @@ def _models(doc: dict[str, Any]) -> list[str]:
         up = model["uplift"]
         held = (
             f"{pct(up['called_rate'])} vs {pct(up['held_rate'])} ({up['called']} / {up['held']} "
-            f"companies): {100 * (up['uplift'] or 0):+.1f} pts "
-            f"{interval(up['uplift_low'], up['uplift_high'])}"
+            f"companies): {_points(up['uplift'], up['uplift_low'], up['uplift_high'])}"
             if up and up["uplift"] is not None
             else "-"
         )
@@ -274,15 +274,14 @@ def _comparisons(doc: dict[str, Any]) -> list[str]:
     for pair in doc["comparisons"]:
         for k in doc["ks"]:
             at = pair["at_k"][str(k)]
-            diff = "-" if at["difference"] is None else f"{100 * at['difference']:+.1f} pts"
-            band = interval(at["difference_low"], at["difference_high"])
+            points = _points(at["difference"], at["difference_low"], at["difference_high"])
             cells = [
                 pair["challenger"],
                 str(k),
                 str(at["weeks"]),
                 f"{at['champion_converted']}/{at['listed']}",
                 f"{at['challenger_converted']}/{at['listed']}",
-                f"{diff} {band}",
+                points,
             ]
             out.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
     out.append("</table>")
@@ -291,3 +290,11 @@ def _comparisons(doc: dict[str, Any]) -> list[str]:
 
 def _e(value: object) -> str:
     return html.escape(str(value))
+
+
+def _points(value: float | None, low: float | None, high: float | None) -> str:
+    """Return a difference of shares in percentage points, with its interval."""
+    if value is None:
+        return "-"
+    band = "" if low is None or high is None else f" [{100 * low:+.1f}, {100 * high:+.1f}]"
+    return f"{100 * value:+.1f} pts{band}"
