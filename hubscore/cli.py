@@ -350,7 +350,7 @@ def score(
         list[Path] | None,
         typer.Option(
             help="Also score with this challenger run folder, into the ledger only (repeatable).",
-            show_default=False,
+            show_default="none",
         ),
     ] = None,
     holdout_share: Annotated[

@@ -42,7 +42,10 @@ KnownUntilOption = Annotated[
     ),
 ]
 MinListsOption = Annotated[
-    int, typer.Option(min=1, help="Mature lists (or shared weeks) below which nothing alerts.")
+    int,
+    typer.Option(
+        min=1, help="Fewest mature lists (shared weeks, to compare) an alert or promotion needs."
+    ),
 ]
 ConfigOption = Annotated[
     Path | None,
@@ -84,10 +87,14 @@ def monitor(
     k: Annotated[str, typer.Option("--k", help="List sizes, comma-separated.")] = "50,100",
     known_until: KnownUntilOption = None,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the versioned JSON document (- : stdout).")
+        Path | None,
+        typer.Option(
+            "--json", help="Write the versioned JSON document (- : stdout).", show_default="none"
+        ),
     ] = None,
     html_path: Annotated[
-        Path | None, typer.Option("--html", help="Write a self-contained HTML page.")
+        Path | None,
+        typer.Option("--html", help="Write a self-contained HTML page.", show_default="none"),
     ] = None,
     fail_on: Annotated[
         str, typer.Option(help="Alerts that exit 9: precision, calibration, challenger, or none.")
@@ -139,7 +146,8 @@ def promote(
     min_lists: MinListsOption = 4,
     force: Annotated[bool, typer.Option("--force", help="Promote without the evidence.")] = False,
     reason: Annotated[
-        str | None, typer.Option(help="Why, for the log (needed with --force).")
+        str | None,
+        typer.Option(help="Why, for the log (needed with --force).", show_default="none"),
     ] = None,
     config: ConfigOption = None,
 ) -> None:

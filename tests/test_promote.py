@@ -260,3 +260,14 @@ def test_mlflow_aliases_follow_the_moves(
     assert client.get_model_version_by_alias("hubscore", "champion").run_id == ids[B]
     assert runner.invoke(app, ["rollback", "--models-dir", str(models)]).exit_code == 0
     assert client.get_model_version_by_alias("hubscore", "champion").run_id == ids[A]
+
+
+def test_prune_keeps_the_champion_rollback_returns_to(setup: Path, tmp_path: Path) -> None:
+    models = models_dir(setup, tmp_path)
+    shutil.copytree(models / A, models / "hubscore_20231201_000000")  # an older, unused run
+    assert promote(setup, models, data_where(setup, tmp_path, winner="lightgbm")).exit_code == 0
+    result = runner.invoke(app, ["runs", "prune", "--keep", "0", "--models-dir", str(models)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == [str(models / "hubscore_20231201_000000")]
+    assert (models / A).is_dir() and (models / B).is_dir()
+    assert runner.invoke(app, ["rollback", "--models-dir", str(models)]).exit_code == 0

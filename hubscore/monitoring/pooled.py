@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import polars as pl
 
+from hubscore.monitoring import stats
 from hubscore.monitoring.lists import MATURE, PROBABILITY, ListResult
 from hubscore.monitoring.stats import Ratio, expected_figures, percentile_interval, resampled
 
@@ -102,9 +102,7 @@ def paired_difference(
     )
     both = both.fill_null(0.0).sort("id")
     ratios = [Ratio(both[f"{s}_num"].to_numpy(), both[f"{s}_den"].to_numpy()) for s in "ab"]
-    draws = resampled(ratios)
-    low, high = percentile_interval(draws[:, 1] - draws[:, 0])
-    va, vb = ratios[0].value, ratios[1].value
+    difference, low, high = stats.paired_difference(*ratios)
     return {
         "weeks": len(shared),
         "first_cutoff": shared[0].isoformat() if shared else None,
@@ -112,9 +110,9 @@ def paired_difference(
         "listed": int(ratios[1].denominator.sum()),
         "champion_converted": int(ratios[0].numerator.sum()),
         "challenger_converted": int(ratios[1].numerator.sum()),
-        "champion_precision": va,
-        "challenger_precision": vb,
-        "difference": vb - va if va is not None and vb is not None else None,
+        "champion_precision": ratios[0].value,
+        "challenger_precision": ratios[1].value,
+        "difference": difference,
         "difference_low": low,
         "difference_high": high,
         "companies": both.height,
@@ -137,32 +135,17 @@ def pooled_uplift(results: Sequence[ListResult]) -> dict[str, Any] | None:
         )
         .sort("id")
     )
-    ratios = [Ratio(per[f"{s}_num"].to_numpy(), per[f"{s}_den"].to_numpy()) for s in "ch"]
-    draws = resampled(ratios)
-    low, high = percentile_interval(draws[:, 0] - draws[:, 1])
-    called, held = ratios[0].value, ratios[1].value
+    held, called = (Ratio(per[f"{s}_num"].to_numpy(), per[f"{s}_den"].to_numpy()) for s in "hc")
+    uplift, low, high = stats.paired_difference(held, called)
     return {
         "lists": len(with_group),
-        "called": int(ratios[0].denominator.sum()),
-        "called_converted": int(ratios[0].numerator.sum()),
-        "held": int(ratios[1].denominator.sum()),
-        "held_converted": int(ratios[1].numerator.sum()),
-        "called_rate": called,
-        "held_rate": held,
-        "uplift": called - held if called is not None and held is not None else None,
+        "called": int(called.denominator.sum()),
+        "called_converted": int(called.numerator.sum()),
+        "held": int(held.denominator.sum()),
+        "held_converted": int(held.numerator.sum()),
+        "called_rate": called.value,
+        "held_rate": held.value,
+        "uplift": uplift,
         "uplift_low": low,
         "uplift_high": high,
     }
-
-
-def weekly_series(results: Sequence[ListResult], k: int) -> list[dict[str, Any]]:
-    """Return per list the cutoff, status and figures at k (the chart's points)."""
-    return [
-        {"cutoff": r.cutoff.isoformat(), "status": r.status, **r.at(k)}
-        for r in sorted(results, key=lambda r: r.cutoff)
-    ]
-
-
-def finite(value: float | None) -> float | None:
-    """Return `value` unless it is NaN or infinite (JSON has no NaN)."""
-    return value if value is not None and np.isfinite(value) else None

@@ -71,6 +71,16 @@ def resampled(ratios: list[Ratio], *, seed: int = 0, resamples: int = RESAMPLES)
     return out
 
 
+def paired_difference(
+    first: Ratio, second: Ratio
+) -> tuple[float | None, float | None, float | None]:
+    """Return second minus first and its interval, one company resample weighing both."""
+    draws = resampled([first, second])
+    low, high = percentile_interval(draws[:, 1] - draws[:, 0])
+    a, b = first.value, second.value
+    return (b - a if a is not None and b is not None else None), low, high
+
+
 def percentile_interval(values: F64) -> tuple[float | None, float | None]:
     """Return the central `LEVEL` interval of resampled values (None when too few are finite)."""
     finite = values[np.isfinite(values)]

@@ -18,13 +18,7 @@ from hubscore.core.errors import ConfigError
 
 def log_run(run_dir: Path, *, uri: str, experiment: str) -> str:
     """Log `run_dir` (manifest, metrics, config, files) as one MLflow run; return its id."""
-    try:
-        import mlflow
-    except ImportError:
-        raise ConfigError(
-            f"tracking to {uri} needs MLflow, which is not installed",
-            hint="install the extra: uv sync --extra tracking (or unset tracking.uri)",
-        ) from None
+    mlflow = _mlflow(uri)
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     client = mlflow.MlflowClient(tracking_uri=uri)
@@ -41,6 +35,19 @@ def log_run(run_dir: Path, *, uri: str, experiment: str) -> str:
     client.log_artifacts(run_id, str(run_dir), artifact_path=run_dir.name)
     client.set_terminated(run_id)
     return run_id
+
+
+def _mlflow(uri: str) -> Any:
+    """Return the mlflow module, or say how to install it."""
+    try:
+        import mlflow
+        import mlflow.exceptions
+    except ImportError:
+        raise ConfigError(
+            f"tracking to {uri} needs MLflow, which is not installed",
+            hint="install the extra: uv sync --extra tracking (or unset tracking.uri)",
+        ) from None
+    return mlflow
 
 
 def _create_experiment(client: Any, name: str, run_dir: Path) -> str:
@@ -98,14 +105,7 @@ def set_alias(run_name: str, alias: str, *, uri: str, experiment: str) -> str | 
     source is the run folder's artifacts). Returns the version, or None when the run was
     never tracked (trained without tracking): the alias then stays where it was.
     """
-    try:
-        import mlflow
-        from mlflow.exceptions import MlflowException
-    except ImportError:
-        raise ConfigError(
-            f"tracking to {uri} needs MLflow, which is not installed",
-            hint="install the extra: uv sync --extra tracking (or unset tracking.uri)",
-        ) from None
+    mlflow = _mlflow(uri)
     client = mlflow.MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
     runs = (
@@ -118,7 +118,7 @@ def set_alias(run_name: str, alias: str, *, uri: str, experiment: str) -> str | 
     if not runs:
         return None
     run = runs[0]
-    with contextlib.suppress(MlflowException):  # registered by an earlier move
+    with contextlib.suppress(mlflow.exceptions.MlflowException):  # registered by an earlier move
         client.create_registered_model(experiment)
     wanted = f"name = '{experiment}' and run_id = '{run.info.run_id}'"
     versions = client.search_model_versions(wanted)
