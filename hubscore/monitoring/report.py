@@ -64,23 +64,11 @@ def run_monitor(request: MonitorRequest) -> dict[str, Any]:
         )
     outcomes = read_outcomes(request.data_dir)
     until, source = known_until(outcomes, request.known_until)
-    depth = max(request.ks)
     results = [
-        load_list(entry, cutoff, outcomes, known_until=until, depth=depth)
+        load_list(entry, cutoff, outcomes, known_until=until, depth=max(request.ks))
         for entry, cutoff in current_lists(entries)
     ]
-    by_model: dict[str, list[ListResult]] = {}
-    for result in results:
-        by_model.setdefault(result.entry.model_sha256, []).append(result)
-    champion = _champion(results)
-    models = [
-        _model(sha, lists, request, champion=sha == champion) for sha, lists in by_model.items()
-    ]
-    pairs = [
-        _pair(by_model[champion], lists, request.ks)
-        for sha, lists in by_model.items()
-        if sha != champion and any(r.entry.role == SHADOW for r in lists)
-    ]
+    models, pairs = _models_and_pairs(results, request)
     checks = _checks(models, pairs, request)
     return {
         "format": REPORT_FORMAT,
@@ -103,6 +91,25 @@ def run_monitor(request: MonitorRequest) -> dict[str, Any]:
         "alerts": [c for c in checks if c["fired"]],
         "notes": data_notes(outcomes, results, until=until, source=source, request=request),
     }
+
+
+def _models_and_pairs(
+    results: Sequence[ListResult], request: MonitorRequest
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Return each model's pooled figures, and the champion against each shadowed model."""
+    by_model: dict[str, list[ListResult]] = {}
+    for result in results:
+        by_model.setdefault(result.entry.model_sha256, []).append(result)
+    champion = _champion(results)
+    models = [
+        _model(sha, lists, request, champion=sha == champion) for sha, lists in by_model.items()
+    ]
+    pairs = [
+        _pair(by_model[champion], lists, request.ks)
+        for sha, lists in by_model.items()
+        if sha != champion and any(r.entry.role == SHADOW for r in lists)
+    ]
+    return models, pairs
 
 
 def _champion(results: Sequence[ListResult]) -> str:

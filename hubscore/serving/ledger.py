@@ -172,7 +172,15 @@ def record_run(
         holdout=None if ledger.holdout is None else vars(ledger.holdout),
         promise=promise_of(scorer.run_dir),
     )
-    path = write_entry(ledger.folder, rows, entry)
+    try:
+        path = write_entry(ledger.folder, rows, entry)
+    except OSError as exc:  # a full disk, a folder made read-only since the check
+        raise ConfigError(
+            f"the list {summary.output} was written, but the ledger {ledger.folder} could not "
+            f"record it: {exc.strerror or exc}",
+            hint="free space or fix the folder's permissions and score again (the re-run "
+            "replaces the list), or pass --no-ledger",
+        ) from None
     held = sum(c["held"] for c in entry.cutoffs)
     facts = {"file": str(path), "role": ledger.role, "rows": rows.height, "held": held}
     return replace(summary, ledger=facts)
