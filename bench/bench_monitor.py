@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
+import shutil
 import statistics
-import subprocess
 import sys
-import time
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+from bench_build import run_measured  # bench/ is on the path: this script's own folder
 
 from hubscore.core.ledger import LAYOUT_DIR, METADATA_KEY
 
@@ -36,7 +35,6 @@ ROOT = Path(__file__).parent.parent
 OUT = Path(__file__).parent / "out"
 GOLDEN = ROOT / "tests" / "golden" / "xgboost"
 FIRST = date(2024, 1, 7)
-LAUNCH = "import os, sys; os.execvp(sys.argv[1], sys.argv[1:])"
 BARE = """
 import sys, polars as pl
 from pathlib import Path
@@ -49,17 +47,9 @@ for path in sorted(Path(sys.argv[1]).glob("*.parquet")):
 
 
 def run(argv: list[str]) -> dict[str, float]:
-    """Run a process (through a tiny launcher, so its own peak RSS is what is measured)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-S", "-c", LAUNCH, *argv])
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) not in (0, 9):  # 9: the monitor's alerts
-        raise SystemExit(f"{argv[:3]} failed with {status}")
-    return {
-        "wall_s": time.perf_counter() - started,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "peak_rss_mb": usage.ru_maxrss * 1024 / 1e6,
-    }
+    """Run one process; its own wall, CPU and peak RSS (bench_build's launcher, see there)."""
+    measured = run_measured(argv, OUT / "monitor" / "child.log")
+    return {"wall_s": measured.wall_s, "cpu_s": measured.cpu_s, "peak_rss_mb": measured.peak_rss_mb}
 
 
 def median(argv: list[str], repeat: int) -> dict[str, float]:
@@ -116,6 +106,7 @@ def main() -> None:
     work = OUT / "monitor"
     work.mkdir(parents=True, exist_ok=True)
     features, ledger, data = work / "features.parquet", work / "ledger", work / "data"
+    shutil.rmtree(ledger, ignore_errors=True)  # an earlier run's weeks
     write_input(features, args.rows)
     score = hubscore("score", features, "-o", work / "list.parquet", "--model", GOLDEN / "run")
     score += ["--top-k", "100", "--no-explain", "--as-of", FIRST.isoformat(), "-q"]
