@@ -64,7 +64,7 @@ score *args:
     uv run --frozen hubscore score {{args}}
 
 # every benchmark, printing ratios against baselines measured in the same run
-bench: bench-build bench-score bench-serve bench-train bench-explain bench-quality bench-spark
+bench: bench-build bench-score bench-serve bench-train bench-explain bench-quality bench-spark bench-monitor
 
 # build-features --as-of on 1M companies / ~20M usage rows vs pandas and a bare DuckDB scan
 bench-build *args:
@@ -97,3 +97,7 @@ serve *args:
 # the Spark engine (local[2]) vs the single-machine build and scorer, Spark start-up apart
 bench-spark *args:
     uv run --frozen python bench/bench_spark.py {{args}}
+
+# the ledger's cost to score (1M companies) and monitor over 8 weekly lists vs a bare read of them
+bench-monitor *args:
+    uv run --frozen python bench/bench_monitor.py {{args}}

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from hubscore import cli_monitor
 from hubscore._version import __version__
 from hubscore.cli_help import HelpGroup, config_default
 from hubscore.cli_render import (
@@ -335,6 +336,39 @@ def score(
         ),
     ] = None,
     no_explain: Annotated[bool, typer.Option("--no-explain", help="Write no reasons.")] = False,
+    ledger: Annotated[
+        Path | None,
+        typer.Option(
+            help="Record every scored row there for `hubscore monitor`.",
+            show_default=config_default("scoring.ledger_dir"),
+        ),
+    ] = None,
+    no_ledger: Annotated[
+        bool, typer.Option("--no-ledger", help="Record nothing in the ledger.")
+    ] = False,
+    shadow: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Also score with this challenger run folder, into the ledger only (repeatable).",
+            show_default="none",
+        ),
+    ] = None,
+    holdout_share: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Mark this share of each --top-k list `hold` (a control group: not to call).",
+            show_default=config_default("scoring.holdout_share"),
+        ),
+    ] = None,
+    holdout_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Which companies are held (same seed, same companies).",
+            show_default=config_default("scoring.holdout_seed"),
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
     log_format: Annotated[LogFormat, typer.Option(help="stderr log format.")] = LogFormat.text,
@@ -346,6 +380,7 @@ def score(
     """Score companies into a ranked list of likely converters (atomic, locked, streaming)."""
     from hubscore.engine.scorer import load_scorer
     from hubscore.serving.batch import score_file
+    from hubscore.serving.ledger import check_shadows, ledger_request, score_shadows, with_shadows
 
     day = parse_date(as_of)
     with handle_errors(), handle_interrupts():
@@ -355,13 +390,28 @@ def score(
                 "scoring.batch_size": batch_size,
                 "scoring.threads": threads,
                 "scoring.fail_on_drift": fail_on_drift,
+                "scoring.ledger_dir": ledger,
+                "scoring.holdout_share": holdout_share,
+                "scoring.holdout_seed": holdout_seed,
             },
         )
         run_dir = model or cfg.data.models_dir / "latest"
+        recorded = ledger_request(
+            None if no_ledger else cfg.scoring.ledger_dir,
+            holdout=(cfg.scoring.holdout_share, cfg.scoring.holdout_seed),
+            top_k=top_k,
+            shadows=len(shadow or []),
+            source="--ledger" if ledger else "scoring.ledger_dir",
+        )
+        challengers = [load_scorer(path, threads=cfg.scoring.threads) for path in shadow or []]
+        if challengers:  # verified before the list is scored, and never the champion itself
+            champion = load_scorer(run_dir, threads=cfg.scoring.threads)
+            challengers = check_shadows(champion, challengers)
         if engine is Engine.spark:
             from hubscore.spark.session import require_pyspark
 
             require_pyspark()  # before the engine's own imports, which need it
+            from hubscore.spark.ledger import score_shadows_spark
             from hubscore.spark.score import score_path_spark
 
             summary = score_path_spark(
@@ -379,7 +429,25 @@ def score(
                 drift_allowances=cfg.scoring.drift_allowances,
                 priority_quantiles=cfg.scoring.priority_quantiles,
                 explain=0 if no_explain else explain,
+                ledger=recorded,
             )
+            if recorded and challengers:
+                summary = with_shadows(
+                    summary,
+                    score_shadows_spark(
+                        input_path,
+                        output,
+                        [path for c in challengers if (path := c.run_dir)],
+                        recorded,
+                        master=master,
+                        log_level=log_level.value,
+                        top_k=top_k,
+                        as_of=day,
+                        batch_size=cfg.scoring.batch_size,
+                        threads=cfg.scoring.threads,
+                        priority_quantiles=cfg.scoring.priority_quantiles,
+                    ),
+                )
         else:
             source = local_path(input_path, flag="INPUT")
             target = local_path(output, flag="--output")
@@ -398,6 +466,20 @@ def score(
                     on_progress=on_progress,
                     explain=0 if no_explain else explain,
                     priority_quantiles=cfg.scoring.priority_quantiles,
+                    ledger=recorded,
+                )
+            if recorded and challengers:
+                summary = with_shadows(
+                    summary,
+                    score_shadows(
+                        source,
+                        challengers,
+                        recorded,
+                        top_k=top_k,
+                        as_of=day,
+                        batch_size=cfg.scoring.batch_size,
+                        priority_quantiles=cfg.scoring.priority_quantiles,
+                    ),
                 )
     render_summary(summary.to_dict(), as_json=json_output, quiet=quiet, log_format=log_format)
 
@@ -522,6 +604,11 @@ def serve(
             threads=cfg.scoring.threads,
         )
 
+
+# Did the lists convert, and which model makes them: hubscore.cli_monitor.
+app.command()(cli_monitor.monitor)
+app.command()(cli_monitor.promote)
+app.command()(cli_monitor.rollback)
 
 runs_app = typer.Typer(
     cls=HelpGroup,

@@ -18,7 +18,17 @@ from typer.core import TyperGroup, TyperOption
 
 from hubscore.core.config import load_config
 
-COMMAND_ORDER = ("sample-data", "build-features", "train", "score", "serve", "runs")
+COMMAND_ORDER = (
+    "sample-data",
+    "build-features",
+    "train",
+    "score",
+    "monitor",
+    "promote",
+    "rollback",
+    "serve",
+    "runs",
+)
 
 
 class HelpGroup(TyperGroup):

@@ -77,7 +77,27 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     if summary["drift_worst"]:
         worst = ", ".join(f"{d['feature']} {d['psi']:.3f}" for d in summary["drift_worst"])
         lines.append(f"drift (PSI, worst first): {worst}")
+    lines += ledger_lines(summary.get("ledger"))
     lines += [f"warning: {w}" for w in summary["warnings"]]
+    return lines
+
+
+def ledger_lines(ledger: dict[str, Any] | None) -> list[str]:
+    """Return where the run was recorded (and its shadows), one line each."""
+    if not ledger:
+        return []
+    if "skipped" in ledger:
+        return [f"ledger: nothing recorded ({ledger['skipped']})"]
+    lines = [f"ledger: recorded {ledger['rows']} rows as {ledger['role']} in {ledger['file']}"]
+    if ledger["held"]:
+        lines.append(
+            f"control group: {ledger['held']} listed companies marked hold (do not call them)"
+        )
+    lines += [
+        f"ledger: shadow {shadow['model_version']} recorded {shadow['rows']} rows in "
+        f"{shadow['file']}"
+        for shadow in ledger.get("shadows", [])
+    ]
     return lines
 
 

@@ -27,6 +27,7 @@ from hubscore.core.atomic import TEMP_MARKER
 from hubscore.core.config import FeaturesConfig
 from hubscore.core.datasets import parquet_parts, read_kv_metadata
 from hubscore.core.errors import ValidationError
+from hubscore.core.ledger import LAYOUT_DIR, read_entries
 from hubscore.dev.sample import generate_sample
 from hubscore.features.build import INPUT_KINDS, BuildRequest, build_features
 
@@ -475,3 +476,42 @@ def test_a_fresh_cli_run_keeps_spark_quiet(tmp_path: Path) -> None:
     assert not [ln for ln in lines if "WARN" in ln or "log4j" in ln or "Spark" in ln]
     assert len(read_any(output)) == 60
     shutil.rmtree(output)
+
+
+# --- the ledger (owner: monitoring): same session, so no second Spark gateway in this process --
+GOLDENS = Path(__file__).parent / "golden"
+
+
+def score_into_ledger(out: Path, ledger: Path, *args: str) -> Result:
+    argv = ["score", str(GOLDENS / "xgboost" / "input.parquet"), "-o", str(out)]
+    argv += ["--model", str(GOLDENS / "xgboost" / "run")]
+    argv += ["--ledger", str(ledger), "--as-of", "2024-01-07", "--top-k", "12", "--no-explain"]
+    return runner.invoke(app, [*argv, "--holdout-share", "0.25", "-q", *args])
+
+
+def ledger_rows(ledger: Path, name: str) -> pl.DataFrame:
+    (path,) = (ledger / LAYOUT_DIR).glob(f"*{name}*.parquet")
+    return pl.read_parquet(path)
+
+
+def test_spark_records_the_same_ledger_and_control_group(spark: object, tmp_path: Path) -> None:
+    local, distributed = tmp_path / "local", tmp_path / "spark"
+    assert score_into_ledger(tmp_path / "l.parquet", local).exit_code == 0
+    result = score_into_ledger(
+        tmp_path / "s.parquet", distributed, "--engine", "spark",
+        "--shadow", str(GOLDENS / "lightgbm" / "run"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    expected, actual = ledger_rows(local, "xgboost"), ledger_rows(distributed, "xgboost")
+    assert actual.drop("conversion_probability").equals(expected.drop("conversion_probability"))
+    diff = (actual["conversion_probability"] - expected["conversion_probability"]).abs().max()
+    assert diff is not None and float(diff) <= 1e-6  # type: ignore[arg-type]
+    assert actual["hold"].sum() == 3
+    listed = pl.read_parquet(sorted((tmp_path / "s.parquet").glob("*.parquet")))
+    held = listed.filter("hold")["id"].sort().to_list()
+    assert held == actual.filter("hold")["id"].sort().to_list()  # the list flags the same rows
+    assert listed.columns == pl.read_parquet(tmp_path / "l.parquet").columns
+    roles = {e.model_version: e.role for e in read_entries(distributed)}
+    assert roles == {"golden-xgboost-2": "champion", "golden-lightgbm-2": "shadow"}
+    assert ledger_rows(distributed, "lightgbm").height == 60
+    assert not [p for p in tmp_path.iterdir() if "shadow" in p.name]  # shadow lists removed

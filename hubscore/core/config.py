@@ -147,9 +147,20 @@ class ScoringConfig:
     fail_on_drift: float | None = None
     drift_allowances: Mapping[str, float] = field(default_factory=dict)
     priority_quantiles: tuple[float, ...] = (0.25, 0.5, 0.75)
+    ledger_dir: Path | None = Path("data/ledger")
+    """Where `score` records every list for `hubscore monitor`; None keeps no ledger."""
+    holdout_share: float | None = None
+    holdout_seed: int = 0
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "scoring.batch_size", self.batch_size, ">= 1")
+        if self.holdout_share is not None:
+            _require(
+                0.0 < self.holdout_share < 1.0,
+                "scoring.holdout_share",
+                self.holdout_share,
+                "a share in (0, 1), or null for no control group",
+            )
         _require(self.threads >= 0, "scoring.threads", self.threads, ">= 0 (0: onnxruntime picks)")
         if self.fail_on_drift is not None:
             _require(self.fail_on_drift > 0, "scoring.fail_on_drift", self.fail_on_drift, "> 0")

@@ -41,6 +41,8 @@ PRIORITY = "priority"
 RANK = "rank"
 MODEL_VERSION = "model_version"
 SCORED_AT = "scored_at"
+HOLD = "hold"
+"""The control group's flag (`score --holdout-share`): listed, not to be called."""
 
 # Probabilities stay float32, the model's own precision: float64 would only add digits the
 # model never computed (and noise like 0.12345679104328156 in CSV output).
@@ -299,7 +301,8 @@ def output_columns(columns: Sequence[str]) -> list[str]:
     """Return the output column order for a frame with or without `cutoff`."""
     keys = [ID, CUTOFF] if CUTOFF in columns else [ID]
     tiers = [PRIORITY] if PRIORITY in columns else []
-    labels = [PROBABILITY, PREDICTION, CONFIDENCE, *tiers, RANK, MODEL_VERSION, SCORED_AT]
+    held = [HOLD] if HOLD in columns else []
+    labels = [PROBABILITY, PREDICTION, CONFIDENCE, *tiers, RANK, *held, MODEL_VERSION, SCORED_AT]
     return [*keys, *labels, *(c for c in reasons.EXPLANATION_COLUMNS if c in columns)]
 
 

@@ -48,6 +48,7 @@ from hubscore.engine.scorer import (
     with_priority,
     with_probabilities,
 )
+from hubscore.serving.ledger import LedgerRequest, mark_holdout, record_run
 
 OUTPUT_ROW_GROUP = 65536
 """Rows per output row group (and CSV chunk): fixed, so --batch-size never changes the bytes."""
@@ -75,6 +76,8 @@ class ScoreSummary:
     drift_worst: list[tuple[str, float]]
     warnings: list[str] = field(default_factory=list)
     rows_explained: int = 0
+    ledger: dict[str, Any] | None = None
+    """Where the run was recorded (`hubscore.serving.ledger`), None without a ledger."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return plain JSON-ready data."""
@@ -97,6 +100,7 @@ def score_file(
     on_progress: Progress | None = None,
     explain: int | None = None,
     priority_quantiles: tuple[float, ...] = PRIORITY_QUANTILES,
+    ledger: LedgerRequest | None = None,
 ) -> ScoreSummary:
     """Score INPUT (Parquet or CSV) into OUTPUT (format from its extension), atomically.
 
@@ -105,6 +109,8 @@ def score_file(
         drift_allowances: per-feature PSI limits that replace `fail_on_drift` for them.
         explain: explain the top N rows (per cutoff); None explains the `top_k` list when
             the run folder can (older folders cannot: a warning), 0 explains nothing.
+        ledger: record every scored row there once the list is written (and mark its
+            control group); None keeps no record.
     """
     allowances = dict(drift_allowances or {})
     check_allowances(allowances, scorer)
@@ -125,10 +131,11 @@ def score_file(
         finally:
             scratch.unlink(missing_ok=True)
         listed = ranked.filter(pl.col("rank") <= top_k) if top_k else ranked
+        listed = mark_holdout(listed, ledger, scored_at=scored_at)
         if explained:
             listed = _with_explanations(listed, input_path, scorer, explained, batch_size)
         _write_output(listed, temp, out_format, scorer, scored_at=scored_at, threshold=cut)
-    return summarise_scores(
+    summary = summarise_scores(
         (input_path, output_path),
         scorer,
         ranked.get_column(PROBABILITY),
@@ -140,6 +147,7 @@ def score_file(
         warnings=warnings,
         rows_explained=int(ranked.filter(pl.col(RANK) <= explained).height) if explained else 0,
     )
+    return record_run(ledger, summary, ranked, scorer=scorer, top_k=top_k, scored_at=scored_at)
 
 
 def summarise_scores(

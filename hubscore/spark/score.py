@@ -63,7 +63,9 @@ from hubscore.serving.batch import (
     rows_to_explain,
     summarise_scores,
 )
+from hubscore.serving.ledger import LedgerRequest, record_run
 from hubscore.spark.fs import Store, staged, suffix
+from hubscore.spark.ledger import ledger_frame, mark_holdout_spark
 from hubscore.spark.session import job_errors, marked_errors, spark_session
 
 DRIFT = "__drift"
@@ -237,6 +239,7 @@ def score_path_spark(
     drift_allowances: Mapping[str, float] | None = None,
     priority_quantiles: Sequence[float] = PRIORITY_QUANTILES,
     explain: int | None = None,
+    ledger: LedgerRequest | None = None,
 ) -> ScoreSummary:
     """Score a Parquet file or folder into a Parquet folder with Spark, atomically.
 
@@ -244,6 +247,7 @@ def score_path_spark(
         input_path, output_path: local paths or URIs (`s3a://...`, `hdfs://...`).
         explain: explain the top N rows (per cutoff), as `score_file` does; None explains
             the `top_k` list when the run folder can, 0 explains nothing.
+        ledger: record every scored row there (on the driver) once the list is written.
     """
     started = time.perf_counter()
     source, target = str(input_path), str(output_path)
@@ -271,6 +275,7 @@ def score_path_spark(
                 refuse_repeated_keys(scores)
                 ranked = rank_frame(scores, priority_quantiles)
                 listed = ranked.where(F.col(RANK) <= top_k) if top_k else ranked
+                listed = mark_holdout_spark(listed, ledger, scored_at=scored_at)
                 if explained:
                     listed = explained_frame(features, listed, model, scorer, explained)
                     listed = listed.select(*output_columns(listed.columns))
@@ -289,9 +294,10 @@ def score_path_spark(
                 assert isinstance(probs, pl.DataFrame)
                 written = listed.count() if top_k else probs.height
                 rows_explained = ranked.where(F.col(RANK) <= explained).count() if explained else 0
+                recorded = ledger_frame(ranked, ledger)
             finally:
                 scored.unpersist()
-    return summarise_scores(
+    summary = summarise_scores(
         (source, target),
         scorer,
         probs.get_column(PROBABILITY),
@@ -303,6 +309,7 @@ def score_path_spark(
         warnings=warnings,
         rows_explained=rows_explained,
     )
+    return record_run(ledger, summary, recorded, scorer=scorer, top_k=top_k, scored_at=scored_at)
 
 
 def check_parquet_names(source: str, target: str) -> None:

@@ -22,7 +22,7 @@ import polars as pl
 import yaml
 
 from hubscore._version import __version__
-from hubscore.core import artifacts, atomic
+from hubscore.core import artifacts, atomic, promotions
 from hubscore.core.config import MODEL_NAMES, Config, ModelName
 from hubscore.core.contract import RAW_FEATURES
 from hubscore.core.errors import ConfigError
@@ -83,8 +83,8 @@ def write_yaml(path: Path, data: Any) -> None:
 
 
 def update_latest(out_dir: Path, name: str) -> None:
-    """Point `out_dir/latest` at run `name` atomically."""
-    atomic.replace_symlink(out_dir / "latest", name)
+    """Point `out_dir/latest` at run `name` atomically, logged in promotions.jsonl."""
+    promotions.record_train_move(out_dir, name)
 
 
 def file_hashes(run_dir: Path) -> dict[str, str]:
@@ -169,6 +169,8 @@ def train_and_export(
         uri = config.tracking.uri or f"sqlite:///{(out_dir / 'mlflow.db').resolve()}"
         for result in results:
             tracking.log_run(result.run_dir, uri=uri, experiment=config.experiment.name)
+        experiment = config.experiment.name
+        tracking.set_alias(best.run_dir.name, "champion", uri=uri, experiment=experiment)
     return results
 
 
