@@ -48,6 +48,7 @@ from hubscore.engine.scorer import (
     CONFIDENCE,
     ID,
     PREDICTION,
+    PRIORITY,
     PROBABILITY,
     Scorer,
     load_scorer,
@@ -122,7 +123,8 @@ class Service:
         probabilities = with_probabilities(keys, self.scorer.run_model(matrix))
         scored = self.scorer.label(probabilities, scored_at=scored_at)
         response = [scored.get_column(ID).alias("company_id")]
-        response += [scored.get_column(name) for name in (PREDICTION, PROBABILITY, CONFIDENCE)]
+        labels = (PREDICTION, PROBABILITY, CONFIDENCE, PRIORITY)  # no priority in old folders
+        response += [scored.get_column(name) for name in labels if name in scored.columns]
         out = pl.DataFrame(response).hstack(self.imputed(frame))
         return out.hstack(self.reasons(frame, matrix)) if explain and self.explains else out
 
