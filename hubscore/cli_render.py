@@ -71,9 +71,12 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     lines = [
         f"scored {summary['rows_scored']} rows with model {summary['model_version']} "
         f"in {summary['duration_s']:.2f} s; wrote {summary['rows_written']} to {summary['output']}",
-        f"positives at threshold {summary['threshold']:g}: {summary['positives']} "
+        f"prediction 1 (probability >= {summary['threshold']:.4g}): {summary['positives']} "
         f"(confidence high {conf['high']}, medium {conf['medium']}, low {conf['low']})",
     ]
+    if summary.get("priority"):
+        tiers = ", ".join(f"{tier} {n:,}" for tier, n in summary["priority"].items())
+        lines.append(f"priority: {tiers}")
     if probs:
         lines.append("probability " + ", ".join(f"{k} {v:.4f}" for k, v in probs.items()))
     if summary["drift_worst"]:

@@ -46,6 +46,7 @@ from hubscore.engine.scorer import (
     ID,
     PREDICTION,
     PRIORITY,
+    PRIORITY_LEVELS,
     PROBABILITY,
     RANK,
     SCORED_AT,
@@ -53,6 +54,7 @@ from hubscore.engine.scorer import (
     confidence_levels,
     empty_batch,
     output_columns,
+    priority_levels,
     rank_scores,
     scored_at_for,
     to_frame,
@@ -90,6 +92,8 @@ class ScoreSummary:
     drift_worst: list[tuple[str, float]]
     warnings: list[str] = field(default_factory=list)
     rows_explained: int = 0
+    priority: dict[str, int] = field(default_factory=dict)
+    """Rows per priority tier (by the manifest's bounds; empty for older run folders)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return plain JSON-ready data."""
@@ -208,6 +212,7 @@ def summarise_scores(
         drift_worst=worst_features(psi),
         warnings=warnings,
         rows_explained=rows_explained,
+        priority=_priority_counts(probs, scorer.manifest.priority_thresholds),
     )
 
 
@@ -477,6 +482,13 @@ def _distribution(probs: pl.Series) -> dict[str, float]:
     stats = {"min": probs.min(), "p50": probs.quantile(0.5), "p90": probs.quantile(0.9)}
     stats |= {"p99": probs.quantile(0.99), "max": probs.max(), "mean": probs.mean()}
     return {k: round(float(v), 6) for k, v in stats.items()}  # type: ignore[arg-type]
+
+
+def _priority_counts(probs: pl.Series, bounds: Mapping[str, float]) -> dict[str, int]:
+    if not bounds:
+        return {}
+    levels = np.bincount(priority_levels(probs.to_numpy(), bounds), minlength=4).tolist()
+    return dict(zip(PRIORITY_LEVELS, levels, strict=True))
 
 
 def _confidence_counts(probs: pl.Series, bands: Mapping[str, float]) -> dict[str, int]:
