@@ -16,7 +16,6 @@ import contextlib
 import hmac
 import json
 import os
-import signal
 import sys
 import time
 import traceback
@@ -40,6 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubscore._version import __version__
+from hubscore.core.atomic import signals_handled
 from hubscore.core.errors import ArtifactError, ConfigError
 from hubscore.core.errors import ValidationError as HubscoreValidationError
 from hubscore.engine import encoding
@@ -465,9 +465,5 @@ def quiet_stop() -> Iterator[None]:
     def stopped(signum: int, frame: FrameType | None) -> None:
         """Do nothing: uvicorn has already shut down when it re-raises the signal."""
 
-    previous = {sig: signal.signal(sig, stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with signals_handled(stopped):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
