@@ -18,7 +18,7 @@ from hubscore.cli import app
 from hubscore.core.artifacts import read_manifest
 from hubscore.core.config import MODEL_NAMES
 from hubscore.core.errors import ArtifactError
-from hubscore.engine import reasons
+from hubscore.engine import reasons, wording
 from hubscore.engine.calibration import calibrate
 from hubscore.engine.explain import EXPLAIN_FILE, read_explain_file, to_probability
 from hubscore.engine.scorer import load_scorer, with_priority
@@ -84,11 +84,11 @@ def test_top_k_lists_are_explained_by_default(tmp_path: Path, suffix: str) -> No
         assert listed.columns[-7:] == list(reasons.EXPLANATION_COLUMNS)
     else:  # what a caller reads
         assert listed.columns == [
-            "rank", "id", "conversion_probability", "priority", "prediction",
+            "rank", "id", "scored_at", "conversion_probability", "priority", "prediction",
             "reason_1", "reason_2", "reason_3", "reason_against", "basis",
         ]  # fmt: skip
     assert listed["reason_1"].null_count() == 0
-    assert set(listed["basis"]) <= set(reasons.BASES)
+    assert set(listed["basis"]) <= set(wording.BASES)
     expected = load_scorer(EXPLAINED / "run").explain(pl.read_parquet(EXPLAINED / "input.parquet"))
     joined = listed.select("id", "reason_1", "reason_against").join(expected, on="id")
     assert joined["reason_1"].equals(joined["reason_1_right"], check_names=False)

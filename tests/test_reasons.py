@@ -15,21 +15,18 @@ from hypothesis import strategies as st
 
 from hubscore.core.config import MODEL_NAMES
 from hubscore.core.contract import RAW_FEATURES
-from hubscore.engine.reasons import (
+from hubscore.engine.reasons import CONCEPTS, Concepts, choose_reasons, explain_rows
+from hubscore.engine.scorer import load_scorer
+from hubscore.engine.wording import (
     AGAINST,
-    CONCEPTS,
     FOR,
     NOT_GIVEN,
     PROFILE_ONLY,
     USAGE,
     WORDING,
-    Concepts,
     Row,
     basis_of,
-    choose_reasons,
-    explain_rows,
 )
-from hubscore.engine.scorer import load_scorer
 
 GOLDEN = Path(__file__).parent / "golden"
 LEVELS = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
@@ -83,9 +80,10 @@ def said(concept: str, side: int, **values: Any) -> str | None:
 # --- concepts: exact contributions, summed ------------------------------------------------------
 
 
-def test_every_feature_belongs_to_exactly_one_concept() -> None:
+def test_every_feature_belongs_to_exactly_one_concept_and_every_concept_has_words() -> None:
     placed = [feature for features in CONCEPTS.values() for feature in features]
     assert sorted(placed) == sorted(RAW_FEATURES)
+    assert set(WORDING) == {*CONCEPTS, USAGE}
 
 
 @pytest.mark.parametrize("family", MODEL_NAMES)

@@ -17,7 +17,7 @@ import polars as pl
 
 from hubscore.core.config import Config
 from hubscore.engine.calibration import calibrate
-from hubscore.training import calibration, dataset, evaluate, models
+from hubscore.training import calibration, dataset, evaluate, models, thresholds
 from hubscore.training.evaluate import Ints, Vector
 
 
@@ -40,12 +40,12 @@ def list_sizes(config: Config) -> list[int]:
     return sorted({*config.training.top_k, config.training.weekly_capacity})
 
 
-def threshold_rules(folds: Sequence[models.Fold], config: Config) -> evaluate.ThresholdRules:
+def threshold_rules(folds: Sequence[models.Fold], config: Config) -> thresholds.ThresholdRules:
     """Return what each threshold promises; the F-beta one by its share on calibrated
     out-of-fold predictions (labels are needed to choose it, and only the folds may give them)."""
     t = config.training
-    f_beta = evaluate.choose_f_beta(folds, beta=t.f_beta)
-    return evaluate.ThresholdRules(
+    f_beta = thresholds.choose_f_beta(folds, beta=t.f_beta)
+    return thresholds.ThresholdRules(
         capacity=t.weekly_capacity,
         f_beta_share=f_beta["weekly_share"],
         decision=t.decision_threshold,
@@ -76,7 +76,7 @@ def evaluate_trained(
     p = calibrate(raw, fitted).astype(np.float64)
     folds = calibrated_folds(trained.folds, fitted)
     rules = threshold_rules(folds, config)
-    evaluated = evaluate.thresholds_for(p, weeks, rules)
+    evaluated = thresholds.thresholds_for(p, weeks, rules)
     recent = trained.test.get_column(evaluate.BASELINE_FEATURE).cast(pl.Float64)
     baseline_p = recent.fill_nan(None).fill_null(0.0).to_numpy()
     test = evaluate.evaluate_predictions(y, p, weeks, top_k=ks, threshold=evaluated["decision"])
@@ -100,13 +100,13 @@ def evaluate_trained(
         "cv": evaluate.summarise_folds([evaluate.fold_metrics(f, ks) for f in folds]),
         "thresholds": {
             "rules": asdict(rules),
-            "f_beta_on_folds": evaluate.choose_f_beta(folds, beta=t.f_beta)["threshold"],
+            "f_beta_on_folds": thresholds.choose_f_beta(folds, beta=t.f_beta)["threshold"],
             "evaluated": evaluated,
         },
         "threshold_table": evaluate.threshold_table(y, p, weeks, grid),
         "calibration": calibration_report(y, raw, p, fitted),
         "ablation": evaluate.ablation_summary(test, without, ks),
-        "priority_tiers": evaluate.outcome_by_tier(
+        "priority_tiers": thresholds.outcome_by_tier(
             companies, y, p, weeks, t.priority_shares, seed=t.random_seed
         ),
         "quality": json.loads(quality.read_text(encoding="utf-8")) if quality.is_file() else None,
@@ -120,10 +120,10 @@ def shipped_thresholds(p_shipped: Vector, test: pl.DataFrame, metrics: dict[str,
     Label-free, so the shipped model may have trained on those rows (`training.refit: all`):
     the thresholds then admit what they promise through the model and calibrator that ship.
     """
-    rules = evaluate.ThresholdRules(**metrics["thresholds"]["rules"])
-    shipped = evaluate.thresholds_for(p_shipped, dataset.week_codes(test), rules)
+    rules = thresholds.ThresholdRules(**metrics["thresholds"]["rules"])
+    shipped = thresholds.thresholds_for(p_shipped, dataset.week_codes(test), rules)
     metrics["thresholds"]["shipped"] = shipped
-    metrics["confidence_bands"] = evaluate.confidence_bands(shipped)
+    metrics["confidence_bands"] = thresholds.confidence_bands(shipped)
 
 
 def calibration_report(y: Ints, raw: Vector, p: Vector, fitted: dict[str, Any]) -> dict[str, Any]:

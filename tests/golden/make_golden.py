@@ -31,10 +31,10 @@ from hubscore.engine.explain import EXPLAIN_FILE
 from hubscore.engine.scorer import load_scorer, scored_at_for
 from hubscore.training.calibration import fit_method
 from hubscore.training.encoders import fit_encoders
-from hubscore.training.evaluate import PRIORITY_TIERS, weekly_cut
 from hubscore.training.explanations import write_explain_file
 from hubscore.training.export import INPUT, OUTPUT, to_onnx
 from hubscore.training.models import make_model, round_thresholds_down
+from hubscore.training.thresholds import PRIORITY_TIERS, weekly_cut
 
 HERE = Path(__file__).parent
 SPACE = {"random_forest": "probability", "logreg": "log-odds", "xgboost": "log-odds"}
