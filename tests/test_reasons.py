@@ -193,6 +193,21 @@ def test_weaknesses_say_what_holds_the_company_back() -> None:
     )
 
 
+def test_against_mostly_idle_companies_a_little_use_is_said_as_some_use() -> None:
+    # 95% of free companies worked no deal: 3 deal actions is "some", not "more than 95%".
+    assert said("deals", FOR, ACTIONS_CRM_DEALS_sum=3.0) == (
+        "deal activity in the last 13 weeks, where 75% of free companies had none: "
+        "3 deal actions"
+    )
+
+
+def test_a_small_fall_in_use_is_not_a_reason_against() -> None:
+    assert said("momentum", AGAINST, actions_recent=95.0, actions_prior=100.0) is None
+    assert said("momentum", AGAINST, actions_recent=85.0, actions_prior=100.0) == (
+        "usage fell by 15% against the 4 weeks before: 85 actions in the last 4 weeks against 100"
+    )
+
+
 def test_growth_is_said_as_a_ratio_with_its_figures() -> None:
     assert said("momentum", FOR) == (
         "usage up 3.1\u00d7 on the 4 weeks before: 412 actions in the last 4 weeks against 133"

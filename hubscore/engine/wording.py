@@ -47,6 +47,8 @@ ACTIVITY_SINCE = ("recency_days", "tenure_days")
 """Missing exactly when a company never used the product (given as absent otherwise)."""
 MAJORITY = 0.5
 """A comparison with other companies is worth saying only about most of them."""
+NOTABLE_FALL = 0.1
+"""A fall in use smaller than this share is not said as a reason against."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,10 @@ class Row:
         above = [1.0 - level for level, q in self.quantiles.get(name, ()) if q > value]
         return max(above) if above else None
 
+    def none_below(self, name: str, share: float) -> bool:
+        """Return whether at least `share` of the training rows had none (a quantile of 0)."""
+        return any(level >= share and q <= 0 for level, q in self.quantiles.get(name, ()))
+
     def compared(self, name: str) -> bool:
         """Return whether the training quantiles of `name` are known (newer run folders)."""
         return bool(self.quantiles.get(name))
@@ -113,6 +119,8 @@ def _peers(row: Row, name: str, value: float, side: int, what: str) -> str | Non
     share = row.more_than(name, value) if side == FOR else row.less_than(name, value)
     if share is None or share < MAJORITY:
         return None
+    if side == FOR and row.none_below(name, share):  # "more than 95%" of zeros: say so
+        return f"{what}, where {_share(share)} of free companies had none"
     return f"{'more' if side == FOR else 'less'} {what} than {_share(share)} of free companies"
 
 
@@ -190,6 +198,8 @@ def _momentum(row: Row, side: int) -> str | None:
     if recent <= 0:
         return f"stopped: no actions in the last {weeks} weeks after {_count(prior)} before"
     fell = 1 - recent / prior
+    if fell < NOTABLE_FALL:  # a few percent is no reason to hold back
+        return None
     size = "by half" if 0.45 <= fell <= 0.55 else f"by {fell:.0%}"
     return f"usage fell {size} against the {weeks} weeks before: {figures}"
 
@@ -201,7 +211,7 @@ def _trend_only(row: Row, side: int) -> str | None:
     ratio = math.exp(trend)  # (recent + 1) / (prior + 1)
     if side == FOR and ratio > 1:
         return f"usage up {ratio:.1f}{TIMES} on the {weeks} weeks before"
-    if side == AGAINST and ratio < 1:
+    if side == AGAINST and ratio <= 1 - NOTABLE_FALL:
         return f"usage fell by {1 - ratio:.0%} against the {weeks} weeks before"
     return None
 
