@@ -113,6 +113,8 @@ class TrainingDisplay:
         self.left_after = ""
         self.text = ""
         self.trials = (0, 0)
+        self.left = ""
+        """What is left of the current search, from its pace so far."""
         self.folds: list[float] = []
         """When each fold of the current family's search ended (monotonic seconds)."""
         self.search_started = 0.0
@@ -133,19 +135,20 @@ class TrainingDisplay:
         self.left_after = (
             f"then {after} more {'family' if after == 1 else 'families'}" if after else ""
         )
-        self.trials, self.folds = (0, 0), []
+        self.trials, self.folds, self.left = (0, 0), [], ""
         self.show("started", log=True)
 
     def step(self, text: str) -> None:
         """Start one step of the current family."""
-        self.text, self.trials = text, (0, 0)
+        self.text, self.trials, self.left = text, (0, 0), ""
         self.search_started = time.monotonic()
         self.show(text, log=True)
 
     def trial(self, number: int, total: int) -> None:
         """Start a search trial."""
         self.trials = (number, total)
-        self.show(f"{self.text}: trial {number}/{total}", log=True)
+        self.left = ""
+        self.show(f"{self.text}: trial {number}/{total}", log=True, short=f"trial {number}/{total}")
 
     def fold(self, number: int, total: int) -> None:
         """End a fold of the current trial: the search's pace gives what is left."""
@@ -153,19 +156,26 @@ class TrainingDisplay:
         trial, trials = self.trials
         per_fold = (self.folds[-1] - self.search_started) / len(self.folds)
         remaining = (trials - trial) * total + (total - number)
-        left = f"about {_clock(per_fold * remaining)} left in the search" if remaining else ""
-        text = f"{self.text}: trial {trial}/{trials}, fold {number}/{total} done"
-        self.show(text, left=left)
+        self.left = f"about {_clock(per_fold * remaining)} left in the search" if remaining else ""
+        self.show(
+            f"{self.text}: trial {trial}/{trials}, fold {number}/{total} done",
+            short=f"trial {trial}/{trials}, fold {number}/{total} done",
+        )
 
-    def show(self, text: str, *, log: bool = False, left: str = "") -> None:
-        """Update the live line, or print a log line (steps and trials, not folds)."""
+    def show(self, text: str, *, log: bool = False, short: str = "") -> None:
+        """Update the live line, or print a log line (steps and trials, not folds).
+
+        The live line puts the clock and what is left first and the step last (`short` for
+        it, when given): a narrow terminal cuts the end of a line, not its start.
+        """
         elapsed = _clock(time.monotonic() - self.started)
-        rest = ", ".join(part for part in (left, self.left_after) if part)
-        line = f"{self.where}: {text} [{elapsed} elapsed{'; ' + rest if rest else ''}]"
+        rest = ", ".join(part for part in (self.left, self.left_after) if part)
+        clock = f"[{elapsed} elapsed{'; ' + rest if rest else ''}]"
         if self.status is not None:
-            self.status.update(line)
+            self.status.update(f"{self.where} {clock} {short or text}")
         elif log:
-            self.console.print(f"train: {line}", highlight=False, markup=False, soft_wrap=True)
+            line = f"train: {self.where}: {text} {clock}"
+            self.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _clock(seconds: float) -> str:
