@@ -16,16 +16,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from hubscore.training.summary import day, percent, summary_sentences
+from hubscore.training.summary import FAMILIES, day, percent, summary_sentences
 
 __all__ = ["STYLE", "summary_sentences", "write_report"]
 
-FAMILIES = {
-    "logreg": "logistic regression",
-    "random_forest": "random forest",
-    "xgboost": "XGBoost",
-    "lightgbm": "LightGBM",
-}
 LABELS = {
     "roc_auc": "ROC-AUC",
     "pr_auc": "PR-AUC",
@@ -56,9 +50,12 @@ LABELS = {
 }
 """Readable names for metrics.json and quality.json keys; others lose their underscores."""
 TIMES = "\u00d7"
+SHORT_TEXT = 12
+"""Text cells this short (a tier, a model) never wrap."""
 LONG_WORD = 24
 """Text cells with a longer word (run names, paths) may break anywhere, not widen the table."""
 _AT_K = re.compile(r"^(precision|recall|lift|hits)_at_(\d+)$")
+_AT_ANY = re.compile(r"(precision|recall|lift)_at_(\d+)")
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FIGURES = re.compile(r"^[\d.,%()\s]+(to [\d.,%()\s]+)?$")
 
@@ -71,7 +68,8 @@ def label(key: str) -> str:
     if found:
         kind, k = found.groups()
         return f"found in top {k}" if kind == "hits" else f"{kind}@{k}"
-    return key.replace("_", " ")
+    text = _AT_ANY.sub(r"\1@\2", key).replace("pr_auc", "PR-AUC").replace("roc_auc", "ROC-AUC")
+    return text.replace("_at_", " at ").replace("_", " ")
 
 
 def write_report(path: Path, metrics: Mapping[str, Any], *, plots: Sequence[Path]) -> None:
@@ -166,6 +164,8 @@ def _fmt(value: Any) -> str:
             return f"{value:,.0f}"  # never 5.326e+04
         return f"{value:.3g}"  # three significant digits: what a metric can tell
     if isinstance(value, list | tuple):
+        if len(value) == 2 and all(isinstance(v, float) for v in value):
+            return escape(f"{value[0]:.3g} to {value[1]:.3g}")  # an interval
         return escape(", ".join(_plain(v) for v in value))
     if isinstance(value, Mapping):  # parameters keep their library's names
         return escape("; ".join(f"{k} {_plain(v)}" for k, v in value.items()))
@@ -190,7 +190,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, str) and _ISO_DAY.match(value):
         return f"<td class='d'>{_fmt(value)}</td>"
     text = _fmt(value)
-    if _FIGURES.match(text):  # "0.34% to 0.85%", "50 (46 to 59)": read as one figure
+    if _FIGURES.match(text) or len(text) <= SHORT_TEXT:  # "0.34% to 0.85%", "very high"
         return f"<td class='d'>{text}</td>"
     long = max((len(word) for word in text.split()), default=0) > LONG_WORD
     return f"<td class='{'l' if long else 't'}'>{text}</td>"

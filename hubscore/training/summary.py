@@ -13,6 +13,13 @@ from typing import Any
 
 OVER, UNDER = 1.15, 1 / 1.15
 """Σp / converters beyond these bounds is called over- or under-stated."""
+FAMILIES = {
+    "logreg": "logistic regression",
+    "random_forest": "random forest",
+    "xgboost": "XGBoost",
+    "lightgbm": "LightGBM",
+}
+"""The model families as people name them."""
 TIER_WORDS = {"very high": "a week's top", "high": "the next", "medium": "the next"}
 
 
@@ -179,9 +186,12 @@ def _leaderboard_sentences(metrics: Mapping[str, Any]) -> list[str]:
     if len(board) < 2:
         return []
     metric = str(metrics["leaderboard_metric"])
-    close = [row["model"] for row in board[1:] if row.get("overlaps_winner")]
+    close = [
+        FAMILIES.get(row["model"], row["model"]) for row in board[1:] if row.get("overlaps_winner")
+    ]
+    winner = FAMILIES.get(board[0]["model"], board[0]["model"])
     text = (
-        f"{len(board)} families were trained; {board[0]['model']} ranked first by "
+        f"{len(board)} families were trained; {winner} ranked first by "
         f"{metric.replace('_at_', '@')} ({board[0][metric]:.3f})"
     )
     if close:
