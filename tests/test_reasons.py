@@ -196,8 +196,7 @@ def test_weaknesses_say_what_holds_the_company_back() -> None:
 def test_against_mostly_idle_companies_a_little_use_is_said_as_some_use() -> None:
     # 95% of free companies worked no deal: 3 deal actions is "some", not "more than 95%".
     assert said("deals", FOR, ACTIONS_CRM_DEALS_sum=3.0) == (
-        "deal activity in the last 13 weeks, where 75% of free companies had none: "
-        "3 deal actions"
+        "deal activity in the last 13 weeks, where 75% of free companies had none: 3 deal actions"
     )
 
 
