@@ -148,3 +148,20 @@ def test_the_tiers_outcome_is_measured_on_weeks_the_evaluated_fit_never_saw(
     # the evaluated fit's own cut, for the honest threshold metrics, is recorded beside
     evaluated = metrics["thresholds"]["evaluated"]
     assert metrics["test"]["threshold"] == evaluated["decision"]
+
+
+@pytest.mark.slow
+def test_one_row_per_company_is_cut_as_one_group_not_by_its_dates(tmp_path: Path) -> None:
+    # is_customer: every customer at its own date; cut by date, each would be its own "week".
+    from conftest_train import make_features, small_config, write_features
+
+    from hubscore.training.runs import train_and_export
+
+    frame = make_features(400, 1, target="is_customer")
+    path = write_features(frame, tmp_path / "f.parquet", target="is_customer")
+    (run,) = train_and_export(path, small_config("logreg"), out_dir=tmp_path / "models")
+    tiers = run.metrics["priority_tiers"]["tiers"]
+    n = sum(t["rows"] for t in tiers)
+    ends = [max(round(share * n), 1) for share in (0.01, 0.05, 0.2)] + [n]
+    assert list(np.cumsum([t["rows"] for t in tiers])) == ends
+    assert run.metrics["thresholds"]["shipped"]["admitted_per_week"]["capacity"]["median"] == 5

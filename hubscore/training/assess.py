@@ -40,10 +40,19 @@ def list_sizes(config: Config) -> list[int]:
     return sorted({*config.training.top_k, config.training.weekly_capacity})
 
 
-def threshold_rules(folds: Sequence[models.Fold], config: Config) -> thresholds.ThresholdRules:
+def cut_groups(weeks: Ints, target: str) -> Ints:
+    """Return the groups a threshold rule cuts: the weekly cutoffs, or, for `is_customer`
+    (one row per company, each at its own date), all rows as one."""
+    return weeks if target == "converted_within" else np.zeros_like(weeks)
+
+
+def threshold_rules(
+    folds: Sequence[models.Fold], config: Config, target: str
+) -> thresholds.ThresholdRules:
     """Return what each threshold promises; the F-beta one by its share on calibrated
     out-of-fold predictions (labels are needed to choose it, and only the folds may give them)."""
     t = config.training
+    folds = [(y, p, cut_groups(w, target)) for y, p, w in folds]
     f_beta = thresholds.choose_f_beta(folds, beta=t.f_beta)
     return thresholds.ThresholdRules(
         capacity=t.weekly_capacity,
@@ -75,8 +84,10 @@ def evaluate_trained(
     companies = trained.test.get_column("id").to_numpy()
     p = calibrate(raw, fitted).astype(np.float64)
     folds = calibrated_folds(trained.folds, fitted)
-    rules = threshold_rules(folds, config)
-    evaluated = thresholds.thresholds_for(p, weeks, rules)
+    target = ff.metadata["target"]
+    rules = threshold_rules(folds, config, target)
+    groups = cut_groups(weeks, target)
+    evaluated = thresholds.thresholds_for(p, groups, rules)
     recent = trained.test.get_column(evaluate.BASELINE_FEATURE).cast(pl.Float64)
     baseline_p = recent.fill_nan(None).fill_null(0.0).to_numpy()
     test = evaluate.evaluate_predictions(y, p, weeks, top_k=ks, threshold=evaluated["decision"])
@@ -100,14 +111,14 @@ def evaluate_trained(
         "cv": evaluate.summarise_folds([evaluate.fold_metrics(f, ks) for f in folds]),
         "thresholds": {
             "rules": asdict(rules),
-            "f_beta_on_folds": thresholds.choose_f_beta(folds, beta=t.f_beta)["threshold"],
+            "f_beta_on_folds": thresholds.fbeta_threshold(*out_of_fold(folds)[:2], t.f_beta),
             "evaluated": evaluated,
         },
         "threshold_table": evaluate.threshold_table(y, p, weeks, grid),
         "calibration": calibration_report(y, raw, p, fitted),
         "ablation": evaluate.ablation_summary(test, without, ks),
         "priority_tiers": thresholds.outcome_by_tier(
-            companies, y, p, weeks, t.priority_shares, seed=t.random_seed
+            companies, y, p, groups, t.priority_shares, seed=t.random_seed
         ),
         "quality": json.loads(quality.read_text(encoding="utf-8")) if quality.is_file() else None,
     }
@@ -121,7 +132,8 @@ def shipped_thresholds(p_shipped: Vector, test: pl.DataFrame, metrics: dict[str,
     the thresholds then admit what they promise through the model and calibrator that ship.
     """
     rules = thresholds.ThresholdRules(**metrics["thresholds"]["rules"])
-    shipped = thresholds.thresholds_for(p_shipped, dataset.week_codes(test), rules)
+    groups = cut_groups(dataset.week_codes(test), metrics["target"])
+    shipped = thresholds.thresholds_for(p_shipped, groups, rules)
     metrics["thresholds"]["shipped"] = shipped
     metrics["confidence_bands"] = thresholds.confidence_bands(shipped)
 
