@@ -7,7 +7,7 @@ Ties keep the row order, which `train` made a seeded hash of (id, cutoff).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,15 +221,11 @@ def company_intervals(
     not independent: each resample draws companies with replacement and keeps all their rows
     (as row weights: sorting once serves every resample).
     """
-    rng = np.random.default_rng(seed)
-    _, company = np.unique(companies, return_inverse=True)
-    n = int(company.max()) + 1 if company.size else 0
     ranking = WeeklyRanking.of(p, weeks)
     by_score = np.argsort(p, kind="stable")  # roc_auc_score sorts sorted input faster
     y_sorted, p_sorted = y[by_score], p[by_score]
     drawn: dict[str, list[float]] = {"roc_auc": [], **{f"precision_at_{k}": [] for k in top_k}}
-    for _ in range(resamples if n else 0):
-        copies = np.bincount(rng.integers(0, n, n), minlength=n)[company]  # per row
+    for copies in company_resamples(companies, resamples=resamples, seed=seed):
         if 0 < (y * copies).sum() < copies.sum():  # both classes drawn
             w = copies[by_score]
             kept = w > 0
@@ -242,6 +238,16 @@ def company_intervals(
         for name, v in drawn.items()
         if v
     }
+
+
+def company_resamples(companies: Ints, *, resamples: int, seed: int) -> Iterator[Ints]:
+    """Yield, per resample, how many times each row is drawn: companies drawn with
+    replacement, each with all its rows (a company is a row at every weekly cutoff)."""
+    rng = np.random.default_rng(seed)
+    _, company = np.unique(companies, return_inverse=True)
+    n = int(company.max()) + 1 if company.size else 0
+    for _ in range(resamples if n else 0):
+        yield np.bincount(rng.integers(0, n, n), minlength=n)[company]
 
 
 def ablation_summary(

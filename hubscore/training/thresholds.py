@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import precision_recall_curve
 
-from hubscore.training.evaluate import INTERVAL_RESAMPLES, Ints, Vector
+from hubscore.training.evaluate import INTERVAL_RESAMPLES, Ints, Vector, company_resamples
 
 
 def fbeta_threshold(y: Ints, p: Vector, beta: float) -> float:
@@ -201,14 +201,10 @@ def _tier_rates_resampled(
     companies: Ints, y: Ints, tiers: Ints, *, resamples: int, seed: int
 ) -> npt.NDArray[np.float64]:
     """Return (resamples, tiers) conversion rates, companies drawn with replacement."""
-    rng = np.random.default_rng(seed)
-    _, company = np.unique(companies, return_inverse=True)
-    n = int(company.max()) + 1 if company.size else 0
     n_tiers = len(PRIORITY_TIERS)
-    out = np.full((resamples if n else 0, n_tiers), np.nan)
-    for i in range(out.shape[0]):
-        copies = np.bincount(rng.integers(0, n, n), minlength=n)[company].astype(np.float64)
+    rates = []
+    for copies in company_resamples(companies, resamples=resamples, seed=seed):
         listed = np.bincount(tiers, weights=copies, minlength=n_tiers)
         hits = np.bincount(tiers, weights=copies * y, minlength=n_tiers)
-        out[i] = np.divide(hits, listed, out=np.full(n_tiers, np.nan), where=listed > 0)
-    return out
+        rates.append(np.divide(hits, listed, out=np.full(n_tiers, np.nan), where=listed > 0))
+    return np.array(rates).reshape(-1, n_tiers)
