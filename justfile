@@ -45,7 +45,12 @@ demo: sync build-features
     uv run --frozen hubscore train --model all
     uv run --frozen hubscore build-features --as-of {{demo_as_of}} --out data/build/scoring
     uv run --frozen hubscore score data/build/scoring/features.parquet -o data/build/call_list.csv --top-k 50 --as-of {{demo_as_of}}
-    uv run --frozen python -c "import polars as pl; pl.Config(tbl_rows=10, fmt_str_lengths=70, tbl_width_chars=250, tbl_hide_column_data_types=True); print(pl.read_csv('data/build/call_list.csv').select('rank', 'id', 'conversion_probability', 'priority', 'basis', 'reason_1', 'reason_2', 'reason_against').head(10))"
+    uv run --frozen python -m hubscore.dev.demo
+
+# after `just demo`: rewrite the README's demo blocks with what the demo printed (review the diff)
+readme:
+    uv run --frozen python -m hubscore.dev.demo --write README.md
+    git diff --stat README.md
 
 # rewrite the bundled sample in data/ (deterministic: review the diff)
 sample:

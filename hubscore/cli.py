@@ -23,6 +23,7 @@ from hubscore._version import __version__
 from hubscore.cli_help import HelpGroup, config_default
 from hubscore.cli_render import (
     LogFormat,
+    TrainingDisplay,
     leaderboard_table,
     progress_bar,
     render_summary,
@@ -31,7 +32,7 @@ from hubscore.cli_render import (
 )
 from hubscore.core.config import Config, load_config
 from hubscore.core.display import cell
-from hubscore.core.errors import INTERRUPTED_EXIT_CODE, HubscoreError
+from hubscore.core.errors import INTERRUPTED_EXIT_CODE, ConfigError, HubscoreError
 from hubscore.core.locations import is_uri, local_path
 
 app = typer.Typer(
@@ -291,7 +292,9 @@ def score(
     output: Annotated[
         str,
         typer.Option(
-            "--output", "-o", help="Scores (.parquet or .csv; a URI with --engine spark)."
+            "--output",
+            "-o",
+            help="Scores (.parquet or .csv; - for CSV on stdout; a URI with --engine spark).",
         ),
     ],
     model: Annotated[
@@ -369,6 +372,13 @@ def score(
             show_default=config_default("scoring.holdout_seed"),
         ),
     ] = None,
+    all_columns: Annotated[
+        bool,
+        typer.Option(
+            "--all-columns",
+            help="CSV gets every column (contributions too), not only the caller's.",
+        ),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
     log_format: Annotated[LogFormat, typer.Option(help="stderr log format.")] = LogFormat.text,
@@ -384,6 +394,8 @@ def score(
 
     day = parse_date(as_of)
     with handle_errors(), handle_interrupts():
+        if output == "-" and json_output:
+            raise ConfigError("-o - writes the list to stdout, where --json would go too")
         cfg = resolve_config(
             config,
             **{
@@ -427,7 +439,6 @@ def score(
                 threads=cfg.scoring.threads,
                 fail_on_drift=cfg.scoring.fail_on_drift,
                 drift_allowances=cfg.scoring.drift_allowances,
-                priority_quantiles=cfg.scoring.priority_quantiles,
                 explain=0 if no_explain else explain,
                 ledger=recorded,
             )
@@ -445,7 +456,6 @@ def score(
                         as_of=day,
                         batch_size=cfg.scoring.batch_size,
                         threads=cfg.scoring.threads,
-                        priority_quantiles=cfg.scoring.priority_quantiles,
                     ),
                 )
         else:
@@ -465,7 +475,7 @@ def score(
                     drift_allowances=cfg.scoring.drift_allowances,
                     on_progress=on_progress,
                     explain=0 if no_explain else explain,
-                    priority_quantiles=cfg.scoring.priority_quantiles,
+                    all_columns=all_columns,
                     ledger=recorded,
                 )
             if recorded and challengers:
@@ -478,14 +488,15 @@ def score(
                         top_k=top_k,
                         as_of=day,
                         batch_size=cfg.scoring.batch_size,
-                        priority_quantiles=cfg.scoring.priority_quantiles,
                     ),
                 )
     render_summary(summary.to_dict(), as_json=json_output, quiet=quiet, log_format=log_format)
 
 
 @contextlib.contextmanager
-def handle_interrupts() -> Iterator[None]:
+def handle_interrupts(
+    message: str = "interrupted; the previous output is unchanged",
+) -> Iterator[None]:
     """Exit 130 on Ctrl-C or SIGTERM after cleanup (finally blocks remove temp files)."""
 
     def raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -495,7 +506,7 @@ def handle_interrupts() -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        stderr.print("[bold red]error:[/] interrupted; the previous output is unchanged")
+        stderr.print(f"[bold red]error:[/] {escape(message)}")
         raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -547,7 +558,8 @@ def train(
 ) -> None:
     """Train, evaluate and export models; print each run folder on stdout, the best last."""
     window = {"since": parse_date(since), "until": parse_date(until)}
-    with handle_errors():
+    stopped = "interrupted; no run folder was written and models/latest is unchanged"
+    with handle_errors(), handle_interrupts(stopped):
         overrides: dict[str, Any] = {"training.model": model}
         if search is SearchMode.off:
             overrides["training.search"] = {"trials": 0}
@@ -558,7 +570,10 @@ def train(
         )
 
         out_dir = out or cfg.data.models_dir
-        results = train_and_export(features, cfg, out_dir=out_dir, track=track, **window)
+        with TrainingDisplay(live=stderr.is_terminal) as progress:
+            results = train_and_export(
+                features, cfg, out_dir=out_dir, track=track, progress=progress, **window
+            )
     ranked = leaderboard(results, cfg.training.leaderboard_metric)
     stderr.print(leaderboard_table(ranked, cfg.training.leaderboard_metric, cfg.training.top_k))
     for result in reversed(ranked):
@@ -584,8 +599,6 @@ def serve(
     config: ConfigOption = None,
 ) -> None:
     """Serve predictions over HTTP; set HUBSCORE_API_TOKEN to require a bearer token."""
-    from hubscore.core.errors import ConfigError
-
     with handle_errors():
         cfg = resolve_config(config)
         try:  # the serve extra (fastapi, uvicorn) is optional: say how to get it

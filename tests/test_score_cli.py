@@ -92,7 +92,18 @@ def test_top_k_writes_only_the_call_list(tmp_path: Path) -> None:
     assert score(INPUT, "-o", out, "--top-k", "5", "--threshold", "0.9").exit_code == 0
     calls = pl.read_csv(out)
     assert calls["rank"].to_list() == [1, 2, 3, 4, 5]
-    assert calls.columns[:2] == ["id", "conversion_probability"]
+    # what a caller reads, in order; the week is the scoring time when the input has no cutoff
+    assert calls.columns[:6] == [
+        "rank", "id", "scored_at", "conversion_probability", "priority", "prediction"
+    ]  # fmt: skip
+    assert "contributions" not in calls.columns and "confidence" not in calls.columns
+    every = tmp_path / "every.csv"
+    explained = GOLDEN.parent / "xgboost"
+    args = ("-o", every, "--top-k", "5", "--all-columns")
+    assert score(explained / "input.parquet", *args, model=explained / "run").exit_code == 0
+    assert {"contributions", "base_value", "confidence", "model_version"} <= set(
+        pl.read_csv(every).columns
+    )
 
 
 def test_empty_input_writes_valid_empty_output(tmp_path: Path) -> None:
@@ -310,3 +321,29 @@ def test_log_format_json_writes_one_event_line(tmp_path: Path) -> None:
     quiet = runner.invoke(app, [*args, "--quiet"])
     assert quiet.exit_code == 0
     assert quiet.stderr == ""
+
+
+def test_dash_writes_the_csv_list_to_stdout(tmp_path: Path) -> None:
+    result = score(INPUT, "-o", "-", "--top-k", "3", "--as-of", "2024-01-07")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("rank,id,scored_at,conversion_probability,priority")
+    assert len(lines) == 4
+    refused = score(INPUT, "-o", "-", "--json")
+    assert refused.exit_code == 2
+    assert "--json" in refused.stderr
+
+
+def test_a_closed_output_pipe_ends_the_command_cleanly(tmp_path: Path) -> None:
+    # `hubscore score ... -o - | head`: the reader goes away before the list is written.
+    command = [sys.executable, "-m", "hubscore", "score", str(INPUT), "-o", "-"]
+    json_summary = [*command[:-2], "-o", str(tmp_path / "s.csv"), "--json"]
+    for args in ([*command, "-q"], json_summary):
+        with subprocess.Popen(
+            [*args, "--model", str(RUN)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as process:
+            assert process.stdout is not None and process.stderr is not None
+            process.stdout.close()  # before anything is written: every write meets a closed pipe
+            stderr = process.stderr.read().decode()
+            assert process.wait(timeout=120) == 0, stderr
+        assert "Traceback" not in stderr and "BrokenPipe" not in stderr

@@ -52,6 +52,9 @@ class Manifest:
     decision_threshold: float
     confidence_bands: dict[str, float]
     """Lower probability bounds of the "high" and "medium" bands; below "medium" is "low"."""
+    priority_thresholds: dict[str, float] = field(default_factory=dict)
+    """Lower probability bounds of the "very high", "high" and "medium" priority tiers (below:
+    "low"); empty in older run folders, whose tiers are quartiles of each scored cutoff."""
     feature_distributions: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     verification: dict[str, Any] = field(default_factory=dict)

@@ -5,9 +5,12 @@
 and reads the PSI per feature at the end, so the check streams with the scoring pass.
 
 Profile layout, per feature (plain JSON):
-  numeric:     {"kind": "numeric", "edges": [...], "fractions": [...], "null_fraction": f}
+  numeric:     {"kind": "numeric", "edges": [...], "fractions": [...], "null_fraction": f,
+                "quantiles": {level: value}}
                `edges` are the unique inner quantile edges; bin i holds edges[i-1] < x <= edges[i]
-               (first and last bins are open); NaN counts as null.
+               (first and last bins are open); NaN counts as null. `quantiles` (of the values
+               present, at `QUANTILE_LEVELS`) let reasons compare a company with the training
+               rows ("more deal activity than 95% of free companies"); drift ignores them.
   categorical: {"kind": "categorical", "values": {value: fraction}, "other": f,
                 "null_fraction": f}
 """
@@ -22,6 +25,7 @@ import numpy as np
 import polars as pl
 
 N_BINS = 10
+QUANTILE_LEVELS = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 TOP_VALUES = 20
 EPSILON = 1e-4
 """Added to every bin's share so an empty bin gives a finite PSI (standard smoothing)."""
@@ -112,6 +116,11 @@ def _profile_numeric(column: pl.Series) -> dict[str, Any]:
     shares = _shares(_count_slots(column, spec), len(column))
     spec["fractions"] = shares[:-1]
     spec["null_fraction"] = shares[-1]
+    if finite.size:
+        levels = np.quantile(finite, QUANTILE_LEVELS)
+        spec["quantiles"] = {
+            f"{lv:g}": float(q) for lv, q in zip(QUANTILE_LEVELS, levels, strict=True)
+        }
     return spec
 
 

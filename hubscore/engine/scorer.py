@@ -60,7 +60,8 @@ CONFIDENCE_LEVELS = ("low", "medium", "high")
 _BAND_NAMES = pl.Series(CONFIDENCE, CONFIDENCE_LEVELS, dtype=pl.String)
 PRIORITY_LEVELS = ("very high", "high", "medium", "low")
 PRIORITY_QUANTILES = (0.25, 0.5, 0.75)
-"""Shares of the scored population (by rank) that end each tier: HubSpot's quartiles."""
+"""Older run folders (no `priority_thresholds`): rank shares of each scored cutoff that end
+the tiers, HubSpot's quartiles, as they were scored when trained."""
 _PRIORITY_NAMES = pl.Series(PRIORITY, PRIORITY_LEVELS, dtype=pl.String)
 
 
@@ -80,6 +81,8 @@ class Scorer:
         self.feature_dtypes = {f["name"]: parse_dtype(f["dtype"]) for f in manifest.features}
         self.run_dir = run_dir
         self._explainer: explain.Explainer | None = None
+        self.quantiles = reasons.training_quantiles(manifest.feature_distributions)
+        """The training rows' quantiles per feature: reasons compare a company with them."""
 
     def explainer(self) -> explain.Explainer:
         """Return the run folder's explainer, built on first use (scoring never pays for it)."""
@@ -109,6 +112,8 @@ class Scorer:
             self.spec.output_names,
             recent_days=int(windows.get("recent_days", 28)),
             lookback_days=int(windows.get("lookback_days", 91)),
+            flag_groups={group.name: group.columns for group in self.spec.flag_groups},
+            quantiles=self.quantiles,
         )
 
     @classmethod
@@ -213,10 +218,16 @@ class Scorer:
         bands = self.manifest.confidence_bands
         p = scored.get_column(PROBABILITY).to_numpy()
         n = scored.height
+        tiers = self.manifest.priority_thresholds
         return scored.hstack(
             [
                 pl.Series(PREDICTION, (p >= np.float32(cut)).astype(np.int8)),
                 _BAND_NAMES.gather(confidence_levels(p, bands)).alias(CONFIDENCE),
+                *(
+                    [_PRIORITY_NAMES.gather(priority_levels(p, tiers))]
+                    if tiers and PRIORITY not in scored.columns
+                    else []
+                ),
                 _repeat(MODEL_VERSION, self.manifest.model_version, n),
                 _repeat(SCORED_AT, scored_at, n),
             ]
@@ -231,17 +242,27 @@ class Scorer:
     ) -> pl.DataFrame:
         """Score a whole table or list of dicts in memory, ranked (1 = most likely).
 
-        A feature absent from every dict is imputed as training imputed it, as the HTTP API
-        does; a table must hold every feature column (a missing one is a build bug).
+        A feature absent from every dict is missing (NaN to the model, "not given" in the
+        reasons, never zero usage), as in the HTTP API; a table must hold every feature column
+        (a missing one is a build bug).
         """
         if isinstance(data, pl.DataFrame | pa.Table):
             frame = data if isinstance(data, pl.DataFrame) else to_frame(data)
         else:
             frame = with_absent_features(to_frame(data), self.feature_dtypes)
         scored = with_probabilities(*self.probabilities(frame))
-        ranked = with_priority(rank_scores(scored))
+        ranked = self.with_rank_tiers(rank_scores(scored))
         out = self.label(ranked, scored_at=scored_at or now(), threshold=threshold)
         return out.select(output_columns(out.columns))
+
+    def with_rank_tiers(self, ranked: pl.DataFrame) -> pl.DataFrame:
+        """Add `priority` to ranked scores: by the manifest's tier thresholds, or by rank
+        quartiles for a run folder without them (older folders, scored as they were)."""
+        tiers = self.manifest.priority_thresholds
+        if not tiers:
+            return with_priority(ranked)
+        p = ranked.get_column(PROBABILITY).to_numpy()
+        return ranked.with_columns(_PRIORITY_NAMES.gather(priority_levels(p, tiers)))
 
 
 Predictor = Scorer
@@ -328,6 +349,14 @@ def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+def priority_levels(p: np.ndarray, bounds: Mapping[str, float]) -> np.ndarray:
+    """Return each probability's index into `PRIORITY_LEVELS`, compared in float32."""
+    level = np.full(p.shape, len(PRIORITY_LEVELS) - 1, dtype=np.int64)
+    for index in reversed(range(len(PRIORITY_LEVELS) - 1)):  # "medium" up to "very high"
+        level[p >= np.float32(bounds[PRIORITY_LEVELS[index]])] = index
+    return level
+
+
 def confidence_levels(p: np.ndarray, bands: Mapping[str, float]) -> np.ndarray:
     """Return each probability's index into `CONFIDENCE_LEVELS`, compared in float32."""
     level = (p >= np.float32(bands["medium"])).astype(np.int8)
@@ -358,7 +387,7 @@ def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
 
 
 def with_absent_features(frame: pl.DataFrame, features: Mapping[str, pl.DataType]) -> pl.DataFrame:
-    """Add every feature the frame lacks (names matched in any case) as nulls: imputed."""
+    """Add every feature the frame lacks (names matched in any case) as nulls: missing."""
     present = {column.lower() for column in frame.columns}
     absent = [
         pl.lit(None, dtype).alias(n) for n, dtype in features.items() if n.lower() not in present

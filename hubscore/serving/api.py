@@ -16,7 +16,6 @@ import contextlib
 import hmac
 import json
 import os
-import signal
 import sys
 import time
 import traceback
@@ -40,6 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubscore._version import __version__
+from hubscore.core.atomic import signals_handled
 from hubscore.core.errors import ArtifactError, ConfigError
 from hubscore.core.errors import ValidationError as HubscoreValidationError
 from hubscore.engine import encoding
@@ -48,6 +48,7 @@ from hubscore.engine.scorer import (
     CONFIDENCE,
     ID,
     PREDICTION,
+    PRIORITY,
     PROBABILITY,
     Scorer,
     load_scorer,
@@ -122,7 +123,8 @@ class Service:
         probabilities = with_probabilities(keys, self.scorer.run_model(matrix))
         scored = self.scorer.label(probabilities, scored_at=scored_at)
         response = [scored.get_column(ID).alias("company_id")]
-        response += [scored.get_column(name) for name in (PREDICTION, PROBABILITY, CONFIDENCE)]
+        labels = (PREDICTION, PROBABILITY, CONFIDENCE, PRIORITY)  # no priority in old folders
+        response += [scored.get_column(name) for name in labels if name in scored.columns]
         out = pl.DataFrame(response).hstack(self.imputed(frame))
         return out.hstack(self.reasons(frame, matrix)) if explain and self.explains else out
 
@@ -463,9 +465,5 @@ def quiet_stop() -> Iterator[None]:
     def stopped(signum: int, frame: FrameType | None) -> None:
         """Do nothing: uvicorn has already shut down when it re-raises the signal."""
 
-    previous = {sig: signal.signal(sig, stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with signals_handled(stopped):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

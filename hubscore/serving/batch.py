@@ -4,14 +4,23 @@ Pass 1 streams record batches (bounded memory): conform, count drift, score, and
 (key, probability) to a scratch Parquet beside the output. Pass 2 reads only those narrow
 columns back, refuses duplicate keys, ranks, and writes the labelled output in slices to a
 temp file that is renamed over the target only when complete, under an flock on the target.
+OUTPUT `-` writes CSV to stdout once the list is complete.
+
+A CSV output holds what a caller reads (`CALLER_COLUMNS`: rank, id, week, probability, tier,
+reasons, basis); Parquet holds every column, contributions included (`all_columns` puts them
+in a CSV too: a JSON object per row swamps a spreadsheet).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
+import shutil
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
@@ -30,22 +39,26 @@ from hubscore.core.datasets import parquet_parts, read_kv_metadata
 from hubscore.core.errors import ArtifactError, ConfigError, DriftError, ValidationError
 from hubscore.engine.conform import check_unique_keys, check_windows
 from hubscore.engine.drift import DriftCounter, worst_features
-from hubscore.engine.reasons import EXPLANATION_DTYPES
+from hubscore.engine.reasons import BASIS, EXPLANATION_DTYPES, REASON_COLUMNS
 from hubscore.engine.scorer import (
     CONFIDENCE_LEVELS,
     CUTOFF,
+    HOLD,
     ID,
-    PRIORITY_QUANTILES,
+    PREDICTION,
+    PRIORITY,
+    PRIORITY_LEVELS,
     PROBABILITY,
     RANK,
+    SCORED_AT,
     Scorer,
     confidence_levels,
     empty_batch,
     output_columns,
+    priority_levels,
     rank_scores,
     scored_at_for,
     to_frame,
-    with_priority,
     with_probabilities,
 )
 from hubscore.serving.ledger import LedgerRequest, mark_holdout, record_run
@@ -53,6 +66,12 @@ from hubscore.serving.ledger import LedgerRequest, mark_holdout, record_run
 OUTPUT_ROW_GROUP = 65536
 """Rows per output row group (and CSV chunk): fixed, so --batch-size never changes the bytes."""
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+STDOUT = "-"
+"""OUTPUT that means CSV on stdout."""
+CALLER_COLUMNS = (RANK, HOLD, ID, CUTOFF, PROBABILITY, PRIORITY, PREDICTION, *REASON_COLUMNS, BASIS)
+"""A CSV call list's columns, in this order (those the output has: `hold`, the control group
+not to call, only with --holdout-share); without a `cutoff`, the week is `scored_at`, after
+the id."""
 Batch: TypeAlias = pa.RecordBatch | pl.DataFrame
 Progress = Callable[[int, int | None], None]
 """Called after each batch with (rows done, total rows or None when unknown)."""
@@ -78,6 +97,8 @@ class ScoreSummary:
     rows_explained: int = 0
     ledger: dict[str, Any] | None = None
     """Where the run was recorded (`hubscore.serving.ledger`), None without a ledger."""
+    priority: dict[str, int] = field(default_factory=dict)
+    """Rows per priority tier (by the manifest's bounds; empty for older run folders)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return plain JSON-ready data."""
@@ -99,12 +120,14 @@ def score_file(
     drift_allowances: Mapping[str, float] | None = None,
     on_progress: Progress | None = None,
     explain: int | None = None,
-    priority_quantiles: tuple[float, ...] = PRIORITY_QUANTILES,
     ledger: LedgerRequest | None = None,
+    all_columns: bool = False,
 ) -> ScoreSummary:
     """Score INPUT (Parquet or CSV) into OUTPUT (format from its extension), atomically.
 
     Args:
+        all_columns: a CSV output gets every column (confidence, model version, scoring
+            time, base value and contributions), not only the caller's.
         fail_on_drift: refuse (DriftError, exit 7) when a feature's PSI exceeds it.
         drift_allowances: per-feature PSI limits that replace `fail_on_drift` for them.
         explain: explain the top N rows (per cutoff); None explains the `top_k` list when
@@ -115,26 +138,29 @@ def score_file(
     allowances = dict(drift_allowances or {})
     check_allowances(allowances, scorer)
     started = time.perf_counter()
-    out_format = file_format(output_path, role="output")
+    out_format = "csv" if str(output_path) == STDOUT else file_format(output_path, role="output")
     reader = open_input(input_path, scorer, batch_size=batch_size)
     scored_at = scored_at_for(as_of)
     cut = scorer.manifest.decision_threshold if threshold is None else threshold
     warnings = check_windows(reader.metadata, scorer.manifest)
     explained = rows_to_explain(scorer, explain, top_k, warnings)
-    with exclusive_lock(output_path), atomic_file(output_path) as temp:
+    with _destination(output_path) as temp:
         scratch = temp.with_name(temp.name + ".scores.parquet")
         try:
             drift = _score_to_scratch(reader, scorer, scratch, on_progress=on_progress)
             psi = drift.psi()
             _check_drift(psi, fail_on_drift, allowances)
-            ranked = with_priority(_rank_scratch(scratch), priority_quantiles)
+            ranked = scorer.with_rank_tiers(_rank_scratch(scratch))
         finally:
             scratch.unlink(missing_ok=True)
         listed = ranked.filter(pl.col("rank") <= top_k) if top_k else ranked
         listed = mark_holdout(listed, ledger, scored_at=scored_at)
         if explained:
             listed = _with_explanations(listed, input_path, scorer, explained, batch_size)
-        _write_output(listed, temp, out_format, scorer, scored_at=scored_at, threshold=cut)
+        columns = None if out_format == "parquet" or all_columns else CALLER_COLUMNS
+        _write_output(
+            listed, temp, out_format, scorer, scored_at=scored_at, threshold=cut, columns=columns
+        )
     summary = summarise_scores(
         (input_path, output_path),
         scorer,
@@ -148,6 +174,21 @@ def score_file(
         rows_explained=int(ranked.filter(pl.col(RANK) <= explained).height) if explained else 0,
     )
     return record_run(ledger, summary, ranked, scorer=scorer, top_k=top_k, scored_at=scored_at)
+
+
+@contextlib.contextmanager
+def _destination(output_path: Path) -> Iterator[Path]:
+    """Yield the temp file to write: renamed over OUTPUT under its lock, or copied to stdout."""
+    if str(output_path) != STDOUT:
+        with exclusive_lock(output_path), atomic_file(output_path) as temp:
+            yield temp
+        return
+    with tempfile.TemporaryDirectory(prefix="hubscore-score-") as folder:
+        temp = Path(folder) / "output.csv"
+        yield temp
+        with temp.open("rb") as handle:
+            shutil.copyfileobj(handle, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
 
 
 def summarise_scores(
@@ -181,6 +222,7 @@ def summarise_scores(
         drift_worst=worst_features(psi),
         warnings=warnings,
         rows_explained=rows_explained,
+        priority=_priority_counts(probs, scorer.manifest.priority_thresholds),
     )
 
 
@@ -413,7 +455,9 @@ def _write_output(
     *,
     scored_at: datetime,
     threshold: float,
+    columns: Sequence[str] | None = None,
 ) -> None:
+    """Write the labelled output; `columns` picks (and orders) a CSV's columns."""
     size = OUTPUT_ROW_GROUP
     labelled = (
         scorer.label(ranked.slice(start, size), scored_at=scored_at, threshold=threshold)
@@ -422,7 +466,10 @@ def _write_output(
     if fmt == "csv":
         with temp.open("wb") as handle:
             for i, part in enumerate(labelled):
-                part.select(output_columns(part.columns)).write_csv(
+                order = output_columns(part.columns) if columns is None else columns
+                if columns is not None and CUTOFF not in part.columns:
+                    order = [SCORED_AT if c == CUTOFF else c for c in order]
+                part.select(c for c in order if c in part.columns).write_csv(
                     handle, include_header=i == 0, datetime_format="%Y-%m-%dT%H:%M:%SZ"
                 )
         return
@@ -445,6 +492,13 @@ def _distribution(probs: pl.Series) -> dict[str, float]:
     stats = {"min": probs.min(), "p50": probs.quantile(0.5), "p90": probs.quantile(0.9)}
     stats |= {"p99": probs.quantile(0.99), "max": probs.max(), "mean": probs.mean()}
     return {k: round(float(v), 6) for k, v in stats.items()}  # type: ignore[arg-type]
+
+
+def _priority_counts(probs: pl.Series, bounds: Mapping[str, float]) -> dict[str, int]:
+    if not bounds:
+        return {}
+    levels = np.bincount(priority_levels(probs.to_numpy(), bounds), minlength=4).tolist()
+    return dict(zip(PRIORITY_LEVELS, levels, strict=True))
 
 
 def _confidence_counts(probs: pl.Series, bands: Mapping[str, float]) -> dict[str, int]:

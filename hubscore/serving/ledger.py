@@ -216,7 +216,6 @@ def score_shadows(
     top_k: int | None,
     as_of: date | None,
     batch_size: int,
-    priority_quantiles: tuple[float, ...],
 ) -> list[dict[str, Any]]:
     """Score the input with each challenger into the ledger only (never into the list).
 
@@ -240,7 +239,6 @@ def score_shadows(
                 as_of=as_of,
                 batch_size=batch_size,
                 explain=0,
-                priority_quantiles=priority_quantiles,
                 ledger=shadow_ledger,
             )
             done.append({"model_version": summary.model_version, **(summary.ledger or {})})

@@ -3,7 +3,7 @@
 `CompanyFeatures` lists every raw feature the run folder's model reads, so the OpenAPI schema
 always matches the model being served; responses are static. Validation is strict: no
 string-to-number coercion, no NaN or infinity, no negative counts, no unknown fields (a typo
-would otherwise be silently imputed).
+would otherwise be silently missing).
 """
 
 from __future__ import annotations
@@ -67,12 +67,21 @@ class PredictionResponse(BaseModel):
     """One company's score."""
 
     company_id: int = Field(examples=[1042])
-    prediction: int = Field(description="1 if conversion_probability >= the model's threshold.")
+    prediction: int = Field(
+        description="1 if conversion_probability >= the model's decision threshold: by default "
+        "within the weekly capacity (the top companies a sales team can call each week)."
+    )
     conversion_probability: float = Field(examples=[0.8123], description="float32 precision.")
     confidence: Literal["high", "medium", "low"]
+    priority: Literal["very high", "high", "medium", "low"] | None = Field(
+        default=None,
+        description="The tier of the probability: 'very high' is about a week's top 1% of free "
+        "companies (the run's report says how often each tier converted); null for run folders "
+        "from before tier thresholds.",
+    )
     features_imputed: int = Field(
-        description="Features absent or null (an unseen EMPLOYEE_RANGE counts), filled as "
-        "training fills missing values."
+        description="Features absent or null (an unseen EMPLOYEE_RANGE counts): missing to the "
+        "model, never zero usage (trees route them; logistic regression imputes as trained)."
     )
     employee_range_unseen: bool = Field(
         description="EMPLOYEE_RANGE was given but is no known bucket; it was imputed."
@@ -83,8 +92,10 @@ class PredictionResponse(BaseModel):
         "(on /predict with ?explain=true; null when the run folder predates explanations).",
     )
     reason_against: str | None = Field(default=None, description="The strongest reason against.")
-    basis: Literal["usage", "profile only"] | None = Field(
-        default=None, description="'profile only': no active week before the cutoff."
+    basis: Literal["usage", "profile only", "usage not given"] | None = Field(
+        default=None,
+        description="'usage': a usage field given shows activity; 'profile only': the usage "
+        "fields given say there was none; 'usage not given': no usage field was given.",
     )
 
 
@@ -120,7 +131,7 @@ def company_model(features: dict[str, pl.DataType]) -> type[BaseModel]:
     example = {n: SEED_EXAMPLE.get(n, _example(features.get(n, pl.Int64()))) for n in fields}
     extra: dict[str, Any] = {"examples": [example]}
     config = ConfigDict(extra="forbid", strict=True, json_schema_extra=extra)
-    doc = "One company's raw features; absent or null ones are imputed as in training."
+    doc = "One company's raw features; absent or null ones are missing, never zero usage."
     return create_model("CompanyFeatures", __config__=config, __doc__=doc, **fields)
 
 
@@ -172,7 +183,7 @@ def _field(name: str, dtype: pl.DataType, *, required: bool = False) -> Any:
             limits["ge"] = 0
     return Field(
         ... if required else None,
-        description=SEED_DESCRIPTIONS.get(name, f"{dtype} model feature; null or absent: imputed."),
+        description=SEED_DESCRIPTIONS.get(name, f"{dtype} model feature; null or absent: missing."),
         examples=[SEED_EXAMPLE.get(name, _example(dtype))],
         **limits,
     )

@@ -68,7 +68,6 @@ def score_shadows_spark(
     as_of: date | None,
     batch_size: int,
     threads: int,
-    priority_quantiles: Sequence[float],
 ) -> list[dict[str, Any]]:
     """Score the input with each challenger run folder into the ledger only, on Spark.
 
@@ -95,7 +94,6 @@ def score_shadows_spark(
                     as_of=as_of,
                     batch_size=batch_size,
                     threads=threads,
-                    priority_quantiles=priority_quantiles,
                     explain=0,
                     ledger=LedgerRequest(ledger.folder, role=SHADOW),
                 )

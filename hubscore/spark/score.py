@@ -210,16 +210,18 @@ def scores_only(scored: DataFrame) -> DataFrame:
 
 
 def rank_frame(scores: DataFrame, quantiles: Sequence[float] = PRIORITY_QUANTILES) -> DataFrame:
-    """Number rows 1..n per cutoff by probability (descending), ties to the smaller id, and
-    tier them by rank share into `priority` exactly as `with_priority` does."""
+    """Number rows 1..n per cutoff by probability (descending), ties to the smaller id. A run
+    folder without tier thresholds (older) tiers them by rank share into `priority` exactly as
+    `with_priority` does; newer ones carry `priority` from `Scorer.label` already."""
     by = [CUTOFF] if CUTOFF in scores.columns else []
     order = Window.partitionBy(*by).orderBy(F.col(PROBABILITY).desc(), F.col(ID).asc())
     ranked = scores.withColumn(RANK, F.row_number().over(order).cast("long"))
-    share = (F.col(RANK) - 1) / F.count(F.lit(1)).over(Window.partitionBy(*by))
-    tier = F.lit(PRIORITY_LEVELS[-1])
-    for bound, name in reversed(list(zip(quantiles, PRIORITY_LEVELS, strict=False))):
-        tier = F.when(share < float(bound), name).otherwise(tier)
-    ranked = ranked.withColumn(PRIORITY, tier)
+    if PRIORITY not in ranked.columns:
+        share = (F.col(RANK) - 1) / F.count(F.lit(1)).over(Window.partitionBy(*by))
+        tier = F.lit(PRIORITY_LEVELS[-1])
+        for bound, name in reversed(list(zip(quantiles, PRIORITY_LEVELS, strict=False))):
+            tier = F.when(share < float(bound), name).otherwise(tier)
+        ranked = ranked.withColumn(PRIORITY, tier)
     return ranked.select(*output_columns(ranked.columns))
 
 
@@ -237,7 +239,6 @@ def score_path_spark(
     threads: int = 1,
     fail_on_drift: float | None = None,
     drift_allowances: Mapping[str, float] | None = None,
-    priority_quantiles: Sequence[float] = PRIORITY_QUANTILES,
     explain: int | None = None,
     ledger: LedgerRequest | None = None,
 ) -> ScoreSummary:
@@ -273,7 +274,7 @@ def score_path_spark(
                 _check_drift(psi, fail_on_drift, dict(drift_allowances or {}))
                 scores = scores_only(scored)
                 refuse_repeated_keys(scores)
-                ranked = rank_frame(scores, priority_quantiles)
+                ranked = rank_frame(scores)
                 listed = ranked.where(F.col(RANK) <= top_k) if top_k else ranked
                 listed = mark_holdout_spark(listed, ledger, scored_at=scored_at)
                 if explained:
