@@ -42,8 +42,9 @@ from hubscore.core.contract import (
     RAW_FEATURES,
 )
 from hubscore.engine.drift import profile_features
-from hubscore.engine.encoding import EncoderSpec, encode, fit_encoders
+from hubscore.engine.encoding import EncoderSpec, encode
 from hubscore.engine.scorer import open_session
+from hubscore.training.encoders import fit_encoders
 from hubscore.training.export import INPUT, OUTPUT, to_onnx
 
 OUT = Path(__file__).parent / "out"
@@ -98,7 +99,7 @@ def train_models(run_root: Path) -> dict[str, tuple[Any, EncoderSpec, Path]]:
         "logreg": (LogisticRegression(C=0.5, max_iter=2000), True),
     }
     for kind, (estimator, scale) in estimators.items():
-        spec = fit_encoders(train, EncodingConfig(), scale=scale)
+        spec = fit_encoders(train, EncodingConfig(), linear=scale)
         x = encode(train, spec)
         logit = 0.3 * np.nan_to_num(x[:, 0]) + 0.2 * x[:, -1] - 0.1 * x[:, -3] - 3
         y = (rng.random(len(x)) < 1 / (1 + np.exp(-logit))).astype(np.int64)

@@ -445,10 +445,12 @@ def serve(
         if workers == 1:
             uvicorn.run(app, **options)
             return
-        # Worker processes cannot receive an app object: they rebuild it from the environment.
+        # Worker processes cannot receive an app object: they rebuild it from the environment,
+        # from the real folder verified above (not `latest`, which a `train` may move).
+        assert isinstance(app, ScoringAPI)
         os.environ.update(
             {
-                ENV_MODEL: str(run_dir.resolve()),
+                ENV_MODEL: str(app.service.scorer.run_dir),
                 ENV_MAX_BATCH: str(max_batch),
                 ENV_THREADS: str(threads),
             }

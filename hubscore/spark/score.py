@@ -32,10 +32,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from hubscore._version import __version__
-from hubscore.core.artifacts import MODEL_FILE, Manifest
+from hubscore.core.artifacts import MODEL_FILE, Manifest, read_run_folder
 from hubscore.core.atomic import exclusive_lock
 from hubscore.core.datasets import METADATA_FILE, sidecar_text
-from hubscore.core.errors import ConfigError, ValidationError
+from hubscore.core.errors import ArtifactError, ConfigError, ValidationError
 from hubscore.core.locations import is_uri
 from hubscore.engine.conform import check_windows
 from hubscore.engine.drift import DriftCounter
@@ -51,9 +51,9 @@ from hubscore.engine.scorer import (
     Scorer,
     empty_batch,
     load_scorer,
-    open_session,
     output_columns,
     scored_at_for,
+    scorer_from_folder,
     to_frame,
 )
 from hubscore.serving.batch import (
@@ -87,9 +87,15 @@ class ShippedModel:
         """Return this worker's scorer, opening the onnxruntime session on first use only."""
         scorer = _SCORERS.get(self.name)
         if scorer is None:
-            folder = Path(SparkFiles.get(self.name))  # verified on the driver, shipped as is
-            session = open_session(folder / MODEL_FILE, threads=self.threads)
-            scorer = Scorer(self.manifest, self.spec, session, run_dir=folder)
+            # The copy verified on the driver, read once here and checked against the same
+            # manifest: the executors score with exactly the bytes the driver verified.
+            folder = read_run_folder(Path(SparkFiles.get(self.name)))
+            if folder.manifest != self.manifest:
+                raise ArtifactError(
+                    f"{folder.path} is not the run folder the driver verified",
+                    hint="restart the Spark application",
+                )
+            scorer = scorer_from_folder(folder, threads=self.threads)
             _SCORERS[self.name] = scorer
         return scorer
 
