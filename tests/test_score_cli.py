@@ -262,8 +262,8 @@ def _start_scoring(source: Path, out: Path) -> subprocess.Popen[bytes]:
     args = ["score", str(source), "-o", str(out), "--model", str(RUN), "--batch-size", "2000"]
     proc = subprocess.Popen([sys.executable, "-m", "hubscore", *args], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 20
-    # Wait until the run is mid-flight: its scratch file exists beside the output.
-    while not any(p.name.endswith(".scores.parquet") for p in out.parent.iterdir()):
+    # Wait until the run is mid-flight: its temp output exists beside the target.
+    while not temps(out.parent):
         assert proc.poll() is None and time.monotonic() < deadline, "scoring ended too soon"
         time.sleep(0.02)
     return proc

@@ -61,11 +61,25 @@ class DriftCounter:
 
     def update(self, df: pl.DataFrame) -> None:
         """Add one batch's counts; columns absent from `df` are skipped."""
-        self.rows += df.height
-        for name, spec in self.profile.items():
-            if name in df.columns:
-                self.counts[name] += _count_slots(df.get_column(name), spec)
-                self.seen.add(name)
+        self.add(self.count(df), df.height)
+
+    def count(self, df: pl.DataFrame) -> dict[str, np.ndarray]:
+        """Return one batch's counts per profiled column of `df`, without adding them.
+
+        Reads nothing but the profile: safe to call from several threads at once.
+        """
+        return {
+            name: _count_slots(df.get_column(name), spec)
+            for name, spec in self.profile.items()
+            if name in df.columns
+        }
+
+    def add(self, counts: Mapping[str, np.ndarray], rows: int) -> None:
+        """Add the counts `count` returned for a batch of `rows` rows."""
+        self.rows += rows
+        for name, batch_counts in counts.items():
+            self.counts[name] += batch_counts
+            self.seen.add(name)
 
     def partial(self) -> dict[str, Any]:
         """Return the counts so far as plain JSON, for `merge` in another process."""

@@ -11,12 +11,11 @@ from __future__ import annotations
 import csv
 import itertools
 import time
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -29,7 +28,7 @@ from hubscore.core.atomic import atomic_file, exclusive_lock
 from hubscore.core.datasets import parquet_parts, read_kv_metadata
 from hubscore.core.errors import ArtifactError, ConfigError, DriftError, ValidationError
 from hubscore.engine.conform import check_unique_keys, check_windows
-from hubscore.engine.drift import DriftCounter, worst_features
+from hubscore.engine.drift import worst_features
 from hubscore.engine.reasons import EXPLANATION_DTYPES
 from hubscore.engine.scorer import (
     CONFIDENCE_LEVELS,
@@ -44,17 +43,14 @@ from hubscore.engine.scorer import (
     output_columns,
     rank_scores,
     scored_at_for,
-    to_frame,
     with_priority,
     with_probabilities,
 )
+from hubscore.serving.pipeline import Batch, Progress, Streamed, TopRows, stream_scores
 
 OUTPUT_ROW_GROUP = 65536
 """Rows per output row group (and CSV chunk): fixed, so --batch-size never changes the bytes."""
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
-Batch: TypeAlias = pa.RecordBatch | pl.DataFrame
-Progress = Callable[[int, int | None], None]
-"""Called after each batch with (rows done, total rows or None when unknown)."""
 
 
 @dataclass(frozen=True)
@@ -116,17 +112,21 @@ def score_file(
     warnings = check_windows(reader.metadata, scorer.manifest)
     explained = rows_to_explain(scorer, explain, top_k, warnings)
     with exclusive_lock(output_path), atomic_file(output_path) as temp:
-        scratch = temp.with_name(temp.name + ".scores.parquet")
-        try:
-            drift = _score_to_scratch(reader, scorer, scratch, on_progress=on_progress)
-            psi = drift.psi()
-            _check_drift(psi, fail_on_drift, allowances)
-            ranked = with_priority(_rank_scratch(scratch), priority_quantiles)
-        finally:
-            scratch.unlink(missing_ok=True)
-        listed = ranked.filter(pl.col("rank") <= top_k) if top_k else ranked
+        streamed = stream_scores(
+            reader.batches,
+            scorer,
+            total_rows=reader.total_rows,
+            # Only listed rows get reasons: explaining more would be thrown away.
+            explain=min(explained, top_k or explained),
+            on_progress=on_progress,
+        )
+        ranked = rank_streamed(streamed, priority_quantiles)
+        psi = streamed.drift.psi()
+        _check_drift(psi, fail_on_drift, allowances)
+        # `ranked` is final here: every row's probability, rank and priority tier.
+        listed = ranked.filter(pl.col(RANK) <= top_k) if top_k else ranked
         if explained:
-            listed = _with_explanations(listed, input_path, scorer, explained, batch_size)
+            listed = _with_explanations(listed, scorer, streamed.top)
         _write_output(listed, temp, out_format, scorer, scored_at=scored_at, threshold=cut)
     return summarise_scores(
         (input_path, output_path),
@@ -140,6 +140,16 @@ def score_file(
         warnings=warnings,
         rows_explained=int(ranked.filter(pl.col(RANK) <= explained).height) if explained else 0,
     )
+
+
+def rank_streamed(
+    streamed: Streamed, quantiles: tuple[float, ...] = PRIORITY_QUANTILES
+) -> pl.DataFrame:
+    """Refuse repeated keys across the whole input, then rank and tier every row."""
+    scores = with_probabilities(streamed.keys, streamed.probabilities)
+    # Keys are checked once, over every row: a key repeated within or across batches.
+    check_unique_keys(scores)
+    return with_priority(rank_scores(scores), quantiles)
 
 
 def summarise_scores(
@@ -193,20 +203,15 @@ def rows_to_explain(
     return wanted
 
 
-def _with_explanations(
-    listed: pl.DataFrame, input_path: Path, scorer: Scorer, n: int, batch_size: int
-) -> pl.DataFrame:
-    """Explain the top `n` rows of `listed` (per cutoff): a second pass over the input."""
+def _with_explanations(listed: pl.DataFrame, scorer: Scorer, top: TopRows | None) -> pl.DataFrame:
+    """Join the reasons of the rows kept while streaming (the best of each cutoff) to `listed`."""
     keys = [ID, CUTOFF] if CUTOFF in listed.columns else [ID]
-    wanted = listed.filter(pl.col(RANK) <= n).select(keys)
-    parts = []
-    for batch in open_input(input_path, scorer, batch_size=batch_size).batches:
-        frame = scorer.conform(batch if isinstance(batch, pl.DataFrame) else to_frame(batch))
-        rows = frame.join(wanted, on=keys, how="semi")
-        if rows.height:
-            parts.append(scorer.explain(rows))
-    schema = {**dict(wanted.schema), **EXPLANATION_DTYPES}
-    found = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+    rows = top.features() if top is not None else None
+    if rows is None or rows.height == 0:
+        schema = {**{key: listed.schema[key] for key in keys}, **EXPLANATION_DTYPES}
+        found = pl.DataFrame(schema=schema)
+    else:
+        found = scorer.explain(rows)
     return listed.join(found, on=keys, how="left", maintain_order="left")
 
 
@@ -319,50 +324,6 @@ def _with_schema(batches: Iterator[Batch], schema: pa.Schema) -> Iterator[Batch]
         raise ValidationError(f"cannot read the input: {exc}", hint="check the file") from None
 
 
-def _score_to_scratch(
-    reader: InputReader, scorer: Scorer, scratch: Path, *, on_progress: Progress | None
-) -> DriftCounter:
-    """Stream batches through the scorer; onnxruntime runs batch i while batch i+1 is encoded."""
-    drift = DriftCounter(scorer.manifest.feature_distributions)
-    done = 0
-    with ThreadPoolExecutor(max_workers=1) as pool, _ScratchWriter(scratch) as writer:
-        pending: tuple[pl.DataFrame, Future[np.ndarray]] | None = None
-        for batch in reader.batches:
-            keys, matrix = scorer.prepare(batch, on_features=drift.update)
-            running = (keys, pool.submit(scorer.run_model, matrix))
-            if pending:
-                done += writer.write(pending[0], pending[1].result())
-            pending = running
-            if on_progress and done:
-                on_progress(done, reader.total_rows)
-        if pending:
-            done += writer.write(pending[0], pending[1].result())
-    return drift
-
-
-class _ScratchWriter:
-    """Append (key, probability) batches to a scratch Parquet file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.writer: pq.ParquetWriter | None = None
-
-    def __enter__(self) -> _ScratchWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-    def write(self, keys: pl.DataFrame, probs: np.ndarray) -> int:
-        """Append one batch; return its row count."""
-        table = with_probabilities(keys, probs).to_arrow()
-        # Uncompressed: the file lives for seconds and is read back once.
-        self.writer = self.writer or pq.ParquetWriter(self.path, table.schema, compression="none")
-        self.writer.write_table(table)
-        return keys.height
-
-
 def check_allowances(allowances: Mapping[str, float], scorer: Scorer) -> None:
     """Refuse drift allowances for features the model does not have (a typo allows nothing)."""
     unknown = sorted(set(allowances) - set(scorer.manifest.feature_names))
@@ -388,13 +349,6 @@ def _check_drift(
             hint="check the input build before sending this list; raise --fail-on-drift or "
             "scoring.drift_allowances.<feature> to accept",
         )
-
-
-def _rank_scratch(scratch: Path) -> pl.DataFrame:
-    scores = pl.read_parquet(scratch)
-    # Batches were checked one by one; a key repeated across batches shows only here.
-    check_unique_keys(scores)
-    return rank_scores(scores)
 
 
 def _write_output(
