@@ -140,11 +140,15 @@ class Scorer:
         """Return the positive-class probability (float32, one per row) of conformed features."""
         return self.run_model(self.encode(df))
 
-    def encode(self, df: pl.DataFrame) -> np.ndarray:
-        """Return the float32 model matrix of conformed feature columns."""
+    def encode(self, df: pl.DataFrame, *, observe: encoding.Observer | None = None) -> np.ndarray:
+        """Return the float32 model matrix of conformed feature columns.
+
+        Args:
+            observe: sees each block's numeric inputs as float64 (the drift counter).
+        """
         if df.height == 0:
             return np.empty((0, len(self.spec.output_names)), dtype=np.float32)
-        return encoding.encode(df, self.spec)
+        return encoding.encode(df, self.spec, observe=observe)
 
     def run_model(self, matrix: np.ndarray) -> np.ndarray:
         """Return calibrated probabilities of an encoded matrix (what every front end reports).

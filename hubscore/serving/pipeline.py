@@ -88,8 +88,13 @@ def stream_scores(
     def prepare(batch: Batch) -> _Prepared:
         frame = scorer.conform(batch if isinstance(batch, pl.DataFrame) else to_frame(batch))
         keys = pl.DataFrame([frame.get_column(key) for key in key_columns(frame)])
-        counts = drift.count(frame)
-        return _Prepared(keys, scorer.encode(frame), counts, frame if top else None)
+        numbers: dict[str, np.ndarray] = {}
+        # The encoder's float64 view of the numbers feeds the drift counts: cast once.
+        matrix = scorer.encode(
+            frame, observe=lambda names, values: drift.count_values(names, values, numbers)
+        )
+        counts = drift.count(frame, counted=numbers)
+        return _Prepared(keys, matrix, counts, frame if top else None)
 
     def collect(prepared: _Prepared, probs: np.ndarray) -> None:
         nonlocal done
