@@ -124,7 +124,9 @@ def test_counts_do_not_depend_on_how_the_rows_are_batched(train: pl.DataFrame) -
         max_size=60,
     ),
 )
-def test_each_value_lands_in_the_bin_its_edges_define(edges: list[float], values: list[float]) -> None:
+def test_each_value_lands_in_the_bin_its_edges_define(
+    edges: list[float], values: list[float]
+) -> None:
     # Bin i holds edges[i-1] < x <= edges[i]: the binary search's definition, row by row.
     values += edges  # values equal to an edge fall in the bin that edge closes
     profile = {"x": {"kind": "numeric", "edges": edges, "fractions": [0.0] * (len(edges) + 1)}}

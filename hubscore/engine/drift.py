@@ -189,11 +189,11 @@ def _count_slots(column: pl.Series, spec: Mapping[str, Any]) -> np.ndarray:
     slots = _n_slots(spec)
     known = list(spec["values"])
     lookup = {value: i for i, value in enumerate(known)}
-    text = column.cast(pl.String)
-    codes = text.replace_strict(lookup, default=len(known), return_dtype=pl.Int64)
-    # replace_strict maps null to the default too, so nulls get their own slot explicitly.
-    codes = codes.zip_with(text.is_not_null(), pl.Series([len(known) + 1], dtype=pl.Int64))
-    return np.bincount(codes.to_numpy(), minlength=slots)
+    counts = np.zeros(slots, dtype=np.int64)
+    # Count each distinct value once, then place it: a batch holds few distinct values.
+    for value, n in column.cast(pl.String).rename("v").value_counts(sort=False).iter_rows():
+        counts[len(known) + 1 if value is None else lookup.get(value, len(known))] += n
+    return counts
 
 
 def _count_numeric(values: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
