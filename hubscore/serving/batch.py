@@ -17,7 +17,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -31,14 +30,11 @@ from hubscore.engine.conform import check_unique_keys, check_windows
 from hubscore.engine.drift import worst_features
 from hubscore.engine.reasons import EXPLANATION_DTYPES
 from hubscore.engine.scorer import (
-    CONFIDENCE_LEVELS,
     CUTOFF,
     ID,
     PRIORITY_QUANTILES,
-    PROBABILITY,
     RANK,
     Scorer,
-    confidence_levels,
     empty_batch,
     output_columns,
     rank_scores,
@@ -47,6 +43,7 @@ from hubscore.engine.scorer import (
     with_probabilities,
 )
 from hubscore.serving.pipeline import Batch, Progress, Streamed, TopRows, stream_scores
+from hubscore.serving.summary import ProbabilitySummary, summarise_array
 
 OUTPUT_ROW_GROUP = 65536
 """Rows per output row group (and CSV chunk): fixed, so --batch-size never changes the bytes."""
@@ -128,10 +125,11 @@ def score_file(
         if explained:
             listed = _with_explanations(listed, scorer, streamed.top)
         _write_output(listed, temp, out_format, scorer, scored_at=scored_at, threshold=cut)
+    bands = scorer.manifest.confidence_bands
     return summarise_scores(
         (input_path, output_path),
         scorer,
-        ranked.get_column(PROBABILITY),
+        summarise_array(streamed.probabilities, threshold=cut, bands=bands),
         rows_written=listed.height,
         threshold=cut,
         scored_at=scored_at,
@@ -155,7 +153,7 @@ def rank_streamed(
 def summarise_scores(
     paths: tuple[Path | str, Path | str],
     scorer: Scorer,
-    probs: pl.Series,
+    stats: ProbabilitySummary,
     *,
     rows_written: int,
     threshold: float,
@@ -172,14 +170,14 @@ def summarise_scores(
         input=str(paths[0]),
         output=str(paths[1]),
         model_version=scorer.manifest.model_version,
-        rows_scored=probs.len(),
+        rows_scored=stats.rows,
         rows_written=rows_written,
-        positives=int((probs >= threshold).sum()),
+        positives=stats.positives,
         threshold=threshold,
         scored_at=scored_at.isoformat(),
         duration_s=round(time.perf_counter() - started, 3),
-        probability=_distribution(probs),
-        confidence=_confidence_counts(probs, scorer.manifest.confidence_bands),
+        probability=stats.distribution,
+        confidence=stats.confidence,
         drift_worst=worst_features(psi),
         warnings=warnings,
         rows_explained=rows_explained,
@@ -383,17 +381,3 @@ def _write_output(
     finally:
         if writer:
             writer.close()
-
-
-def _distribution(probs: pl.Series) -> dict[str, float]:
-    if probs.len() == 0:
-        return {}
-    stats = {"min": probs.min(), "p50": probs.quantile(0.5), "p90": probs.quantile(0.9)}
-    stats |= {"p99": probs.quantile(0.99), "max": probs.max(), "mean": probs.mean()}
-    return {k: round(float(v), 6) for k, v in stats.items()}  # type: ignore[arg-type]
-
-
-def _confidence_counts(probs: pl.Series, bands: Mapping[str, float]) -> dict[str, int]:
-    levels = confidence_levels(probs.to_numpy(), bands)
-    counts = dict(zip(CONFIDENCE_LEVELS, np.bincount(levels, minlength=3).tolist(), strict=True))
-    return {level: counts[level] for level in reversed(CONFIDENCE_LEVELS)}  # high first

@@ -56,12 +56,29 @@ class Streamed:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
+    """One batch conformed and encoded: what the model and the collector need of it."""
+
     keys: pl.DataFrame
     matrix: np.ndarray
     counts: dict[str, np.ndarray]
+    """This batch's drift counts (`DriftCounter.add` them)."""
     frame: pl.DataFrame | None
     """The conformed rows, kept only when reasons are wanted."""
+
+
+def prepare(scorer: Scorer, drift: DriftCounter, batch: Batch, *, keep: bool) -> Prepared:
+    """Conform and encode one batch and count its drift (thread-safe: reads the counter's
+    profile only). Keys are checked once over every row, later, not per batch."""
+    frame = scorer.conform(batch if isinstance(batch, pl.DataFrame) else to_frame(batch))
+    keys = pl.DataFrame([frame.get_column(key) for key in key_columns(frame)])
+    numbers: dict[str, np.ndarray] = {}
+    # The encoder's float64 view of the numbers feeds the drift counts: cast once.
+    matrix = scorer.encode(
+        frame, observe=lambda names, values: drift.count_values(names, values, numbers)
+    )
+    counts = drift.count(frame, counted=numbers)
+    return Prepared(keys, matrix, counts, frame if keep else None)
 
 
 def stream_scores(
@@ -85,18 +102,7 @@ def stream_scores(
     collected_probs: list[np.ndarray] = []
     done = 0
 
-    def prepare(batch: Batch) -> _Prepared:
-        frame = scorer.conform(batch if isinstance(batch, pl.DataFrame) else to_frame(batch))
-        keys = pl.DataFrame([frame.get_column(key) for key in key_columns(frame)])
-        numbers: dict[str, np.ndarray] = {}
-        # The encoder's float64 view of the numbers feeds the drift counts: cast once.
-        matrix = scorer.encode(
-            frame, observe=lambda names, values: drift.count_values(names, values, numbers)
-        )
-        counts = drift.count(frame, counted=numbers)
-        return _Prepared(keys, matrix, counts, frame if top else None)
-
-    def collect(prepared: _Prepared, probs: np.ndarray) -> None:
+    def collect(prepared: Prepared, probs: np.ndarray) -> None:
         nonlocal done
         collected_keys.append(prepared.keys)
         collected_probs.append(probs)
@@ -113,7 +119,13 @@ def stream_scores(
         _pool(preparers, "prepare") as preparing,
         _pool(1, "model") as modelling,
     ):
-        prepared = _ordered(read, preparing, prepare, ahead=LOOKAHEAD + preparers)
+        keep = top is not None
+        prepared = _ordered(
+            read,
+            preparing,
+            lambda batch: prepare(scorer, drift, batch, keep=keep),
+            ahead=LOOKAHEAD + preparers,
+        )
         modelled = _ordered(prepared, modelling, lambda p: scorer.run_model(p[1].matrix), ahead=2)
         with contextlib.closing(prepared), contextlib.closing(modelled):
             for (_, batch), probs in modelled:
