@@ -26,7 +26,7 @@ from hubscore._version import __version__
 from hubscore.core.atomic import atomic_file, exclusive_lock
 from hubscore.core.datasets import parquet_parts, read_kv_metadata
 from hubscore.core.errors import ArtifactError, ConfigError, DriftError, ValidationError
-from hubscore.engine.conform import check_unique_keys, check_windows
+from hubscore.engine.conform import check_input, check_unique_keys
 from hubscore.engine.drift import worst_features
 from hubscore.engine.reasons import EXPLANATION_DTYPES
 from hubscore.engine.scorer import (
@@ -106,7 +106,7 @@ def score_file(
     reader = open_input(input_path, scorer, batch_size=batch_size)
     scored_at = scored_at_for(as_of)
     cut = scorer.manifest.decision_threshold if threshold is None else threshold
-    warnings = check_windows(reader.metadata, scorer.manifest)
+    warnings = check_input(reader.metadata, scorer.manifest)
     explained = rows_to_explain(scorer, explain, top_k, warnings)
     with exclusive_lock(output_path), atomic_file(output_path) as temp:
         streamed = stream_scores(
@@ -303,7 +303,7 @@ def _open_csv(path: Path, scorer: Scorer) -> InputReader:
     )
     return InputReader(
         batches=_with_schema(stream, stream.schema),
-        metadata={},  # CSV has none: check_windows says the windows went unchecked, once
+        metadata={},  # CSV has none: check_input says the windows went unchecked, once
         total_rows=None,
     )
 

@@ -40,7 +40,7 @@ from hubscore.core.atomic import exclusive_lock
 from hubscore.core.datasets import METADATA_FILE, sidecar_text
 from hubscore.core.errors import ArtifactError, ConfigError, ValidationError
 from hubscore.core.locations import is_uri
-from hubscore.engine.conform import check_windows, key_columns
+from hubscore.engine.conform import check_input, key_columns
 from hubscore.engine.drift import DriftCounter
 from hubscore.engine.encoding import EncoderSpec
 from hubscore.engine.reasons import EXPLANATION_COLUMNS, EXPLANATION_DTYPES
@@ -273,7 +273,7 @@ def score_path_spark(
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
         scorer, model = ship_model(spark, run_dir, threads=threads)
         check_allowances(dict(drift_allowances or {}), scorer)
-        warnings = check_windows(input_metadata(store, source), scorer.manifest)
+        warnings = check_input(input_metadata(store, source), scorer.manifest)
         explained = rows_to_explain(scorer, explain, top_k, warnings)
         cut = scorer.manifest.decision_threshold if threshold is None else threshold
         with job_errors("scoring"):
