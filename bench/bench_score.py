@@ -159,6 +159,8 @@ def run_cli(args: list[str], code: Path | None = None) -> tuple[float, float]:
     imported instead of this one.
     """
     env = {**os.environ, "PYTHONPATH": str(code)} if code else None
+    if code:  # -P: not the working directory's hubscore (python -m puts it first on sys.path)
+        args = [args[0], "-P", *args[1:]]
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", LAUNCHER, *args], capture_output=True, text=True, env=env

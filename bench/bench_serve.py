@@ -84,7 +84,9 @@ def serve_and_load(
     log = OUT / ("bench_serve_server.log" if code is None else "bench_serve_before.log")
     env = {**os.environ, "PYTHONPATH": str(code)} if code else None
     with log.open("w") as server_log:
-        command = [sys.executable, "-m", "hubscore", "serve", "--model", str(model)]
+        # -P: the checkout's hubscore, not the working directory's (`-m` puts it first)
+        python = [sys.executable, "-P"] if code else [sys.executable]
+        command = [*python, "-m", "hubscore", "serve", "--model", str(model)]
         server = subprocess.Popen(
             [*command, "--host", HOST, "--port", str(port)], stderr=server_log, env=env
         )

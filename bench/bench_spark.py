@@ -143,9 +143,9 @@ def run(name: str, args: list[str], code: Path | None = None) -> Measured:
     env = {**os.environ, "PYTHONPATH": str(code)} if code else None
     started = time.perf_counter()
     with log.open("w") as sink:
-        child = subprocess.Popen(
-            [sys.executable, *args], stdout=sink, stderr=sink, cwd=ROOT, env=env
-        )
+        # -P: the checkout's hubscore, not the working directory's (`-m` puts it first)
+        python = [sys.executable, "-P"] if code else [sys.executable]
+        child = subprocess.Popen([*python, *args], stdout=sink, stderr=sink, cwd=ROOT, env=env)
         cpu: dict[int, float] = {}
         peak = 0
         while child.poll() is None:
