@@ -145,7 +145,10 @@ def run(name: str, args: list[str], code: Path | None = None) -> Measured:
     with log.open("w") as sink:
         # -P: the checkout's hubscore, not the working directory's (`-m` puts it first)
         python = [sys.executable, "-P"] if code else [sys.executable]
-        child = subprocess.Popen([*python, *args], stdout=sink, stderr=sink, cwd=ROOT, env=env)
+        # In DIR: Spark's Python workers (`python -m pyspark.daemon`) import from their cwd too.
+        child = subprocess.Popen(
+            [*python, *args], stdout=sink, stderr=sink, cwd=code or ROOT, env=env
+        )
         cpu: dict[int, float] = {}
         peak = 0
         while child.poll() is None:
