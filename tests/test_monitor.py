@@ -23,7 +23,7 @@ from hubscore.monitoring.stats import wilson
 
 GOLDEN = Path(__file__).parent / "golden"
 INPUT = GOLDEN / "xgboost" / "input.parquet"
-CHAMPION, CHALLENGER = GOLDEN / "xgboost" / "run", GOLDEN / "lightgbm" / "run"
+CHAMPION, CHALLENGER = GOLDEN / "xgboost" / "run", GOLDEN / "logreg" / "run"
 CUTOFFS = [date(2024, 1, 7) + timedelta(weeks=w) for w in range(6)]
 HORIZON = 30
 runner = CliRunner()
@@ -192,7 +192,7 @@ def test_counts_add_up_across_k_and_precision_stays_within_0_and_1(
 def test_a_challenger_better_on_the_same_weeks_shows_a_positive_paired_difference(
     ledger: Path, tmp_path: Path
 ) -> None:
-    champ, chall = ranking(ledger, "golden-xgboost-2"), ranking(ledger, "golden-lightgbm-2")
+    champ, chall = ranking(ledger, "golden-xgboost-2"), ranking(ledger, "golden-logreg-2")
     only = [i for i in chall[:10] if i not in champ[:10]]
     assert len(only) >= 4, "the golden models must disagree on their top 10"
     # Each converts within the horizon of the first five lists (after 02-04, by 02-06); the
@@ -202,7 +202,7 @@ def test_a_challenger_better_on_the_same_weeks_shows_a_positive_paired_differenc
     doc = document(ledger, data, tmp_path)
     (pair,) = doc["comparisons"]
     at = pair["at_k"]["10"]
-    assert (pair["champion"], pair["challenger"]) == ("golden-xgboost-2", "golden-lightgbm-2")
+    assert (pair["champion"], pair["challenger"]) == ("golden-xgboost-2", "golden-logreg-2")
     assert at["weeks"] == 6 and at["champion_converted"] == 0
     assert at["challenger_converted"] == len(only) * 5
     assert at["difference"] == pytest.approx(len(only) * 5 / 60)

@@ -153,6 +153,73 @@ def test_other_feature_windows_exit_4(tmp_path: Path) -> None:
     assert "horizon_days=14 (model: 30)" in result.stderr
 
 
+def with_metadata(tmp_path: Path, **changes: str | None) -> Path:
+    """The golden input with its hubscore metadata changed (None drops a key)."""
+    table = pq.read_table(INPUT)
+    metadata = {k.decode(): v.decode() for k, v in table.schema.metadata.items()}
+    metadata = {k: v for k, v in {**metadata, **changes}.items() if v is not None}
+    path = tmp_path / "input.parquet"
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+    return path
+
+
+def with_features_version(tmp_path: Path, version: int) -> Path:
+    """The golden run folder as if trained on features of `version` (the manifest is not
+    hashed: it lists the hashes)."""
+    run = Path(shutil.copytree(RUN, tmp_path / "run"))
+    manifest = json.loads((run / MANIFEST).read_text())
+    manifest["target"]["features_version"] = version
+    (run / MANIFEST).write_text(json.dumps(manifest))
+    return run
+
+
+@pytest.mark.parametrize(
+    ("built", "trained", "says"),
+    [
+        ("1", 2, "built by features version 1, the model was trained on version 2"),
+        (None, 2, "before features versions; the model was trained on features version 2"),
+        ("2", None, "features version 2; the model's run folder predates features versions"),
+    ],
+)
+def test_an_input_whose_features_mean_something_else_exits_4(
+    tmp_path: Path, built: str | None, trained: int | None, says: str
+) -> None:
+    # The tenure cap changed a feature's meaning without changing any window.
+    source = with_metadata(tmp_path, features_version=built)
+    run = with_features_version(tmp_path, trained) if trained else RUN
+    result = score(source, "-o", tmp_path / "s.parquet", model=run)
+    assert result.exit_code == 4, result.output
+    assert says in result.stderr and "rebuild the input with this hubscore" in result.stderr
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_inputs_of_the_models_features_version_score_whichever_hubscore_built_them(
+    tmp_path: Path,
+) -> None:
+    source = with_metadata(tmp_path, features_version="2", hubscore_version="0.0.9")
+    run = with_features_version(tmp_path, 2)
+    assert score(source, "-o", tmp_path / "s.parquet", model=run).exit_code == 0
+
+
+def test_unversioned_files_compare_by_hubscore_version(tmp_path: Path) -> None:
+    # A file and a run folder from before the stamp: the same hubscore built both, or refused.
+    older = with_metadata(tmp_path, hubscore_version="0.0.9")
+    result = score(older, "-o", tmp_path / "s.parquet")
+    assert result.exit_code == 4
+    assert "built by hubscore 0.0.9 without a features version" in result.stderr
+    assert score(INPUT, "-o", tmp_path / "s.parquet").exit_code == 0  # both 0.1.0
+
+
+def test_build_features_stamps_the_features_version(tmp_path: Path) -> None:
+    from hubscore.core.contract import FEATURES_VERSION
+    from hubscore.core.datasets import read_kv_metadata
+
+    args = ["build-features", "--out", str(tmp_path), "--as-of", "2026-11-29"]
+    assert runner.invoke(app, args).exit_code == 0
+    metadata = read_kv_metadata(tmp_path / "features.parquet")
+    assert metadata["features_version"] == str(FEATURES_VERSION)
+
+
 def test_tampered_model_exits_5(tmp_path: Path) -> None:
     run = Path(shutil.copytree(RUN, tmp_path / "run"))
     (run / MODEL_FILE).write_bytes((run / MODEL_FILE).read_bytes()[:-1])
@@ -273,8 +340,8 @@ def _start_scoring(source: Path, out: Path) -> subprocess.Popen[bytes]:
     args = ["score", str(source), "-o", str(out), "--model", str(RUN), "--batch-size", "2000"]
     proc = subprocess.Popen([sys.executable, "-m", "hubscore", *args], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 20
-    # Wait until the run is mid-flight: its scratch file exists beside the output.
-    while not any(p.name.endswith(".scores.parquet") for p in out.parent.iterdir()):
+    # Wait until the run is mid-flight: its temp output exists beside the target.
+    while not temps(out.parent):
         assert proc.poll() is None and time.monotonic() < deadline, "scoring ended too soon"
         time.sleep(0.02)
     return proc

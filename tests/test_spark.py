@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
@@ -414,6 +415,63 @@ def test_score_dataframe_ranks_per_cutoff_like_rank_scores(spark: object) -> Non
     assert isinstance(actual, pl.DataFrame)
     keys = ["cutoff", "rank"]
     assert actual.sort(keys).select(expected.columns).equals(expected.sort(keys))
+
+
+@pytest.fixture
+def many_partitions(spark: object) -> Iterator[None]:
+    """Seven shuffle partitions, none coalesced away: ranks spread over several tasks."""
+    conf = spark.conf  # type: ignore[attr-defined]
+    old = {k: conf.get(k) for k in (SHUFFLE_PARTITIONS, COALESCE)}
+    conf.set(SHUFFLE_PARTITIONS, "7")
+    conf.set(COALESCE, "false")
+    yield
+    for key, value in old.items():
+        conf.set(key, value)
+
+
+SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
+COALESCE = "spark.sql.adaptive.coalescePartitions.enabled"
+
+
+def test_ranks_ties_and_summary_equal_the_local_scorer_over_many_partitions(
+    spark: object, tmp_path: Path, many_partitions: None
+) -> None:
+    # 6,000 rows, 60 distinct feature rows: every probability is shared by 100 shuffled ids,
+    # so ties (to the smaller id) decide most ranks, and each rank range spans tasks.
+    table = pq.read_table(CALIBRATED / "input.parquet")
+    tiled = pl.concat([pl.from_arrow(table)] * 100)  # type: ignore[list-item]
+    ids = np.random.default_rng(3).permutation(tiled.height) + 1
+    tiled = tiled.with_columns(pl.Series("id", ids, dtype=pl.Int64), cutoff=date(2026, 11, 29))
+    rows = tmp_path / "rows.parquet"
+    pq.write_table(tiled.to_arrow().replace_schema_metadata(table.schema.metadata), rows)
+    k = ["--top-k", "2500", "--explain", "150"]
+    local = score(rows, "-o", tmp_path / "local.parquet", *k, golden=CALIBRATED)
+    spark_args = ["--engine", "spark", "--batch-size", "700", *k]
+    distributed = score(rows, "-o", tmp_path / "spark.parquet", *spark_args, golden=CALIBRATED)
+    assert local.exit_code == 0 and distributed.exit_code == 0, distributed.output
+    expected, actual = (
+        pl.read_parquet(tmp_path / "local.parquet"),
+        read_any(tmp_path / "spark.parquet"),
+    )
+    assert actual.equals(expected)  # the same rows in the same order: by cutoff, then rank
+    assert expected["conversion_probability"].n_unique() <= 60
+    assert expected["reason_1"].head(150).null_count() == 0 and expected["reason_1"][150] is None
+    written = [p for p in parquet_parts(tmp_path / "spark.parquet") if pq.read_metadata(p).num_rows]
+    assert len(written) > 1  # several tasks ranked parts of the one cutoff
+    summaries = [json.loads(r.stdout) for r in (local, distributed)]
+    for summary in summaries:
+        summary.pop("duration_s")
+        summary.pop("output")
+    assert summaries[1] == summaries[0]
+
+
+def test_the_ranked_plan_sorts_by_range_not_in_one_window_task(spark: object) -> None:
+    from hubscore.spark.score import score_dataframe
+
+    frame = spark.createDataFrame(pq.read_table(GOLDEN / "input.parquet"))  # type: ignore[attr-defined]
+    ranked = score_dataframe(frame, GOLDEN / "run")
+    plan = ranked._jdf.queryExecution().executedPlan().toString()
+    assert "Window" not in plan and "rangepartitioning" in plan.lower()
 
 
 @pytest.mark.parametrize("as_uri", [False, True])

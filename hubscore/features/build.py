@@ -25,6 +25,7 @@ from hubscore.core.contract import (
     ALEXA_NO_RANK_SENTINEL,
     DATA_ASSUMPTIONS,
     EMPLOYEE_RANGES,
+    FEATURES_VERSION,
     USAGE_COLUMNS,
     USAGE_STAT_FEATURES,
 )
@@ -423,6 +424,7 @@ def _feature_params(plan: BuildPlan, spine: Mapping[str, Any], out: Path) -> dic
         "hubscore_version": __version__,
         "target": plan.target if plan.target != "as_of" else cfg.target,
         "horizon_days_text": str(cfg.horizon_days),
+        "features_version_text": str(FEATURES_VERSION),
         "lookback_days_text": str(cfg.lookback_days),
         "recent_days_text": str(cfg.recent_days),
         "as_of_text": plan.as_of.isoformat() if plan.as_of else "",

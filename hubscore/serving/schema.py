@@ -20,6 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from hubscore.core.errors import ValidationError
 from hubscore.engine.scorer import ID
 
+JSON = "application/json"
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+"""The Arrow IPC streaming format's media type (IANA-registered by the Arrow project)."""
+ARROW_BODY = {
+    "schema": {"type": "string", "format": "binary"},
+    "description": "An Arrow IPC stream: one row per company, a column per feature named as in "
+    "CompanyFeatures (absent columns and nulls are imputed), the same rules as JSON.",
+}
 MAX_TEXT = 200
 """Longest accepted EMPLOYEE_RANGE / INDUSTRY value: real labels are under 60 characters."""
 
@@ -43,7 +51,7 @@ SEED_DESCRIPTIONS = {
     "total_users": "Distinct active users in the look-back window.",
     "actions_per_user": "total_actions / total_users.",
 }
-_INT_RANGES: dict[type[pl.DataType], int] = {
+INT_RANGES: dict[type[pl.DataType], int] = {
     pl.Int8: 2**7,
     pl.Int16: 2**15,
     pl.Int32: 2**31,
@@ -168,7 +176,7 @@ def _field(name: str, dtype: pl.DataType, *, required: bool = False) -> Any:
     if dtype == pl.String:
         limits["max_length"] = MAX_TEXT
     elif dtype.is_integer():
-        span = _INT_RANGES[type(dtype)]
+        span = INT_RANGES[type(dtype)]
         # Bounded by the column dtype so an over-large value is a 422, not an overflow later;
         # `lt` a power of two, which a float (the validated type) holds exactly.
         limits["lt"] = span
@@ -217,6 +225,16 @@ class Health(BaseModel):
     uptime_s: float
 
 
+ARROW_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Predictions in request order: JSON, or with `Accept: "
+        f"{ARROW_STREAM}` an Arrow IPC stream with one row per company and the "
+        "PredictionResponse columns; total_count, model_version and timestamp are in its "
+        "schema metadata.",
+        "content": {ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}}},
+    },
+    406: {"description": f"`Accept` allows neither {JSON} nor {ARROW_STREAM}."},
+}
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
@@ -228,10 +246,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def body_of(model: str) -> dict[str, Any]:
-    """Return `openapi_extra` declaring a JSON request body of a generated schema."""
-    ref = {"$ref": f"#/components/schemas/{model}"}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+def body_of(model: str, *, arrow: bool = False) -> dict[str, Any]:
+    """Return `openapi_extra` declaring a JSON request body of a generated schema (and, with
+    `arrow`, the same rows as an Arrow IPC stream)."""
+    content: dict[str, Any] = {JSON: {"schema": {"$ref": f"#/components/schemas/{model}"}}}
+    if arrow:
+        content[ARROW_STREAM] = ARROW_BODY
+    return {"requestBody": {"required": True, "content": content}}
 
 
 async def refuse(request: Request, exc: Exception) -> Response:

@@ -24,7 +24,7 @@ import yaml
 from hubscore._version import __version__
 from hubscore.core import artifacts, atomic, promotions
 from hubscore.core.config import MODEL_NAMES, Config, ModelName
-from hubscore.core.contract import RAW_FEATURES
+from hubscore.core.contract import FEATURES_VERSION_KEY, RAW_FEATURES
 from hubscore.core.errors import ConfigError
 from hubscore.engine import encoding
 from hubscore.engine.calibration import calibrate
@@ -463,6 +463,8 @@ def _manifest(
         target={
             "target": meta["target"],
             **{k: int(meta[k]) for k in ("horizon_days", "lookback_days", "recent_days")},
+            # What the features meant at training: score refuses inputs that mean otherwise.
+            **({FEATURES_VERSION_KEY: int(v)} if (v := meta.get(FEATURES_VERSION_KEY)) else {}),
         },
         decision_threshold=float(metrics["thresholds"]["shipped"]["decision"]),
         confidence_bands=metrics["confidence_bands"],
