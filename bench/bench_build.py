@@ -174,7 +174,7 @@ def ensure_data(data: Path, *, companies: int, activity: float) -> int:
         "seed": SEED,
         "weeks": WEEKS,
         "generator_sha256": hashlib.sha256(
-            (ROOT / "hubscore/dev/sample.py").read_bytes()
+            b"".join(p.read_bytes() for p in sorted((ROOT / "hubscore/dev").glob("*.py")))
         ).hexdigest(),
     }
     stamp_path = data / STAMP

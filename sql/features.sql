@@ -301,7 +301,8 @@ copy (
     horizon_days: $horizon_days_text,
     lookback_days: $lookback_days_text,
     recent_days: $recent_days_text,
-    as_of: $as_of_text
+    as_of: $as_of_text,
+    features_version: $features_version_text
 })
 
 -- name: feature_chunk

@@ -79,21 +79,6 @@ def test_threshold_metrics_and_confusion() -> None:
     assert evaluate.probability_metrics(Y, P)["brier"] == pytest.approx(np.mean((P - Y) ** 2))
 
 
-def test_fbeta_and_capacity_thresholds() -> None:
-    assert evaluate.fbeta_threshold(Y, P, 0.5) == pytest.approx(0.9)  # precision-heavy: top 1
-    assert evaluate.fbeta_threshold(Y, P, 10.0) <= 0.2  # recall-heavy: take everything
-    assert evaluate.capacity_threshold(P, WEEKS, 2) == pytest.approx(np.median([0.8, 0.6]))
-    folds = [(Y[:4], P[:4], WEEKS[:4]), (Y[4:], P[4:], WEEKS[4:])]
-    chosen = evaluate.choose_thresholds(folds, beta=0.5, capacity=1, fixed=0.42)
-    assert chosen["decision"] == 0.42 and chosen["f_beta"] == pytest.approx(0.9)
-    bands = evaluate.confidence_bands({"decision": 0.3, "capacity": 0.7})
-    assert bands == {"high": 0.7, "medium": 0.3}
-    assert evaluate.confidence_bands({"decision": 0.5, "capacity": 0.2}) == {
-        "high": 0.5,
-        "medium": 0.2,
-    }
-
-
 def test_threshold_table_lists_size_per_week() -> None:
     table = evaluate.threshold_table(Y, P, WEEKS, [0.5, 0.15])
     assert [row["threshold"] for row in table] == [0.15, 0.5]

@@ -139,10 +139,13 @@ class TrainingConfig:
     test_size: float = 0.25
     cv_folds: int = 3
     random_seed: int = 42
-    decision_threshold: float | Literal["auto"] = "auto"
+    decision_threshold: float | Literal["capacity", "f_beta"] = "capacity"
     f_beta: float = 0.5
     top_k: tuple[int, ...] = (25, 50, 100)
     weekly_capacity: int = 50
+    priority_shares: tuple[float, ...] = (0.01, 0.05, 0.2)
+    """Cumulative shares of a week's free companies that end the very high, high and medium
+    priority tiers (the rest: low); turned into probability bounds on the test weeks."""
     leaderboard_metric: str = "precision_at_50"
     threads: int = 1
     class_weight: ClassWeight = "none"
@@ -158,13 +161,20 @@ class TrainingConfig:
             self.weekly_capacity >= 1, "training.weekly_capacity", self.weekly_capacity, ">= 1"
         )
         _require(all(k >= 1 for k in self.top_k), "training.top_k", self.top_k, "positive")
-        if self.decision_threshold != "auto":
+        if not isinstance(self.decision_threshold, str):
             _require(
                 0.0 < self.decision_threshold < 1.0,
                 "training.decision_threshold",
                 self.decision_threshold,
-                "a probability in (0, 1) or 'auto'",
+                "a probability in (0, 1), 'capacity' or 'f_beta'",
             )
+        q = self.priority_shares
+        _require(
+            len(q) == 3 and all(0 < a < b <= 1 for a, b in zip(q, (*q[1:], 1.0), strict=True)),
+            "training.priority_shares",
+            q,
+            "three increasing shares in (0, 1), e.g. [0.01, 0.05, 0.2]",
+        )
 
 
 @dataclass(frozen=True)
@@ -192,10 +202,20 @@ class ScoringConfig:
     threads: int = 1
     fail_on_drift: float | None = None
     drift_allowances: Mapping[str, float] = field(default_factory=dict)
-    priority_quantiles: tuple[float, ...] = (0.25, 0.5, 0.75)
+    ledger_dir: Path | None = Path("data/ledger")
+    """Where `score` records every list for `hubscore monitor`; None keeps no ledger."""
+    holdout_share: float | None = None
+    holdout_seed: int = 0
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "scoring.batch_size", self.batch_size, ">= 1")
+        if self.holdout_share is not None:
+            _require(
+                0.0 < self.holdout_share < 1.0,
+                "scoring.holdout_share",
+                self.holdout_share,
+                "a share in (0, 1), or null for no control group",
+            )
         _require(self.threads >= 0, "scoring.threads", self.threads, ">= 0 (0: onnxruntime picks)")
         if self.fail_on_drift is not None:
             _require(self.fail_on_drift > 0, "scoring.fail_on_drift", self.fail_on_drift, "> 0")
@@ -206,13 +226,6 @@ class ScoringConfig:
                 allowed,
                 "a PSI > 0",
             )
-        q = self.priority_quantiles
-        _require(
-            len(q) == 3 and all(0 < a < b <= 1 for a, b in zip(q, (*q[1:], 1.0), strict=True)),
-            "scoring.priority_quantiles",
-            q,
-            "three increasing shares in (0, 1), e.g. [0.25, 0.5, 0.75]",
-        )
 
 
 @dataclass(frozen=True)

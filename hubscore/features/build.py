@@ -25,6 +25,7 @@ from hubscore.core.contract import (
     ALEXA_NO_RANK_SENTINEL,
     DATA_ASSUMPTIONS,
     EMPLOYEE_RANGES,
+    FEATURES_VERSION,
     USAGE_STAT_FEATURES,
 )
 from hubscore.core.errors import ValidationError
@@ -297,6 +298,7 @@ def _write_features(
             windows
             | texts
             | {"out": out, "as_of": plan.as_of, "as_of_text": metadata["as_of"]}
+            | {"features_version_text": metadata["features_version"]}
             | {"hubscore_version": __version__, "target": metadata["target"]},
         )
         return
@@ -315,6 +317,7 @@ def _feature_metadata(plan: BuildPlan) -> dict[str, str]:
         "lookback_days": str(cfg.lookback_days),
         "recent_days": str(cfg.recent_days),
         "as_of": plan.as_of.isoformat() if plan.as_of else "",
+        "features_version": str(FEATURES_VERSION),
     }
 
 

@@ -7,7 +7,7 @@ Ties keep the row order, which `train` made a seeded hash of (id, cutoff).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,6 @@ from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
     log_loss,
-    precision_recall_curve,
     roc_auc_score,
 )
 
@@ -152,30 +151,6 @@ def threshold_metrics(y: Ints, p: Vector, threshold: float) -> dict[str, Any]:
     }
 
 
-def fbeta_threshold(y: Ints, p: Vector, beta: float) -> float:
-    """Return the threshold that maximises F-beta on (validation) predictions."""
-    precision, recall, thresholds = precision_recall_curve(y, p)
-    precision, recall = precision[:-1], recall[:-1]
-    denom = beta**2 * precision + recall
-    score = np.divide(
-        (1 + beta**2) * precision * recall, denom, where=denom > 0, out=np.zeros_like(denom)
-    )
-    return _clip_threshold(float(thresholds[int(np.argmax(score))]))
-
-
-def capacity_threshold(p: Vector, weeks: Ints, k: int) -> float:
-    """Return the median over weeks of the k-th highest score: a list of about k per week."""
-    kth = []
-    for week in np.unique(weeks):
-        scores = np.sort(p[weeks == week])[::-1]
-        kth.append(scores[min(k, scores.size) - 1])
-    return _clip_threshold(float(np.median(kth)))
-
-
-def _clip_threshold(value: float) -> float:
-    return float(min(max(value, 1e-6), 1 - 1e-6))
-
-
 def threshold_table(
     y: Ints, p: Vector, weeks: Ints, thresholds: Iterable[float]
 ) -> list[dict[str, float]]:
@@ -214,34 +189,6 @@ def summarise_folds(folds: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, f
     return summary
 
 
-def choose_thresholds(
-    folds: Sequence[tuple[Ints, Vector, Ints]], *, beta: float, capacity: int, fixed: float | None
-) -> dict[str, float]:
-    """Pick the decision and capacity thresholds on out-of-fold predictions, never on test."""
-    y = np.concatenate([f[0] for f in folds])
-    p = np.concatenate([f[1] for f in folds])
-    weeks = np.concatenate([f[2] for f in folds])
-    f_beta = fbeta_threshold(y, p, beta)
-    at_capacity = capacity_threshold(p, weeks, capacity)
-    return {
-        "decision": fixed if fixed is not None else f_beta,
-        "f_beta": f_beta,
-        "capacity": at_capacity,
-    }
-
-
-def confidence_bands(thresholds: Mapping[str, float]) -> dict[str, float]:
-    """Return band lower bounds from the decision and weekly-capacity thresholds.
-
-    Of the two, the stricter starts "high" and the looser starts "medium": when the F-beta
-    decision threshold is stricter, "high" is what the model calls a converter and "medium"
-    the rest of the week's call list; when the capacity threshold is stricter, "high" is about
-    a week's calls and "medium" the other predicted converters. Below both is "low".
-    """
-    decision, capacity = thresholds["decision"], thresholds["capacity"]
-    return {"high": max(decision, capacity), "medium": min(decision, capacity)}
-
-
 def evaluate_predictions(
     y: Ints,
     p: Vector,
@@ -274,15 +221,11 @@ def company_intervals(
     not independent: each resample draws companies with replacement and keeps all their rows
     (as row weights: sorting once serves every resample).
     """
-    rng = np.random.default_rng(seed)
-    _, company = np.unique(companies, return_inverse=True)
-    n = int(company.max()) + 1 if company.size else 0
     ranking = WeeklyRanking.of(p, weeks)
     by_score = np.argsort(p, kind="stable")  # roc_auc_score sorts sorted input faster
     y_sorted, p_sorted = y[by_score], p[by_score]
     drawn: dict[str, list[float]] = {"roc_auc": [], **{f"precision_at_{k}": [] for k in top_k}}
-    for _ in range(resamples if n else 0):
-        copies = np.bincount(rng.integers(0, n, n), minlength=n)[company]  # per row
+    for copies in company_resamples(companies, resamples=resamples, seed=seed):
         if 0 < (y * copies).sum() < copies.sum():  # both classes drawn
             w = copies[by_score]
             kept = w > 0
@@ -295,6 +238,16 @@ def company_intervals(
         for name, v in drawn.items()
         if v
     }
+
+
+def company_resamples(companies: Ints, *, resamples: int, seed: int) -> Iterator[Ints]:
+    """Yield, per resample, how many times each row is drawn: companies drawn with
+    replacement, each with all its rows (a company is a row at every weekly cutoff)."""
+    rng = np.random.default_rng(seed)
+    _, company = np.unique(companies, return_inverse=True)
+    n = int(company.max()) + 1 if company.size else 0
+    for _ in range(resamples if n else 0):
+        yield np.bincount(rng.integers(0, n, n), minlength=n)[company]
 
 
 def ablation_summary(
@@ -312,36 +265,3 @@ def ablation_summary(
         out[f"lift_retained_at_{k}"] = retained
     out["pr_auc_without_flags"] = without.get("pr_auc")
     return out
-
-
-PRIORITY_TIERS = ("very high", "high", "medium", "low")
-
-
-def outcome_by_tier(
-    y: Ints, p: Vector, weeks: Ints, quantiles: Sequence[float]
-) -> list[dict[str, Any]]:
-    """Return rows, converters and conversion rate per priority tier (tiers ranked per week).
-
-    A tier is a share of each week's ranked companies, as `score` assigns it (`priority`).
-    """
-    tiers = np.empty(len(y), dtype=np.int64)
-    for week in np.unique(weeks):
-        rows = np.flatnonzero(weeks == week)
-        order = rows[np.lexsort((rows, -p[rows]))]  # best first; ties keep row order
-        shares = np.arange(order.size) / order.size
-        tiers[order] = np.searchsorted(np.asarray(quantiles), shares, side="right")
-    positives = max(int(y.sum()), 1)
-    table = []
-    for index, name in enumerate(PRIORITY_TIERS):
-        members = tiers == index
-        converted = int(y[members].sum())
-        table.append(
-            {
-                "priority": name,
-                "rows": int(members.sum()),
-                "converted": converted,
-                "conversion_rate": converted / max(int(members.sum()), 1),
-                "share_of_converters": converted / positives,
-            }
-        )
-    return table

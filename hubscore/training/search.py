@@ -24,6 +24,7 @@ import optuna
 from hubscore.core.config import Config, ModelName
 from hubscore.core.errors import ConfigError
 from hubscore.training import dataset, encoders, evaluate, models
+from hubscore.training.progress import SILENT, Progress
 
 TIE_BREAK = "pr_auc"
 PRUNE_AFTER_TRIALS = 4
@@ -44,14 +45,24 @@ class Searched:
 
 
 def choose_params(
-    name: ModelName, ff: dataset.FeatureFile, split: dataset.Split, config: Config
+    name: ModelName,
+    ff: dataset.FeatureFile,
+    split: dataset.Split,
+    config: Config,
+    *,
+    progress: Progress = SILENT,
 ) -> Searched:
-    """Run the search (or the config's parameters alone) and return the best trial."""
+    """Run the search (or the config's parameters alone) and return the best trial.
+
+    Args:
+        progress: told each trial as it starts and each fold as it ends.
+    """
     settings = config.training.search
     space = dict(config.search_space.get(name, {}))
     base = dict(config.models.get(name, {}))
     if settings.trials == 0 or not space:
-        best = _evaluate(name, ff, split, config, models.Choice(base), number=0)
+        progress.trial(1, 1)
+        best = _evaluate(name, ff, split, config, models.Choice(base), number=0, progress=progress)
         best.summary = {"trials": 0, "space": {}, "chosen_by": "config (search off)"}
         return best
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -65,9 +76,14 @@ def choose_params(
     started = time.monotonic()
 
     def objective(trial: optuna.Trial) -> float:
+        progress.trial(trial.number + 1, settings.trials)
         sampled = {key: _suggest(trial, key, spec) for key, spec in sorted(space.items())}
         choice = _choice(base, sampled)
-        records.append(_evaluate(name, ff, split, config, choice, number=trial.number, trial=trial))
+        records.append(
+            _evaluate(
+                name, ff, split, config, choice, number=trial.number, trial=trial, progress=progress
+            )
+        )
         if len(records) > 1:  # keep the predictions of the chosen and the config's: they are
             # large. A later trial is chosen, or the choice among the earlier ones stays.
             keep = {id(_choose(records[:-1], config)[0]), id(records[0]), id(records[-1])}
@@ -162,6 +178,7 @@ def _evaluate(
     *,
     number: int,
     trial: optuna.Trial | None = None,
+    progress: Progress = SILENT,
 ) -> Searched:
     """Cross-validate one choice; fix the boosters' tree count at the folds' median.
 
@@ -174,6 +191,7 @@ def _evaluate(
     per_fold: list[dict[str, Any]] = []
 
     def measure(number: int, fold: models.Fold) -> None:
+        progress.fold(number + 1, config.training.cv_folds)
         per_fold.append(evaluate.fold_metrics(fold, config.training.top_k))
         if trial is None:
             return
