@@ -43,9 +43,14 @@ golden:
 # the whole demo on the bundled sample: build features, train all four models, score the list
 demo: sync build-features
     uv run --frozen hubscore train --model all
-    uv run --frozen hubscore build-features --as-of {{demo_as_of}} --out data/build/scoring
-    uv run --frozen hubscore score data/build/scoring/features.parquet -o data/build/call_list.csv --top-k 50 --as-of {{demo_as_of}}
-    uv run --frozen python -c "import polars as pl; pl.Config(tbl_rows=10, fmt_str_lengths=70, tbl_width_chars=250, tbl_hide_column_data_types=True); print(pl.read_csv('data/build/call_list.csv').select('rank', 'id', 'conversion_probability', 'priority', 'basis', 'reason_1', 'reason_2', 'reason_against').head(10))"
+    uv run --frozen hubscore build-features --as-of {{demo_as_of}}
+    uv run --frozen hubscore score data/build/scoring/features.parquet -o data/build/call_list.csv --top-k 50 --scored-at {{demo_as_of}}
+    uv run --frozen python -m hubscore.dev.demo
+
+# after `just demo`: rewrite the README's demo blocks with what the demo printed (review the diff)
+readme:
+    uv run --frozen python -m hubscore.dev.demo --write README.md
+    git diff --stat README.md
 
 # rewrite the bundled sample in data/ (deterministic: review the diff)
 sample:
@@ -64,7 +69,7 @@ score *args:
     uv run --frozen hubscore score {{args}}
 
 # every benchmark, printing ratios against baselines measured in the same run
-bench: bench-build bench-score bench-serve bench-train bench-explain bench-quality bench-spark
+bench: bench-build bench-score bench-serve bench-train bench-explain bench-quality bench-spark bench-monitor
 
 # build-features --as-of on 1M companies / ~20M usage rows vs pandas and a bare DuckDB scan
 bench-build *args:
@@ -97,3 +102,7 @@ serve *args:
 # the Spark engine (local[2]) vs the single-machine build and scorer, Spark start-up apart
 bench-spark *args:
     uv run --frozen python bench/bench_spark.py {{args}}
+
+# the ledger's cost to score (1M companies) and monitor over 8 weekly lists vs a bare read of them
+bench-monitor *args:
+    uv run --frozen python bench/bench_monitor.py {{args}}

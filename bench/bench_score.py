@@ -1,14 +1,18 @@
 """Benchmark `hubscore score` against baselines measured in the same run.
 
     uv run python bench/bench_score.py               # 10M companies (several minutes)
-    uv run python bench/bench_score.py --rows 500000 # a quick run
+    uv run python bench/bench_score.py --rows 2000000 --models xgboost,logreg
+    uv run python bench/bench_score.py --before /tmp/main   # also time an older checkout
 
 For XGBoost and LightGBM (200 trees) and logistic regression it reports, at 1 and 2 threads:
 end-to-end `hubscore score` (read Parquet, encode, score, rank, write Parquet; a separate
 process, peak RSS from the kernel) vs the bare `InferenceSession.run` over the same rows
-already in memory as float32, and vs the native model's `predict_proba`. Then cold start
-(a one-row file, whole process) vs `python -c "import sklearn, xgboost, lightgbm"`.
-Figures go to stdout and bench/out/bench_score.json.
+already in memory as float32 (timed just before and just after, averaged), and vs the native
+model's `predict_proba`. Then cold start (a one-row file, whole process) vs `python -c "import
+sklearn, xgboost, lightgbm"`. `--before DIR` runs every end-to-end command a second time with
+the hubscore package of DIR (a checkout of an earlier commit) first on PYTHONPATH: before and
+after in the same run. Each target is printed as PASS or MISS; figures go to stdout and
+bench/out/bench_score.json.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from lightgbm import LGBMClassifier
 from sklearn.linear_model import LogisticRegression
+from targets import Target, report
 from xgboost import XGBClassifier
 
 from hubscore import __version__
@@ -42,8 +47,9 @@ from hubscore.core.contract import (
     RAW_FEATURES,
 )
 from hubscore.engine.drift import profile_features
-from hubscore.engine.encoding import EncoderSpec, encode, fit_encoders
+from hubscore.engine.encoding import EncoderSpec, encode
 from hubscore.engine.scorer import open_session
+from hubscore.training.encoders import fit_encoders
 from hubscore.training.export import INPUT, OUTPUT, to_onnx
 
 OUT = Path(__file__).parent / "out"
@@ -98,7 +104,7 @@ def train_models(run_root: Path) -> dict[str, tuple[Any, EncoderSpec, Path]]:
         "logreg": (LogisticRegression(C=0.5, max_iter=2000), True),
     }
     for kind, (estimator, scale) in estimators.items():
-        spec = fit_encoders(train, EncodingConfig(), scale=scale)
+        spec = fit_encoders(train, EncodingConfig(), linear=scale)
         x = encode(train, spec)
         logit = 0.3 * np.nan_to_num(x[:, 0]) + 0.2 * x[:, -1] - 0.1 * x[:, -3] - 3
         y = (rng.random(len(x)) < 1 / (1 + np.exp(-logit))).astype(np.int64)
@@ -145,14 +151,20 @@ print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
 """
 
 
-def run_cli(args: list[str]) -> tuple[float, float]:
+def run_cli(args: list[str], code: Path | None = None) -> tuple[float, float]:
     """Run a command; return (wall seconds, its peak RSS in MiB).
 
     A small launcher process starts it: a child forked from this (large) process would
-    report this process's memory as its own peak.
+    report this process's memory as its own peak. `code`: a checkout whose hubscore is
+    imported instead of this one.
     """
+    env = {**os.environ, "PYTHONPATH": str(code)} if code else None
+    if code:  # -P: not the working directory's hubscore (python -m puts it first on sys.path)
+        args = [args[0], "-P", *args[1:]]
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", LAUNCHER, *args], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, *args], capture_output=True, text=True, env=env
+    )
     wall = time.perf_counter() - start
     code, maxrss = done.stdout.split()[-2:]
     if int(code) != 0:
@@ -172,25 +184,35 @@ def bare_kernel(run_dir: Path, matrix: np.ndarray, threads: int) -> float:
 
 
 def bench_model(
-    kind: str, estimator: Any, spec: EncoderSpec, run_dir: Path, src: Path
+    kind: str, estimator: Any, spec: EncoderSpec, run_dir: Path, src: Path, before: Path | None
 ) -> dict[str, Any]:
     """Measure one model family: end to end, bare kernel, native, at 1 and 2 threads."""
     matrix = encode(pl.read_parquet(src), spec)
     rows = len(matrix)
     result: dict[str, Any] = {"rows": rows}
     for threads in (1, 2):
-        kernel = bare_kernel(run_dir, matrix, threads)
         out = OUT / f"scores-{kind}.parquet"
         cmd = [sys.executable, "-m", "hubscore", "score", str(src), "-o", str(out)]
         cmd += ["--model", str(run_dir), "--threads", str(threads), "-q", "--as-of", "2024-01-07"]
+        first = bare_kernel(run_dir, matrix, threads)
         wall, rss = run_cli(cmd)
-        result[f"threads_{threads}"] = {
+        old = run_cli(cmd, before) if before else None
+        kernel = (first + bare_kernel(run_dir, matrix, threads)) / 2
+        figures = {
             "kernel_s": round(kernel, 3),
             "end_to_end_s": round(wall, 3),
             "ratio_vs_kernel": round(wall / kernel, 3),
             "companies_per_s": round(rows / wall),
             "peak_rss_mib": round(rss),
         }
+        if old:
+            figures["before"] = {
+                "end_to_end_s": round(old[0], 3),
+                "ratio_vs_kernel": round(old[0] / kernel, 3),
+                "companies_per_s": round(rows / old[0]),
+                "peak_rss_mib": round(old[1]),
+            }
+        result[f"threads_{threads}"] = figures
     estimator.set_params(n_jobs=1)
     native = timed(lambda: estimator.predict_proba(matrix))
     e2e = result["threads_1"]["end_to_end_s"]
@@ -200,7 +222,7 @@ def bench_model(
     return result
 
 
-def cold_start(run_dir: Path, src: Path, repeats: int = 5) -> dict[str, float]:
+def cold_start(run_dir: Path, src: Path, before: Path | None, repeats: int = 5) -> dict[str, float]:
     """Median wall time: score a one-row file (whole process) vs importing the training stack."""
     one = OUT / "one.parquet"
     table = pq.read_table(src).slice(0, 1)
@@ -216,14 +238,47 @@ def cold_start(run_dir: Path, src: Path, repeats: int = 5) -> dict[str, float]:
     ]
     score += ["--model", str(run_dir), "-q"]
     stack = [sys.executable, "-c", "import sklearn, xgboost, lightgbm"]
+    contenders = [("hubscore_score_one_row_s", score, None)]
+    contenders += [("before_score_one_row_s", score, before)] if before else []
+    contenders += [("import_training_stack_s", stack, None)]
     medians = {}
-    for name, cmd in (("hubscore_score_one_row_s", score), ("import_training_stack_s", stack)):
-        run_cli(cmd)  # warm the page cache and bytecode cache like a second cron night
-        medians[name] = round(statistics.median(run_cli(cmd)[0] for _ in range(repeats)), 3)
-    medians["ratio"] = round(
-        medians["hubscore_score_one_row_s"] / medians["import_training_stack_s"], 3
-    )
+    for name, cmd, code in contenders:
+        run_cli(cmd, code)  # warm the page cache and bytecode cache like a second cron night
+        times = [run_cli(cmd, code)[0] for _ in range(repeats)]
+        medians[name] = round(statistics.median(times), 3)
+    for name in ("hubscore_score_one_row_s", "before_score_one_row_s"):
+        if name in medians:
+            ratio = medians[name] / medians["import_training_stack_s"]
+            medians[name.replace("score_one_row_s", "ratio")] = round(ratio, 3)
     return medians
+
+
+TARGETS = {
+    "xgboost_ratio_vs_kernel": Target("xgboost end to end / bare kernel, 1 thread", "<=", 1.10),
+    "logreg_companies_per_s": Target("logreg end to end companies/s, 1 thread", ">=", 1e6),
+    "peak_rss_mib": Target("peak RSS of every end-to-end run, MiB", "<", 1024),
+    "cold_start_ratio": Target("cold start / training-stack import", "<", 0.4),
+}
+
+
+def verdicts(figures: dict[str, Any], key: str = "") -> dict[str, float]:
+    """Return each target's measured value (of the `before` runs when key is "before")."""
+    models = figures["models"]
+
+    def pick(entry: dict[str, Any]) -> dict[str, Any]:
+        return entry[key] if key else entry
+
+    values: dict[str, float] = {}
+    if "xgboost" in models:
+        values["xgboost_ratio_vs_kernel"] = pick(models["xgboost"]["threads_1"])["ratio_vs_kernel"]
+    if "logreg" in models:
+        values["logreg_companies_per_s"] = pick(models["logreg"]["threads_1"])["companies_per_s"]
+    values["peak_rss_mib"] = max(
+        pick(m[f"threads_{t}"])["peak_rss_mib"] for m in models.values() for t in (1, 2)
+    )
+    cold = figures["cold_start"]
+    values["cold_start_ratio"] = cold["before_ratio" if key else "hubscore_ratio"]
+    return values
 
 
 def main() -> None:
@@ -231,6 +286,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000, help="companies to score")
     parser.add_argument("--models", default="xgboost,lightgbm,logreg")
+    parser.add_argument("--before", type=Path, help="a checkout of an earlier hubscore to time too")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     src = OUT / f"companies-{args.rows}.parquet"
@@ -239,13 +295,17 @@ def main() -> None:
         write_input(src, args.rows)
     models = train_models(OUT / "runs")
     figures: dict[str, Any] = {"rows": args.rows, "cpus": os.cpu_count(), "models": {}}
+    figures["load_average_at_start"] = os.getloadavg()[0]
     for kind in args.models.split(","):
         print(f"benchmarking {kind}", file=sys.stderr)
-        figures["models"][kind] = bench_model(kind, *models[kind], src)
-    figures["cold_start"] = cold_start(models["logreg"][2], src)
+        figures["models"][kind] = bench_model(kind, *models[kind], src, args.before)
+    figures["cold_start"] = cold_start(models["logreg"][2], src, args.before)
     figures["bench_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    (OUT / "bench_score.json").write_text(json.dumps(figures, indent=2) + "\n")
+    figures["load_average_at_end"] = os.getloadavg()[0]
     print(json.dumps(figures, indent=2))
+    before = verdicts(figures, "before") if args.before else None
+    figures["targets"] = report(TARGETS, verdicts(figures), before)
+    (OUT / "bench_score.json").write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

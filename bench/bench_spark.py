@@ -2,6 +2,7 @@
 
     uv run python bench/bench_spark.py                                    # 1M companies, 5M scores
     uv run python bench/bench_spark.py --companies 200000 --score-rows 1000000   # a quick run
+    uv run python bench/bench_spark.py --before /tmp/main     # each contender with older code too
 
 Every contender is a fresh `python -m hubscore ...` process over the same generated Parquet:
 
@@ -12,7 +13,11 @@ Every contender is a fresh `python -m hubscore ...` process over the same genera
 Spark runs a JVM and Python workers beside the launching process, so figures cover the whole
 process tree, sampled every 0.2 s from /proc: wall seconds, CPU seconds (user + sys of every
 process in the tree) and peak memory (the largest sum of the tree's resident sets). The same
-sampler measures both engines. Figures go to stdout and bench/out/spark_results.json.
+sampler measures both engines. The target (issue 21): CPU per row on Spark at most 3x the
+single machine's, build and score, the engine's fixed cost aside (the start-up's CPU is
+subtracted from Spark's). `--before DIR` runs every contender a second time with the hubscore
+of DIR first on PYTHONPATH (a checkout of an earlier commit), for before/after in one run. Each
+target is printed as PASS or MISS; figures go to stdout and bench/out/spark_results.json.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,7 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 from bench_build import SEED, ensure_data, last_sunday  # the build benchmark's own data
+from targets import Target, report
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -68,16 +74,37 @@ def main(argv: list[str] | None = None) -> None:
     score = ["-m", "hubscore", "score", str(scores_in), "--model", str(GOLDEN / "run")]
     score += ["--as-of", "2026-11-29"]
     parts = ["--partitions", str(args.partitions)]
-    runs = [
-        run("spark start-up", ["-c", START_ONLY, args.master]),
-        run("build duckdb", [*build, "--out", str(data / "local")]),
-        run("build spark", [*build, "--out", str(data / "spark"), *spark, *parts]),
-        run("score local", [*score, "-o", str(OUT / "scores-local.parquet")]),
-        run("score spark", [*score, "-o", str(OUT / "scores-spark.parquet"), *spark]),
+    contenders = [
+        ("spark start-up", ["-c", START_ONLY, args.master]),
+        ("build duckdb", [*build, "--out", str(data / "local")]),
+        ("build spark", [*build, "--out", str(data / "spark"), *spark, *parts]),
+        ("score local", [*score, "-o", str(OUT / "scores-local.parquet")]),
+        ("score spark", [*score, "-o", str(OUT / "scores-spark.parquet"), *spark]),
     ]
-    report = build_report(args, usage_rows, runs, data)
-    (OUT / "spark_results.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    runs = [run(name, command) for name, command in contenders]
+    results = build_report(args, usage_rows, runs, data)
+    if args.before:
+        older = [run(f"{name} (before)", command, args.before) for name, command in contenders]
+        renamed = [Measured(m.name.removesuffix(" (before)"), *astuple(m)[1:]) for m in older]
+        results["before"] = build_report(args, usage_rows, renamed, data)
+    print(json.dumps(results, indent=2))
+    before = verdicts(results["before"]) if args.before else None
+    results["targets"] = report(TARGETS, verdicts(results), before)
+    (OUT / "spark_results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+TARGETS = {
+    "build_cpu_ratio": Target("build: Spark CPU (start-up aside) / DuckDB CPU", "<=", 3.0),
+    "score_cpu_ratio": Target("score: Spark CPU (start-up aside) / local CPU", "<=", 3.0),
+}
+
+
+def verdicts(results: dict[str, Any]) -> dict[str, float]:
+    """Return each target's measured value."""
+    return {
+        "build_cpu_ratio": results["build_spark_vs_duckdb"]["cpu_ratio_without_start_up"],
+        "score_cpu_ratio": results["score_spark_vs_local"]["cpu_ratio_without_start_up"],
+    }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -87,6 +114,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--score-rows", type=int, default=5_000_000)
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--before", type=Path, help="a checkout of an earlier hubscore to time too")
     return parser.parse_args(argv)
 
 
@@ -105,13 +133,22 @@ def score_input(path: Path, rows: int) -> Path:
     return path
 
 
-def run(name: str, args: list[str]) -> Measured:
-    """Run one contender in a fresh process and sample its whole process tree."""
+def run(name: str, args: list[str], code: Path | None = None) -> Measured:
+    """Run one contender in a fresh process and sample its whole process tree.
+
+    `code`: a checkout whose hubscore is imported instead of this one.
+    """
     print(f"running {name} ...", end=" ", flush=True)
-    log = OUT / f"{name.replace(' ', '-')}.log"
+    log = OUT / f"{name.replace(' ', '-').replace('(', '').replace(')', '')}.log"
+    env = {**os.environ, "PYTHONPATH": str(code)} if code else None
     started = time.perf_counter()
     with log.open("w") as sink:
-        child = subprocess.Popen([sys.executable, *args], stdout=sink, stderr=sink, cwd=ROOT)
+        # -P: the checkout's hubscore, not the working directory's (`-m` puts it first)
+        python = [sys.executable, "-P"] if code else [sys.executable]
+        # In DIR: Spark's Python workers (`python -m pyspark.daemon`) import from their cwd too.
+        child = subprocess.Popen(
+            [*python, *args], stdout=sink, stderr=sink, cwd=code or ROOT, env=env
+        )
         cpu: dict[int, float] = {}
         peak = 0
         while child.poll() is None:
@@ -176,6 +213,7 @@ def build_report(
         return {
             "wall_ratio": round(spark.wall_s / local.wall_s, 2),
             "cpu_ratio": round(spark.cpu_s / local.cpu_s, 2),
+            "cpu_ratio_without_start_up": round((spark.cpu_s - start.cpu_s) / local.cpu_s, 2),
             "peak_memory_ratio": round(spark.peak_rss_mb / local.peak_rss_mb, 2),
             "wall_ratio_without_start_up": round((spark.wall_s - start.wall_s) / local.wall_s, 2),
         }

@@ -18,10 +18,12 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from hubscore import cli_monitor
 from hubscore._version import __version__
 from hubscore.cli_help import HelpGroup, config_default
 from hubscore.cli_render import (
     LogFormat,
+    TrainingDisplay,
     leaderboard_table,
     progress_bar,
     render_summary,
@@ -30,7 +32,7 @@ from hubscore.cli_render import (
 )
 from hubscore.core.config import Config, load_config
 from hubscore.core.display import cell
-from hubscore.core.errors import INTERRUPTED_EXIT_CODE, HubscoreError
+from hubscore.core.errors import INTERRUPTED_EXIT_CODE, ConfigError, HubscoreError
 from hubscore.core.locations import is_uri, local_path
 
 app = typer.Typer(
@@ -74,6 +76,11 @@ def parse_date(value: str | None) -> date | None:
 
 FLAGS_NAMED_OTHERWISE = {"data.dir": "--data-dir", "data.build_dir": "--out"}
 """Flags whose name is not `--` plus the config key's last part, for error messages."""
+
+
+def deprecated(spelling: str, instead: str) -> None:
+    """Warn on stderr that an old spelling still works but will go."""
+    stderr.print(f"[yellow]warning:[/] {spelling} is deprecated; use {instead}", highlight=False)
 
 
 def resolve_config(path: Path | None, **overrides: object) -> Config:
@@ -173,7 +180,7 @@ def build_features(
     out: Annotated[
         str | None,
         typer.Option(
-            help="Output folder (a URI with --engine spark).",
+            help="Output folder (a URI with --engine spark); with --as-of: data.scoring_dir.",
             show_default=config_default("data.build_dir"),
         ),
     ] = None,
@@ -215,6 +222,20 @@ def build_features(
             show_default=config_default("features.max_reject_rate"),
         ),
     ] = None,
+    known_until: Annotated[
+        str | None,
+        typer.Option(
+            help="Last day CLOSEDATE is known for (YYYY-MM-DD); no label looks past it.",
+            show_default="derived from the files",
+        ),
+    ] = None,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            help="DuckDB's budget: auto (25% of RAM), 40% or 4GB; spills beside --out past it.",
+            show_default=config_default("features.memory_limit"),
+        ),
+    ] = None,
     config: ConfigOption = None,
     engine: EngineOption = Engine.local,
     master: MasterOption = "local[2]",
@@ -245,9 +266,14 @@ def build_features(
                 "features.lookback_days": lookback_days,
                 "features.warmup_days": warmup_days,
                 "features.max_reject_rate": max_reject_rate,
+                "features.known_until": parse_date(known_until),
+                "features.memory_limit": memory_limit,
             },
         )
-        request = BuildRequest(cfg.data.dir, cfg.data.build_dir, cfg.features, parse_date(as_of))
+        day = parse_date(as_of)
+        # A scoring input never lands on the training features unless --out says so.
+        out_dir = cfg.data.scoring_build_dir if day and out is None else cfg.data.build_dir
+        request = BuildRequest(cfg.data.dir, out_dir, cfg.features, day)
         if spark:
             from hubscore.spark.session import require_pyspark
 
@@ -290,7 +316,9 @@ def score(
     output: Annotated[
         str,
         typer.Option(
-            "--output", "-o", help="Scores (.parquet or .csv; a URI with --engine spark)."
+            "--output",
+            "-o",
+            help="Scores (.parquet or .csv; - for CSV on stdout; a URI with --engine spark).",
         ),
     ],
     model: Annotated[
@@ -305,8 +333,17 @@ def score(
     top_k: Annotated[
         int | None, typer.Option(min=1, help="Write only the top K (per cutoff): the call list.")
     ] = None,
+    scored_at: Annotated[
+        str | None,
+        typer.Option(
+            help="YYYY-MM-DD: the scored_at stamp (reproducible output); the data date is "
+            "build-features --as-of's.",
+            show_default="now",
+        ),
+    ] = None,
     as_of: Annotated[
-        str | None, typer.Option(help="YYYY-MM-DD; scored_at derives from it (reproducible).")
+        str | None,
+        typer.Option(hidden=True, help="Deprecated spelling of --scored-at."),
     ] = None,
     batch_size: Annotated[
         int | None,
@@ -335,6 +372,46 @@ def score(
         ),
     ] = None,
     no_explain: Annotated[bool, typer.Option("--no-explain", help="Write no reasons.")] = False,
+    ledger: Annotated[
+        Path | None,
+        typer.Option(
+            help="Record every scored row there for `hubscore monitor`.",
+            show_default=config_default("scoring.ledger_dir"),
+        ),
+    ] = None,
+    no_ledger: Annotated[
+        bool, typer.Option("--no-ledger", help="Record nothing in the ledger.")
+    ] = False,
+    shadow: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Also score with this challenger run folder, into the ledger only (repeatable).",
+            show_default="none",
+        ),
+    ] = None,
+    holdout_share: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Mark this share of each --top-k list `hold` (a control group: not to call).",
+            show_default=config_default("scoring.holdout_share"),
+        ),
+    ] = None,
+    holdout_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Which companies are held (same seed, same companies).",
+            show_default=config_default("scoring.holdout_seed"),
+        ),
+    ] = None,
+    all_columns: Annotated[
+        bool,
+        typer.Option(
+            "--all-columns",
+            help="CSV gets every column (contributions too), not only the caller's.",
+        ),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
     log_format: Annotated[LogFormat, typer.Option(help="stderr log format.")] = LogFormat.text,
@@ -346,22 +423,42 @@ def score(
     """Score companies into a ranked list of likely converters (atomic, locked, streaming)."""
     from hubscore.engine.scorer import load_scorer
     from hubscore.serving.batch import score_file
+    from hubscore.serving.ledger import check_shadows, ledger_request, score_shadows, with_shadows
 
-    day = parse_date(as_of)
+    day = parse_date(scored_at)
     with handle_errors(), handle_interrupts():
+        if as_of is not None:
+            day = _deprecated_as_of(parse_date(as_of), day, input_path)
+        if output == "-" and json_output:
+            raise ConfigError("-o - writes the list to stdout, where --json would go too")
         cfg = resolve_config(
             config,
             **{
                 "scoring.batch_size": batch_size,
                 "scoring.threads": threads,
                 "scoring.fail_on_drift": fail_on_drift,
+                "scoring.ledger_dir": ledger,
+                "scoring.holdout_share": holdout_share,
+                "scoring.holdout_seed": holdout_seed,
             },
         )
         run_dir = model or cfg.data.models_dir / "latest"
+        recorded = ledger_request(
+            None if no_ledger else cfg.scoring.ledger_dir,
+            holdout=(cfg.scoring.holdout_share, cfg.scoring.holdout_seed),
+            top_k=top_k,
+            shadows=len(shadow or []),
+            source="--ledger" if ledger else "scoring.ledger_dir",
+        )
+        challengers = [load_scorer(path, threads=cfg.scoring.threads) for path in shadow or []]
+        if challengers:  # verified before the list is scored, and never the champion itself
+            champion = load_scorer(run_dir, threads=cfg.scoring.threads)
+            challengers = check_shadows(champion, challengers)
         if engine is Engine.spark:
             from hubscore.spark.session import require_pyspark
 
             require_pyspark()  # before the engine's own imports, which need it
+            from hubscore.spark.ledger import score_shadows_spark
             from hubscore.spark.score import score_path_spark
 
             summary = score_path_spark(
@@ -377,9 +474,25 @@ def score(
                 threads=cfg.scoring.threads,
                 fail_on_drift=cfg.scoring.fail_on_drift,
                 drift_allowances=cfg.scoring.drift_allowances,
-                priority_quantiles=cfg.scoring.priority_quantiles,
                 explain=0 if no_explain else explain,
+                ledger=recorded,
             )
+            if recorded and challengers:
+                summary = with_shadows(
+                    summary,
+                    score_shadows_spark(
+                        input_path,
+                        output,
+                        [path for c in challengers if (path := c.run_dir)],
+                        recorded,
+                        master=master,
+                        log_level=log_level.value,
+                        top_k=top_k,
+                        as_of=day,
+                        batch_size=cfg.scoring.batch_size,
+                        threads=cfg.scoring.threads,
+                    ),
+                )
         else:
             source = local_path(input_path, flag="INPUT")
             target = local_path(output, flag="--output")
@@ -397,13 +510,54 @@ def score(
                     drift_allowances=cfg.scoring.drift_allowances,
                     on_progress=on_progress,
                     explain=0 if no_explain else explain,
-                    priority_quantiles=cfg.scoring.priority_quantiles,
+                    all_columns=all_columns,
+                    ledger=recorded,
+                )
+            if recorded and challengers:
+                summary = with_shadows(
+                    summary,
+                    score_shadows(
+                        source,
+                        challengers,
+                        recorded,
+                        top_k=top_k,
+                        as_of=day,
+                        batch_size=cfg.scoring.batch_size,
+                    ),
                 )
     render_summary(summary.to_dict(), as_json=json_output, quiet=quiet, log_format=log_format)
 
 
+def _deprecated_as_of(as_of: date | None, scored_at: date | None, input_path: str) -> date | None:
+    """Accept `score --as-of` as the old spelling of --scored-at, unless it says otherwise.
+
+    It never picked the data, as build-features --as-of does: a date other than the one the
+    input was built at is refused rather than stamped on rows it does not describe.
+    """
+    from hubscore.core.datasets import recorded_as_of
+    from hubscore.core.errors import ConfigError
+
+    deprecated("score --as-of", "--scored-at (score stamps rows; it never picks the data date)")
+    built = None if is_uri(input_path) else recorded_as_of(Path(input_path))
+    if scored_at is not None and scored_at != as_of:
+        raise ConfigError(
+            f"--as-of {as_of} and --scored-at {scored_at} disagree",
+            hint="pass --scored-at only",
+        )
+    if built is not None and as_of != built:
+        raise ConfigError(
+            f"score --as-of {as_of} only stamps scored_at, but {input_path} holds the "
+            f"companies as of {built} (build-features --as-of {built})",
+            hint=f"to score {as_of}, build that input: hubscore build-features --as-of {as_of}; "
+            "to stamp another date, pass --scored-at",
+        )
+    return as_of
+
+
 @contextlib.contextmanager
-def handle_interrupts() -> Iterator[None]:
+def handle_interrupts(
+    message: str = "interrupted; the previous output is unchanged",
+) -> Iterator[None]:
     """Exit 130 on Ctrl-C or SIGTERM after cleanup (finally blocks remove temp files)."""
 
     def raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -413,7 +567,7 @@ def handle_interrupts() -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        stderr.print("[bold red]error:[/] interrupted; the previous output is unchanged")
+        stderr.print(f"[bold red]error:[/] {escape(message)}")
         raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -429,8 +583,12 @@ class SearchMode(StrEnum):
 @app.command()
 def train(
     features: Annotated[
-        Path, typer.Option(help="Feature Parquet written by build-features.")
-    ] = Path("data/build/features.parquet"),
+        Path | None,
+        typer.Option(
+            help="Feature Parquet written by build-features.",
+            show_default=f"{config_default('data.build_dir')}/features.parquet",
+        ),
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -438,11 +596,14 @@ def train(
             show_default=config_default("training.model"),
         ),
     ] = None,
-    out: Annotated[
+    models_dir: Annotated[
         Path | None,
         typer.Option(
             help="Folder for run folders.", show_default=config_default("data.models_dir")
         ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(hidden=True, help="Deprecated spelling of --models-dir.")
     ] = None,
     config: ConfigOption = None,
     track: Annotated[
@@ -465,8 +626,12 @@ def train(
 ) -> None:
     """Train, evaluate and export models; print each run folder on stdout, the best last."""
     window = {"since": parse_date(since), "until": parse_date(until)}
-    with handle_errors():
+    if out is not None:  # --out is the build folder in build-features: one name, one meaning
+        deprecated("train --out", "--models-dir")
+    stopped = "interrupted; no run folder was written and models/latest is unchanged"
+    with handle_errors(), handle_interrupts(stopped):
         overrides: dict[str, Any] = {"training.model": model}
+        overrides["data.models_dir"] = models_dir or out
         if search is SearchMode.off:
             overrides["training.search"] = {"trials": 0}
         cfg = resolve_config(config, **overrides)
@@ -475,8 +640,11 @@ def train(
             train_and_export,
         )
 
-        out_dir = out or cfg.data.models_dir
-        results = train_and_export(features, cfg, out_dir=out_dir, track=track, **window)
+        source = features or cfg.data.training_features
+        with TrainingDisplay(live=stderr.is_terminal) as progress:
+            results = train_and_export(
+                source, cfg, out_dir=cfg.data.models_dir, track=track, progress=progress, **window
+            )
     ranked = leaderboard(results, cfg.training.leaderboard_metric)
     stderr.print(leaderboard_table(ranked, cfg.training.leaderboard_metric, cfg.training.top_k))
     for result in reversed(ranked):
@@ -502,8 +670,6 @@ def serve(
     config: ConfigOption = None,
 ) -> None:
     """Serve predictions over HTTP; set HUBSCORE_API_TOKEN to require a bearer token."""
-    from hubscore.core.errors import ConfigError
-
     with handle_errors():
         cfg = resolve_config(config)
         try:  # the serve extra (fastapi, uvicorn) is optional: say how to get it
@@ -522,6 +688,11 @@ def serve(
             threads=cfg.scoring.threads,
         )
 
+
+# Did the lists convert, and which model makes them: hubscore.cli_monitor.
+app.command()(cli_monitor.monitor)
+app.command()(cli_monitor.promote)
+app.command()(cli_monitor.rollback)
 
 runs_app = typer.Typer(
     cls=HelpGroup,

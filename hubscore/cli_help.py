@@ -1,4 +1,5 @@
-"""How `hubscore --help` reads: commands in the order a user meets them, flags without a type.
+"""How `hubscore --help` reads (commands in the order a user meets them, flags without a
+type), and how a command ends when the reader of its stdout goes away (`| head`): cleanly.
 
 Typer labels every option with its type, flags too (`--json <bool>` reads as if it took a
 value), and lists commands in definition order. `HelpGroup` fixes both for every command of
@@ -10,6 +11,8 @@ default with `config_default`, so `[default: ...]` is never hand-written in a he
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -18,11 +21,31 @@ from typer.core import TyperGroup, TyperOption
 
 from hubscore.core.config import load_config
 
-COMMAND_ORDER = ("sample-data", "build-features", "train", "score", "serve", "runs")
+COMMAND_ORDER = (
+    "sample-data",
+    "build-features",
+    "train",
+    "score",
+    "monitor",
+    "promote",
+    "rollback",
+    "serve",
+    "runs",
+)
 
 
 class HelpGroup(TyperGroup):
-    """A command group listing commands in `COMMAND_ORDER`, its flags shown without a type."""
+    """A command group listing commands in `COMMAND_ORDER`, its flags shown without a type;
+    a command whose stdout pipe closes exits 0 (click would exit 1, our "unexpected bug")."""
+
+    def invoke(self, ctx: Context) -> Any:
+        """Run the command; a closed stdout (`hubscore score ... | head`) is no error."""
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # Point stdout at /dev/null so the interpreter's last flush cannot fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(0)
 
     def list_commands(self, ctx: Context) -> list[str]:
         """Return the commands in the order a user meets them, then any others."""

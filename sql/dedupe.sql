@@ -9,12 +9,37 @@
 -- 5. Usage rows sharing (id, week): the one with the most actions wins (a re-delivered week
 --    that was topped up), ties to the later row in the file.
 
--- name: dedupe_customers
--- One row per customer id, by the most-complete-wins rule.
-create or replace temp table customers as
-select id, closedate, mrr, alexa_rank, employee_range, industry
+-- name: valid_company_rows
+-- The valid rows of both company files, typed and read once (the checks are views), with the
+-- ids on more than one valid row of their file: usually a handful, and the only rows that
+-- need the most-complete-wins ranking and the duplicate counts.
+create or replace temp table company_rows as
+select 'customers' as file, _row, id, closedate, mrr, alexa_rank, employee_range, industry
 from customers_checked
 where problem is null
+union all
+select 'noncustomers', _row, id, null, null, alexa_rank, employee_range, industry
+from noncustomers_checked
+where problem is null
+
+-- name: repeated_company_ids
+-- Ids on more than one valid row of their company file.
+create or replace temp table repeated_company_ids as
+select file, id from company_rows group by file, id having count(*) > 1
+
+-- name: dedupe_customers
+-- One row per customer id, by the most-complete-wins rule (ranked where an id repeats).
+create or replace temp table customers as
+with rows as materialized (
+    select * exclude (file) from company_rows where file = 'customers'
+)
+select id, closedate, mrr, alexa_rank, employee_range, industry
+from rows
+anti join (select id from repeated_company_ids where file = 'customers') using (id)
+union all
+select id, closedate, mrr, alexa_rank, employee_range, industry
+from rows
+semi join (select id from repeated_company_ids where file = 'customers') using (id)
 qualify row_number() over (
     partition by id
     order by
@@ -25,41 +50,69 @@ qualify row_number() over (
 ) = 1
 
 -- name: dedupe_noncustomers
--- One row per free-tier company id not also in customers, by the most-complete-wins rule.
+-- One row per free-tier company id not also in customers, by the most-complete-wins rule
+-- (ranked where an id repeats).
 create or replace temp table noncustomers as
-select n.id, n.alexa_rank, n.employee_range, n.industry
-from noncustomers_checked as n
-anti join customers as c using (id)
-where n.problem is null
+with rows as materialized (
+    select n.*
+    from company_rows as n
+    anti join customers as c using (id)
+    where n.file = 'noncustomers'
+)
+select id, alexa_rank, employee_range, industry
+from rows
+anti join (select id from repeated_company_ids where file = 'noncustomers') using (id)
+union all
+select id, alexa_rank, employee_range, industry
+from rows
+semi join (select id from repeated_company_ids where file = 'noncustomers') using (id)
 qualify row_number() over (
-    partition by n.id
+    partition by id
     order by
-        (n.alexa_rank is not null)::int + (n.employee_range is not null)::int
-        + (n.industry is not null)::int desc,
-        n._row
+        (alexa_rank is not null)::int + (employee_range is not null)::int
+        + (industry is not null)::int desc,
+        _row
 ) = 1
 
 -- name: company_duplicates
--- Count what deduplication resolved in the company files, per file.
+-- Count what deduplication resolved in the company files, per file: only the rows of
+-- repeated ids can be exact or conflicting duplicates.
+with
+    repeated as (
+        select r.*
+        from company_rows as r
+        semi join repeated_company_ids as k using (file, id)
+    ),
+    resolved as (
+        select
+            file,
+            count(*) - count(distinct (id, closedate, mrr, alexa_rank, employee_range, industry))
+                as exact_duplicates,
+            count(distinct (id, closedate, mrr, alexa_rank, employee_range, industry))
+                - count(distinct id) as conflicting_duplicates
+        from repeated
+        group by file
+    ),
+    counted as (
+        select file, count(*) as valid_rows from company_rows group by file
+    ),
+    also as (
+        select 'noncustomers' as file, count(distinct id) as also_customers
+        from company_rows
+        semi join customers using (id)
+        where file = 'noncustomers'
+    )
 select
-    'customers' as file,
-    count(*) as valid_rows,
-    count(*) - count(distinct (id, closedate, mrr, alexa_rank, employee_range, industry))
-        as exact_duplicates,
-    count(distinct (id, closedate, mrr, alexa_rank, employee_range, industry))
-        - count(distinct id) as conflicting_duplicates,
-    0 as also_customers
-from customers_checked
-where problem is null
-union all
-select
-    'noncustomers',
-    count(*),
-    count(*) - count(distinct (id, alexa_rank, employee_range, industry)),
-    count(distinct (id, alexa_rank, employee_range, industry)) - count(distinct id),
-    count(distinct id) filter (where id in (select id from customers))
-from noncustomers_checked
-where problem is null
+    f.file,
+    coalesce(c.valid_rows, 0) as valid_rows,
+    coalesce(r.exact_duplicates, 0) as exact_duplicates,
+    coalesce(r.conflicting_duplicates, 0) as conflicting_duplicates,
+    coalesce(a.also_customers, 0) as also_customers
+from (values ('customers'), ('noncustomers')) as f(file)
+left join counted as c using (file)
+left join resolved as r using (file)
+left join also as a using (file)
+order by f.file
 
 -- name: build_companies
 -- Every company once: customers with their CLOSEDATE, free-tier companies without one.
@@ -112,6 +165,16 @@ create or replace temp table usage_repeated as
 select * exclude (ok)
 from usage_valid
 semi join (select id from usage_by_company where rows > distinct_weeks_at_most) using (id)
+
+-- name: repeated_usage_rows
+-- How many rows were set aside with a repeated week (usually none).
+select count(*) as rows from usage_repeated
+
+-- name: usage_without_repeats
+-- Valid usage when no week repeats: the rows as they are, without a union or a join to pass.
+create or replace temp view usage as
+select * exclude (_row, ok)
+from usage_valid
 
 -- name: resolve_usage_duplicates
 -- Keep one row per (id, week) of the set-aside rows: the most actions win, ties to the later

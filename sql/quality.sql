@@ -107,3 +107,13 @@ select
     min(closedate) as first_close,
     max(closedate) as last_close
 from customers
+
+-- name: closes_after_known_until
+-- Customers whose CLOSEDATE is after $known_until, the last day the files know conversions
+-- for: a mistyped or future close. Flagged, not quarantined: no label looks past that day, so
+-- such a company is a free company at every labelled cutoff (as it was when the files ended).
+select
+    count(*) as closes_after_known_until,
+    coalesce(list(id order by id)[1:5], []) as example_ids
+from customers
+where closedate > $known_until::date

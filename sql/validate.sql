@@ -2,13 +2,15 @@
 --
 -- `raw_customers`, `raw_noncustomers` and `raw_usage` are registered by hubscore/build.py from
 -- CSV (every column read as text) or Parquet (typed), with `_row`, the 1-based data row number.
--- Columns are matched by name; DuckDB identifiers are case-insensitive. Each `*_checked` view
+-- Columns are matched by name; DuckDB identifiers are case-insensitive. Each `*_checked` table
 -- keeps every input row, typed, with `problem` = '<column>: <reason>' for the first failed check
 -- (NULL when the row is good). Empty and whitespace-only text is NULL, as in the encoders.
 
 -- name: check_customers
 -- Type customer rows; CLOSEDATE and id are required, ALEXA_RANK is a positive integer or empty.
-create or replace temp view customers_checked as
+-- A table: deduplication, its counts and the quarantine each read it (company files are small
+-- beside usage).
+create or replace temp table customers_checked as
 with typed as (
     select
         r._row,
@@ -38,8 +40,9 @@ select
 from typed
 
 -- name: check_noncustomers
--- Type free-tier company rows; id is required, ALEXA_RANK is a positive integer or empty.
-create or replace temp view noncustomers_checked as
+-- Type free-tier company rows; id is required, ALEXA_RANK is a positive integer or empty. A
+-- table, as customers_checked.
+create or replace temp table noncustomers_checked as
 with typed as (
     select
         r._row,
@@ -64,9 +67,11 @@ from typed
 -- name: type_usage
 -- Cast weekly usage rows to their types; a value that does not parse becomes NULL here and is
 -- named by check_usage. A view: on the nightly path it streams over a large Parquet file.
--- `ok` is a few whole-row tests that pass a good row (nearly every row is good): a Monday-
--- midnight week, ids and counts present (the sum is NULL when any count is), counts >= 0,
--- USERS <= ACTIONS, and USERS > 0 when ACTIONS > 0. LEAST and GREATEST skip NULLs.
+-- `ok` is a few whole-row tests that pass a good row (nearly every row is good): an id, a
+-- Monday-midnight week (the epoch began on a Thursday, so a Monday is 4 days past a whole
+-- number of weeks), and per object 0 <= USERS <= ACTIONS with USERS > 0 exactly when
+-- ACTIONS > 0. A NULL anywhere makes the test NULL, hence not ok. Plain comparisons, the
+-- cheapest tests DuckDB runs: every usage row passes through them.
 create or replace temp view usage_typed as
 with typed as (
     select
@@ -99,40 +104,19 @@ select
     *,
     coalesce(
         id is not null
-        and isodow(week_ts) = 1
-        and week_ts = date_trunc('day', week_ts)
-        and (
-            ACTIONS_CRM_CONTACTS +
-            ACTIONS_CRM_COMPANIES +
-            ACTIONS_CRM_DEALS +
-            ACTIONS_EMAIL +
-            USERS_CRM_CONTACTS +
-            USERS_CRM_COMPANIES +
-            USERS_CRM_DEALS +
-            USERS_EMAIL
-        ) is not null
-        and least(
-            ACTIONS_CRM_CONTACTS,
-            ACTIONS_CRM_COMPANIES,
-            ACTIONS_CRM_DEALS,
-            ACTIONS_EMAIL,
-            USERS_CRM_CONTACTS,
-            USERS_CRM_COMPANIES,
-            USERS_CRM_DEALS,
-            USERS_EMAIL
-        ) >= 0
-        and greatest(
-            USERS_CRM_CONTACTS - ACTIONS_CRM_CONTACTS,
-            USERS_CRM_COMPANIES - ACTIONS_CRM_COMPANIES,
-            USERS_CRM_DEALS - ACTIONS_CRM_DEALS,
-            USERS_EMAIL - ACTIONS_EMAIL
-        ) <= 0
-        and least(
-            sign(USERS_CRM_CONTACTS) - sign(ACTIONS_CRM_CONTACTS),
-            sign(USERS_CRM_COMPANIES) - sign(ACTIONS_CRM_COMPANIES),
-            sign(USERS_CRM_DEALS) - sign(ACTIONS_CRM_DEALS),
-            sign(USERS_EMAIL) - sign(ACTIONS_EMAIL)
-        ) >= 0,
+        and (epoch_us(week_ts) - 4 * 86400000000) % (7 * 86400000000) = 0
+        and USERS_CRM_CONTACTS >= 0
+        and USERS_CRM_CONTACTS <= ACTIONS_CRM_CONTACTS
+        and (USERS_CRM_CONTACTS > 0) = (ACTIONS_CRM_CONTACTS > 0)
+        and USERS_CRM_COMPANIES >= 0
+        and USERS_CRM_COMPANIES <= ACTIONS_CRM_COMPANIES
+        and (USERS_CRM_COMPANIES > 0) = (ACTIONS_CRM_COMPANIES > 0)
+        and USERS_CRM_DEALS >= 0
+        and USERS_CRM_DEALS <= ACTIONS_CRM_DEALS
+        and (USERS_CRM_DEALS > 0) = (ACTIONS_CRM_DEALS > 0)
+        and USERS_EMAIL >= 0
+        and USERS_EMAIL <= ACTIONS_EMAIL
+        and (USERS_EMAIL > 0) = (ACTIONS_EMAIL > 0),
         false
     ) as ok
 from typed
@@ -211,11 +195,14 @@ from usage_checked
 where problem is not null
 
 -- name: valid_usage
--- Usage rows that passed every check (once usage_rejects is complete), typed.
+-- Usage rows that passed every check (once usage_rejects is complete), typed. `week_ts` (the
+-- week's Monday) stays: a filter on it reaches a Parquet scan, which then skips the other
+-- columns of the rows it drops.
 create or replace temp view usage_valid as
 select
     _row,
     id,
+    week_ts,
     week_start,
     week_end,
     ACTIONS_CRM_CONTACTS, ACTIONS_CRM_COMPANIES, ACTIONS_CRM_DEALS, ACTIONS_EMAIL,

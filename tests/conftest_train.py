@@ -15,6 +15,7 @@ from hubscore import __version__
 from hubscore.core.config import Config, load_config
 from hubscore.core.contract import (
     EMPLOYEE_RANGES,
+    FEATURES_VERSION,
     NUMERIC_FEATURES,
     RAW_FEATURES,
 )
@@ -93,6 +94,7 @@ def write_features(
         "horizon_days": "14",
         "lookback_days": "91",
         "recent_days": "28",
+        "features_version": str(FEATURES_VERSION),
         **metadata,
     }
     table = frame.to_arrow()

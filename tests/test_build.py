@@ -22,16 +22,14 @@ from hubscore.core.config import FeaturesConfig
 from hubscore.core.contract import RAW_FEATURES
 from hubscore.core.errors import SchemaError, ValidationError
 from hubscore.features.build import (
-    INPUT_KINDS,
     BuildRequest,
     BuildResult,
     build_features,
     dedupe_usage,
-    find_input,
     prepare_partition,
-    register_input,
-    weekly_cutoffs,
 )
+from hubscore.features.calendar import weekly_cutoffs
+from hubscore.features.inputs import INPUT_KINDS, find_input, register_input
 
 CLOSE = FIRST_MONDAY + timedelta(weeks=20, days=2)  # a Wednesday
 AS_OF = FIRST_MONDAY + timedelta(weeks=25, days=6)  # a Sunday
@@ -86,13 +84,22 @@ def basic(tmp_path: Path) -> Path:
 # --- outputs and their contract -------------------------------------------------------------
 
 
+def published(folder: Path) -> list[str]:
+    """Return what a build folder holds, after checking it holds one published set and no
+    litter: the outputs link through `.current` to the one folder in `.sets`."""
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == [
+        ".current",
+        ".sets",
+    ]
+    assert [p.name for p in (folder / ".sets").iterdir()] == [
+        (folder / ".current").resolve().name
+    ], "one set"
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
 def test_outputs_are_features_rejects_and_quality(basic: Path) -> None:
     result, features = run_build(basic)
-    assert [p.name for p in sorted((basic / "build").iterdir())] == [
-        "features.parquet",
-        "quality.json",
-        "rejects.parquet",
-    ]
+    assert published(basic / "build") == ["features.parquet", "quality.json", "rejects.parquet"]
     assert features.columns == ["id", "cutoff", "label", *RAW_FEATURES]
     assert features.schema["cutoff"] == pl.Date
     assert json.loads(result.quality_path.read_text())["spine"]["target"] == "converted_within"
@@ -362,11 +369,8 @@ def test_too_many_bad_rows_fail_the_run_and_keep_previous_outputs(basic: Path) -
     assert "ACTIONS_CRM_CONTACTS: negative (5 rows, e.g. rows 61, 62, 63, 64, 65)" in message
     assert "hint: " in message
     assert first.features_path.read_bytes() == previous
-    assert sorted(p.name for p in (basic / "build").iterdir()) == [
-        "features.parquet",
-        "quality.json",
-        "rejects.parquet",
-    ], "no temp file is left behind"
+    assert published(basic / "build") == ["features.parquet", "quality.json", "rejects.parquet"]
+    assert [p.name for p in basic.iterdir() if "hubscore-tmp" in p.name] == [], "no scratch left"
 
 
 def test_a_missing_column_names_the_file_and_the_column(basic: Path) -> None:

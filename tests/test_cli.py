@@ -19,7 +19,17 @@ COMMANDS = typer.main.get_command(app).commands  # a click Group: every command 
 
 
 def test_the_documented_commands_are_the_app_s_commands() -> None:
-    assert set(COMMANDS) == {"sample-data", "build-features", "train", "score", "serve", "runs"}
+    assert set(COMMANDS) == {
+        "sample-data",
+        "build-features",
+        "train",
+        "score",
+        "monitor",
+        "promote",
+        "rollback",
+        "serve",
+        "runs",
+    }
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

@@ -63,6 +63,8 @@ def test_help_shows_every_default(argv: list[str]) -> None:
     for param in command.params:
         if not isinstance(param, TyperOption) or param.is_flag or param.required:
             continue
+        if param.hidden:  # a deprecated spelling, out of the help
+            continue
         if param.opts[0] in NO_DEFAULT:
             continue
         shown = param.show_default

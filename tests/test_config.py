@@ -62,7 +62,7 @@ def test_hyperparameters_merge_with_the_defaults(tmp_path: Path) -> None:
         ("training:\n  decision_threshold: 2\n", "training.decision_threshold is 2.0"),
         (
             "training:\n  decision_threshold: high\n",
-            "key training.decision_threshold: expected float or one of 'auto'",
+            "key training.decision_threshold: expected float or one of 'capacity', 'f_beta'",
         ),
         ("training:\n  threads: true\n", "key training.threads: expected int, got bool"),
         ("training:\n  top_k: [25, x]\n", "key training.top_k[1]: expected int, got str"),

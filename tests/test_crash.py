@@ -66,14 +66,18 @@ def test_build_features_killed_at_each_point_keeps_outputs_and_leaves_no_litter(
     build = ("build-features", "--data-dir", DATA, "--out", out)
     finish(hubscore(*build, cwd=tmp_path))
     before = digests(out, BUILD_OUTPUTS)
+    scratch = f".build{TEMP_MARKER}*"
 
     def named(folder: Path, pattern: str) -> Seen:
         return lambda: any(folder.glob(pattern))
 
+    # Every output is staged in the scratch folder and published as one set at the end
+    # (tests/test_output_sets.py kills the publishing at each of its steps).
     points = {
-        "DuckDB's spill folder exists": named(tmp_path, f".build{TEMP_MARKER}*"),
-        "the rejects are staged": named(out, f".rejects.parquet{TEMP_MARKER}*"),
-        "DuckDB writes the features": named(out, f"tmp_.features.parquet{TEMP_MARKER}*"),
+        "the scratch folder exists": named(tmp_path, scratch),
+        "DuckDB's database file exists": named(tmp_path, f"{scratch}/build.duckdb"),
+        "the rejects are staged": named(tmp_path, f"{scratch}/outputs/rejects.parquet"),
+        "the features are being written": named(tmp_path, f"{scratch}/outputs/features.parquet"),
     }
     for what, seen in points.items():
         kill_when(hubscore(*build, cwd=tmp_path), seen, what)
@@ -83,6 +87,7 @@ def test_build_features_killed_at_each_point_keeps_outputs_and_leaves_no_litter(
     finish(hubscore(*build, cwd=tmp_path))
     assert litter(tmp_path) == []
     assert digests(out, BUILD_OUTPUTS) == before  # the same inputs give the same bytes
+    assert [p.name for p in (out / ".sets").iterdir()] == [(out / ".current").resolve().name]
 
 
 @pytest.mark.slow

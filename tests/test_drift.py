@@ -7,6 +7,8 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hubscore.engine.drift import (
     DriftCounter,
@@ -112,3 +114,25 @@ def test_counts_do_not_depend_on_how_the_rows_are_batched(train: pl.DataFrame) -
     assert merged.rows == whole.rows == scoring.height
     assert merged.psi() == whole.psi()
     assert merged.psi()["actions"] > 0.1  # the doubled counts really moved
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    edges=st.lists(st.floats(-1e6, 1e6), max_size=9, unique=True).map(sorted),
+    values=st.lists(
+        st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, 1.0])),
+        max_size=60,
+    ),
+)
+def test_each_value_lands_in_the_bin_its_edges_define(
+    edges: list[float], values: list[float]
+) -> None:
+    # Bin i holds edges[i-1] < x <= edges[i]: the binary search's definition, row by row.
+    values += edges  # values equal to an edge fall in the bin that edge closes
+    profile = {"x": {"kind": "numeric", "edges": edges, "fractions": [0.0] * (len(edges) + 1)}}
+    profile["x"]["null_fraction"] = 0.0
+    counter = DriftCounter(profile)
+    counter.update(pl.DataFrame({"x": pl.Series(values, dtype=pl.Float64)}))
+    x = np.asarray(values, dtype=np.float64)
+    expected = np.bincount(np.searchsorted(edges, x[~np.isnan(x)]), minlength=len(edges) + 1)
+    assert counter.counts["x"].tolist() == [*expected.tolist(), int(np.isnan(x).sum())]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hubscore.training import evaluate
+from hubscore.training import evaluate, thresholds
 
 Y = np.array([1, 0, 0, 1, 0, 1, 0, 0])
 P = np.array([0.9, 0.8, 0.1, 0.2, 0.7, 0.6, 0.3, 0.05])
@@ -79,21 +79,6 @@ def test_threshold_metrics_and_confusion() -> None:
     assert evaluate.probability_metrics(Y, P)["brier"] == pytest.approx(np.mean((P - Y) ** 2))
 
 
-def test_fbeta_and_capacity_thresholds() -> None:
-    assert evaluate.fbeta_threshold(Y, P, 0.5) == pytest.approx(0.9)  # precision-heavy: top 1
-    assert evaluate.fbeta_threshold(Y, P, 10.0) <= 0.2  # recall-heavy: take everything
-    assert evaluate.capacity_threshold(P, WEEKS, 2) == pytest.approx(np.median([0.8, 0.6]))
-    folds = [evaluate.Fold(Y[:4], P[:4], WEEKS[:4]), evaluate.Fold(Y[4:], P[4:], WEEKS[4:])]
-    chosen = evaluate.choose_thresholds(folds, beta=0.5, capacity=1, fixed=0.42)
-    assert chosen["decision"] == 0.42 and chosen["f_beta"] == pytest.approx(0.9)
-    bands = evaluate.confidence_bands({"decision": 0.3, "capacity": 0.7})
-    assert bands == {"high": 0.7, "medium": 0.3}
-    assert evaluate.confidence_bands({"decision": 0.5, "capacity": 0.2}) == {
-        "high": 0.5,
-        "medium": 0.2,
-    }
-
-
 def test_threshold_table_lists_size_per_week() -> None:
     table = evaluate.threshold_table(Y, P, WEEKS, [0.5, 0.15])
     assert [row["threshold"] for row in table] == [0.15, 0.5]
@@ -147,6 +132,12 @@ def test_a_row_of_weight_m_counts_as_m_copies_in_every_test_metric() -> None:
     assert evaluate.weekly_precision(y, p, weeks, [5], copies.astype(float)) == (
         evaluate.weekly_precision(y[expanded], p[expanded], weeks[expanded], [5])
     )
-    assert evaluate.capacity_threshold(p, weeks, 7, copies.astype(float)) == (
-        evaluate.capacity_threshold(p[expanded], weeks[expanded], 7)
+    w = copies.astype(float)
+    cut = thresholds.weekly_cut(p, weeks, count=7, weights=w)
+    expanded_cut = thresholds.weekly_cut(p[expanded], weeks[expanded], count=7)
+    assert thresholds.admitted(p, weeks, cut, w) == (
+        thresholds.admitted(p[expanded], weeks[expanded], expanded_cut)
+    )
+    assert thresholds.fbeta_threshold(y, p, 0.5, w) == (
+        thresholds.fbeta_threshold(y[expanded], p[expanded], 0.5)
     )

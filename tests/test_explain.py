@@ -17,12 +17,10 @@ from typer.testing import CliRunner
 from hubscore.cli import app
 from hubscore.core.artifacts import read_manifest
 from hubscore.core.config import MODEL_NAMES
-from hubscore.core.contract import RAW_FEATURES
 from hubscore.core.errors import ArtifactError
-from hubscore.engine import reasons
+from hubscore.engine import reasons, wording
 from hubscore.engine.calibration import calibrate
 from hubscore.engine.explain import EXPLAIN_FILE, read_explain_file, to_probability
-from hubscore.engine.reasons import WORDING, Row, group_of, strongest
 from hubscore.engine.scorer import load_scorer, with_priority
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -82,9 +80,15 @@ def test_top_k_lists_are_explained_by_default(tmp_path: Path, suffix: str) -> No
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert json.loads(result.stdout)["rows_explained"] == 5
     listed = pl.read_csv(out) if suffix == ".csv" else pl.read_parquet(out)
-    assert listed.columns[-7:] == list(reasons.EXPLANATION_COLUMNS)
+    if suffix == ".parquet":  # every column, the contributions too
+        assert listed.columns[-7:] == list(reasons.EXPLANATION_COLUMNS)
+    else:  # what a caller reads
+        assert listed.columns == [
+            "rank", "id", "scored_at", "conversion_probability", "priority", "prediction",
+            "reason_1", "reason_2", "reason_3", "reason_against", "basis",
+        ]  # fmt: skip
     assert listed["reason_1"].null_count() == 0
-    assert set(listed["basis"]) <= {"usage", "profile only"}
+    assert set(listed["basis"]) <= set(wording.BASES)
     expected = load_scorer(EXPLAINED / "run").explain(pl.read_parquet(EXPLAINED / "input.parquet"))
     joined = listed.select("id", "reason_1", "reason_against").join(expected, on="id")
     assert joined["reason_1"].equals(joined["reason_1_right"], check_names=False)
@@ -105,7 +109,7 @@ def test_explain_n_fills_the_top_n_and_leaves_nulls_below(tmp_path: Path) -> Non
     assert "reason_1" not in pl.read_parquet(no).columns
 
 
-def test_priority_tiers_are_quartiles_of_the_scored_population() -> None:
+def test_an_old_run_folder_keeps_its_tiers_quartiles_of_the_scored_population() -> None:
     scores = load_scorer(OLD / "run").score(pl.read_parquet(OLD / "input.parquet"))
     counts = scores.group_by("priority").len().sort("priority")
     assert dict(counts.iter_rows()) == {"very high": 15, "high": 15, "medium": 15, "low": 15}
@@ -129,123 +133,7 @@ def test_explain_file_is_plain_arrays_and_hashed() -> None:
     assert EXPLAIN_FILE in read_manifest(EXPLAINED / "run").files
 
 
-# --- the words -----------------------------------------------------------------------------
-
-
-def test_every_feature_group_has_wording() -> None:
-    groups = {group_of(name) for name in load_scorer(EXPLAINED / "run").spec.output_names}
-    groups |= {group_of(name) for name in RAW_FEATURES} | {reasons.USAGE}
-    assert groups <= set(WORDING)
-    assert group_of("INDUSTRY=real estate") == "INDUSTRY"
-    assert group_of("ALEXA_RANK_missing") == group_of("alexa_no_rank") == "ALEXA_RANK"
-
-
-ACTIVE = {
-    "EMPLOYEE_RANGE": " 51 TO 200",
-    "INDUSTRY": "COMPUTER_SOFTWARE",
-    "ALEXA_RANK": 123456,
-    "alexa_no_rank": False,
-    "total_actions": 1520.0,
-    "total_users": 31.0,
-    "actions_per_user": 49.03,
-    "days_active": 63,
-    "activity_frequency": 0.6923,
-    "ACTIONS_CRM_CONTACTS_sum": 980.0,
-    "ACTIONS_CRM_CONTACTS_mean": 75.38,
-    "ACTIONS_CRM_CONTACTS_max": 210.0,
-    "ACTIONS_CRM_CONTACTS_std": 40.5,
-    "USERS_EMAIL_sum": 12.0,
-    "recency_days": 6,
-    "tenure_days": 400,
-    "actions_recent": 412.0,
-    "actions_prior": 133.0,
-    "trend_actions": math.log(413 / 134),
-    "weeks_active_recent": 3,
-    "weeks_observed": 13,
-}
-EXPECTED_ACTIVE = {
-    "EMPLOYEE_RANGE": "51 to 200 employees",
-    "INDUSTRY": "industry: COMPUTER_SOFTWARE",
-    "ALEXA_RANK": "Alexa rank 123,456",
-    "total_actions": "1,520 actions in the last 13 weeks",
-    "total_users": "31 user-weeks in the last 13 weeks",
-    "actions_per_user": "49.0 actions per user-week (last 13 weeks)",
-    "days_active": "active 9 of the last 13 weeks",
-    "activity_frequency": "active in 69% of the last 13 weeks",
-    "ACTIONS_CRM_CONTACTS_sum": "contact actions in the last 13 weeks: 980",
-    "ACTIONS_CRM_CONTACTS_mean": "contact actions per week (last 13 weeks): 75.4",
-    "ACTIONS_CRM_CONTACTS_max": "contact actions in the busiest of the last 13 weeks: 210",
-    "ACTIONS_CRM_CONTACTS_std": "contact actions vary by 40.5 from week to week (last 13 weeks)",
-    "USERS_EMAIL_sum": "email user-weeks in the last 13 weeks: 12",
-    "recency_days": "last active 6 days ago",
-    "tenure_days": "using the product for 13 weeks or more",
-    "actions_recent": "actions in the last 4 weeks: 412, 3.1\u00d7 the 4 weeks before",
-    "actions_prior": "actions in the 4 weeks before the last 4: 133",
-    "trend_actions": "activity trend: 3.1\u00d7 the 4 weeks before",
-    "weeks_active_recent": "active 3 of the last 4 weeks",
-    "weeks_observed": "usage on file for 13 of the last 13 weeks",
-    "usage": "no product usage yet: listed on company profile only",
-}
-EXPECTED_EMPTY = {
-    "EMPLOYEE_RANGE": "employee count not given",
-    "INDUSTRY": "industry not given",
-    "ALEXA_RANK": "web traffic rank (Alexa) not given",
-    "actions_per_user": "no users in the last 13 weeks",
-    "ACTIONS_CRM_DEALS_mean": "no deal actions in the last 13 weeks",
-    "recency_days": "never active",
-    "tenure_days": "no usage history",
-    "activity_frequency": "no active week in the last 13 weeks",
-    "weeks_observed": "no usage on file yet",
-    "actions_recent": "actions in the last 4 weeks: 0, none the 4 weeks before",
-    "trend_actions": "no activity trend yet",
-}
-
-
-@pytest.mark.parametrize(("group", "text"), EXPECTED_ACTIVE.items())
-def test_wording_of_an_active_company(group: str, text: str) -> None:
-    assert WORDING[group](Row(ACTIVE, recent_weeks=4, lookback_weeks=13)) == text
-
-
-@pytest.mark.parametrize(("group", "text"), EXPECTED_EMPTY.items())
-def test_wording_of_a_company_without_usage_or_profile(group: str, text: str) -> None:
-    empty = {"actions_recent": 0.0, "actions_prior": 0.0, "actions_per_user": math.nan}
-    assert WORDING[group](Row(empty, recent_weeks=4, lookback_weeks=13)) == text
-
-
-def test_wording_of_unusual_profiles() -> None:
-    def word(group: str, **values: object) -> str:
-        return WORDING[group](Row(values, recent_weeks=4, lookback_weeks=13))
-
-    assert word("EMPLOYEE_RANGE", EMPLOYEE_RANGE="1") == "1 employee"
-    assert word("EMPLOYEE_RANGE", EMPLOYEE_RANGE="10,001 or more") == "10,001 or more employees"
-    assert word("EMPLOYEE_RANGE", EMPLOYEE_RANGE="huge") == "employee count not recognised: 'huge'"
-    assert word("ALEXA_RANK", alexa_no_rank=True) == "no web traffic rank (Alexa)"
-
-
-def test_profile_only_rows_merge_their_usage_into_one_reason() -> None:
-    frame = pl.DataFrame(
-        {"EMPLOYEE_RANGE": ["51 to 200"], "recency_days": [None], "total_actions": [0.0]},
-        schema={"EMPLOYEE_RANGE": pl.String, "recency_days": pl.Int32, "total_actions": pl.Float64},
-    )
-    columns = ["EMPLOYEE_RANGE", "EMPLOYEE_RANGE_missing", "total_actions", "recency_days"]
-    phi = np.array([[0.5, 0.25, -0.25, -0.5, -1.0]])
-    out = reasons.explain_rows(frame, phi, columns, recent_days=28, lookback_days=91).row(
-        0, named=True
-    )
-    assert out["reason_1"] == "51 to 200 employees"
-    assert out["reason_2"] is None
-    assert out["reason_against"] == "no product usage yet: listed on company profile only"
-    assert out["basis"] == "profile only"
-    assert out["base_value"] == -1.0
-    assert json.loads(out["contributions"]) == dict(
-        zip(columns, [0.5, 0.25, -0.25, -0.5], strict=True)
-    )
-
-
-def test_strongest_takes_three_for_and_one_against() -> None:
-    totals = {"a": 0.1, "b": 0.4, "c": -0.2, "d": 0.3, "e": 0.2, "f": -0.5}
-    assert strongest(totals) == ["b", "d", "e", "f"]
-    assert strongest({"a": -0.1}) == [None, None, None, "a"]
+# --- the words: tests/test_reasons.py -------------------------------------------------------
 
 
 # --- the gate ------------------------------------------------------------------------------
@@ -307,36 +195,20 @@ def test_api_single_gives_reasons_and_a_batch_on_request() -> None:
     expected = scorer.explain([blank]).row(0, named=True)
     with TestClient(create_app(EXPLAINED / "run", max_batch=3)) as client:
         single = client.post("/predict/single", json=company).json()
-        assert single["basis"] == "profile only"
+        assert single["basis"] == "usage not given"  # nothing was said about its usage
         wanted = [expected[name] for name in reasons.REASON_COLUMNS[:3] if expected[name]]
         assert single["reasons"] == wanted
         assert single["reason_against"] == expected["reason_against"]
-        batch = {"companies": [company, {"id": 2}]}
+        assert single["priority"] in ("very high", "high", "medium", "low")
+        batch = {"companies": [company, {"id": 2, "total_actions": 0, "actions_recent": 0}]}
         plain = client.post("/predict", json=batch).json()["predictions"]
         assert "reasons" not in plain[0]
         explained = client.post("/predict?explain=true", json=batch).json()["predictions"]
-        assert [p["basis"] for p in explained] == ["profile only", "profile only"]
+        assert [p["basis"] for p in explained] == ["usage not given", "profile only"]
         assert explained[0]["reasons"] == single["reasons"]
     with TestClient(create_app(OLD / "run", max_batch=3)) as old:
-        assert "reasons" not in old.post("/predict/single", json=company).json()
-
-
-def test_outcome_by_tier_ranks_each_week_apart() -> None:
-    from hubscore.training.evaluate import outcome_by_tier
-
-    p = np.array([0.9, 0.8, 0.1, 0.2, 0.5, 0.4, 0.3, 0.6])
-    y = np.array([1, 0, 0, 1, 1, 0, 0, 0])
-    weeks = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-    table = outcome_by_tier(y, p, weeks, (0.25, 0.5, 0.75))
-    assert [row["rows"] for row in table] == [2, 2, 2, 2]
-    assert [row["converted"] for row in table] == [1, 1, 1, 0]
-    assert table[0] == {
-        "priority": "very high",
-        "rows": 2,
-        "converted": 1,
-        "conversion_rate": 0.5,
-        "share_of_converters": 1 / 3,
-    }
+        answer = old.post("/predict/single", json=company).json()
+        assert "reasons" not in answer and "priority" not in answer
 
 
 # --- every family, and any raw values --------------------------------------------------------
@@ -393,32 +265,21 @@ def test_any_raw_row_is_explained_exactly(rows) -> None:
     np.testing.assert_allclose(p, scorer.model_output(matrix), rtol=0, atol=1e-6)
     explained = scorer.explain(frame)
     assert explained.height == len(rows)
-    assert explained["basis"].to_list() == [
-        "profile only" if row["recency_days"] is None else "usage" for row in rows
-    ]
+    for row, basis in zip(rows, explained["basis"].to_list(), strict=True):
+        counts = [row["total_actions"], row["actions_recent"]]
+        given = [c for c in counts if c is not None and math.isfinite(c)]  # inf: missing
+        if row["recency_days"] is not None or any(given):
+            assert basis == "usage"
+        else:
+            assert basis == ("profile only" if given else "usage not given")
 
 
-def test_priority_quantiles_are_validated_by_key() -> None:
+def test_priority_shares_are_validated_by_key() -> None:
     from hubscore.core.config import load_config
     from hubscore.core.errors import ConfigError
 
-    overrides = {"scoring.priority_quantiles": [0.1, 0.3, 0.6]}
-    assert load_config(None, overrides=overrides, environ={}).scoring.priority_quantiles == (
-        0.1,
-        0.3,
-        0.6,
-    )
-    with pytest.raises(ConfigError, match=r"scoring\.priority_quantiles"):
-        load_config(None, overrides={"scoring.priority_quantiles": [0.5, 0.2, 0.9]}, environ={})
-
-
-def test_early_in_the_files_the_share_of_active_weeks_is_of_the_weeks_on_file() -> None:
-    word = reasons.WORDING["activity_frequency"]
-    early = {"activity_frequency": 0.5, "weeks_observed": 4}
-    assert word(reasons.Row(early, 4, 13)) == "active in 50% of the 4 weeks with usage on file"
-
-
-def test_tenure_below_the_cap_is_exact_and_at_the_cap_is_at_least() -> None:
-    word = reasons.WORDING["tenure_days"]
-    assert word(reasons.Row({"tenure_days": 30}, 4, 13)) == "first used the product 30 days ago"
-    assert word(reasons.Row({"tenure_days": 91}, 4, 13)) == "using the product for 13 weeks or more"
+    overrides = {"training.priority_shares": [0.02, 0.1, 0.3]}
+    config = load_config(None, overrides=overrides, environ={})
+    assert config.training.priority_shares == (0.02, 0.1, 0.3)
+    with pytest.raises(ConfigError, match=r"training\.priority_shares"):
+        load_config(None, overrides={"training.priority_shares": [0.5, 0.2, 0.9]}, environ={})

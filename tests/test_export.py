@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from hubscore.cli import app
 from hubscore.core import artifacts
 from hubscore.core.config import MODEL_NAMES
-from hubscore.core.contract import RAW_FEATURES
+from hubscore.core.contract import FEATURES_VERSION, RAW_FEATURES
 from hubscore.core.errors import ArtifactError
 from hubscore.engine import encoding
 from hubscore.engine.calibration import calibrate
@@ -117,6 +117,7 @@ def test_run_folder_holds_a_verified_artifact(trained_artifact) -> None:
         "horizon_days": 14,
         "lookback_days": 91,
         "recent_days": 28,
+        "features_version": FEATURES_VERSION,  # what the features meant: score checks it
     }
     assert manifest.verification["max_abs_delta"] <= export.MAX_DELTA
     assert manifest.verification["label_flips"] == 0

@@ -117,7 +117,15 @@ def test_scores_golden_in_a_fresh_env_without_training_extra(tmp_path: Path) -> 
     absent = subprocess.run([str(python), "-c", "import sklearn"], capture_output=True)
     assert absent.returncode != 0, "the fresh env must not have the training extra"
     out = tmp_path / "scores.parquet"
-    args = [GOLDEN / "input.parquet", "-o", out, "--model", GOLDEN / "run", "--as-of", "2024-01-07"]
+    args = [
+        GOLDEN / "input.parquet",
+        "-o",
+        out,
+        "--model",
+        GOLDEN / "run",
+        "--scored-at",
+        "2024-01-07",
+    ]
     subprocess.run([str(venv / "bin" / "hubscore"), "score", *map(str, args), "-q"], check=True)
     expected = pl.read_parquet(GOLDEN / "expected_scores.parquet").drop("native_probability")
     assert pl.read_parquet(out).equals(expected)

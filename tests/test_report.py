@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -114,8 +115,8 @@ def test_the_report_is_one_self_contained_file(tmp_path: Path) -> None:
     [
         (53262.666, "53,263"),  # was 5.326e+04
         (75278, "75,278"),
-        (0.003938, "0.003938"),
-        (0.8701413, "0.8701"),
+        (0.003938, "0.00394"),  # three significant digits: what a metric can tell
+        (0.8701413, "0.87"),
         (7.302e-07, "7.3e-07"),
         (None, "—"),
         (True, "yes"),
@@ -128,16 +129,19 @@ def test_numbers_read_as_numbers(value: object, shown: str) -> None:
 def test_the_quality_profile_is_tables_not_a_json_dump() -> None:
     html = report._quality(QUALITY)
     assert "<pre>" not in html and '"path":' not in html
-    assert html.index("<h3>assumptions</h3>") == 0  # what the reader must know comes first
+    # what the reader must know comes first, under a name a person reads, not a JSON key
+    assert html.index("<h3>What the files cannot tell</h3>") == 0
     assert "<li>There is no sign-up date.</li>" in html
-    files = html.split("<h3>files</h3>")[1].split("<h3>")[0]
+    files = html.split("<h3>Rows read and rejected, per file</h3>")[1].split("<h3>")[0]
     assert re.search(r"<th></th><th>path</th><th>rows</th><th>rejected</th>", files)
     assert "<td class='n'>25,700</td>" in files
-    by_label = html.split("<h3>missing_by_label</h3>")[1].split("<h3>")[0]
+    by_label = html.split("<h3>Missing fields, customers against free companies</h3>")[1]
     # records with different keys share one header: the union, in order of appearance
-    assert "<th>EMPLOYEE_RANGE_missing</th><th>INDUSTRY_missing</th>" in by_label
+    assert "<th>EMPLOYEE RANGE missing</th><th>INDUSTRY missing</th>" in by_label
     assert "<td class='n'>308,729</td>" in html
+    assert "<td class='d'>31\u00a0Aug\u00a02025</td>" in html  # a date never wraps
     assert "overflow-wrap:break-word" in report.STYLE
+    assert "_" not in "".join(re.findall(r"<h3>(.*?)</h3>", html))
 
 
 def test_the_importance_axis_says_what_each_family_measures() -> None:
@@ -145,3 +149,80 @@ def test_the_importance_axis_says_what_each_family_measures() -> None:
     assert runs.IMPORTANCE_KIND["xgboost"].startswith("gain")
     assert runs.IMPORTANCE_KIND["lightgbm"].startswith("gain")
     assert "gain" not in runs.IMPORTANCE_KIND["random_forest"]
+
+
+def tier_metrics(rates: list[float]) -> dict[str, Any]:
+    tiers = [
+        {
+            "priority": name,
+            "top_share": share,
+            "rows": 100,
+            "converted": round(rate * 100),
+            "conversion_rate": rate,
+            "interval": [rate / 2, rate * 1.5],
+            "lift": rate / 0.01,
+            "share_of_converters": 0.25,
+        }
+        for name, share, rate in zip(
+            ("very high", "high", "medium", "low"), (0.01, 0.05, 0.2, 1.0), rates, strict=True
+        )
+    ]
+    ordered = all(a >= b for a, b in itertools.pairwise(rates))
+    return {"tiers": tiers, "monotone": ordered, "base_rate": 0.01}
+
+
+def test_the_tiers_are_said_with_their_rates_intervals_and_order() -> None:
+    metrics = {**run_metrics(1.0), "priority_tiers": tier_metrics([0.2, 0.05, 0.01, 0.001])}
+    sentences = report.summary_sentences(metrics, capacity=50, horizon=30)
+    tiers = next(s for s in sentences if s.startswith("Priority tiers"))
+    assert "very high (a week's top 1.0%) 20.0% (90% interval 10.0% to 30.0%)" in tiers
+    assert "low (the rest) 0.10%" in tiers
+    assert "each tier converted at least as often as the one below it" in tiers
+    metrics["priority_tiers"] = tier_metrics([0.05, 0.2, 0.01, 0.001])
+    tiers = report.summary_sentences(metrics, capacity=50, horizon=30)
+    assert any("NOT in order" in s for s in tiers)
+    html = report._tiers(metrics["priority_tiers"])
+    assert "<td class='d'>2.5% to 7.5%</td>" in html  # a figure never wraps
+
+
+def test_the_cross_validation_gap_is_split_into_base_rate_and_lift() -> None:
+    metrics = run_metrics(1.0)
+    metrics["cv"] = {"precision_at_50": {"mean": 0.06}, "base_rate": {"mean": 0.002}}
+    metrics["test"] = {**metrics["test"], "precision_at_50": 0.12, "base_rate": 0.003}
+    gap = next(
+        s
+        for s in report.summary_sentences(metrics, capacity=50, horizon=30)
+        if s.startswith("In cross-validation")
+    )
+    assert "held 3.0 converters, on the test weeks 6.0 (2.0\u00d7)" in gap
+    assert "from 0.20% of company-weeks in the validation folds to 0.30%" in gap
+    assert "(1.5\u00d7), the lift over it from 30\u00d7 to 40\u00d7 (1.3\u00d7)" in gap
+
+
+def test_a_decile_without_conversions_is_drawn_apart_not_as_a_low_rate() -> None:
+    import matplotlib.pyplot as plt
+
+    rows = [
+        {
+            "decile": i,
+            "rows": 10,
+            "mean_predicted": 0.001 * i,
+            "observed_rate": rate,
+            "positives": 0,
+        }
+        for i, rate in enumerate([0.0, 0.0, 0.002, 0.004, 0.01], start=1)
+    ]
+    calibration = {
+        "method": "platt",
+        "before": {"reliability": rows},
+        "after": {"reliability": rows},
+    }
+    fig, ax = plt.subplots()
+    plots._plot_calibration(ax, calibration)
+    empty = [line for line in ax.get_lines() if line.get_marker() == "v" and len(line.get_xdata())]
+    assert empty and all(list(line.get_xdata()) == [0.001, 0.002] for line in empty)
+    floor = empty[0].get_ydata()[0]
+    assert floor < 0.002 / 2  # below every observed rate, on its own line
+    assert ax.get_ylim()[0] < floor
+    assert any(t.get_text() == "decile with no conversion" for t in ax.get_legend().get_texts())
+    plt.close(fig)

@@ -92,7 +92,18 @@ def test_top_k_writes_only_the_call_list(tmp_path: Path) -> None:
     assert score(INPUT, "-o", out, "--top-k", "5", "--threshold", "0.9").exit_code == 0
     calls = pl.read_csv(out)
     assert calls["rank"].to_list() == [1, 2, 3, 4, 5]
-    assert calls.columns[:2] == ["id", "conversion_probability"]
+    # what a caller reads, in order; the week is the scoring time when the input has no cutoff
+    assert calls.columns[:6] == [
+        "rank", "id", "scored_at", "conversion_probability", "priority", "prediction"
+    ]  # fmt: skip
+    assert "contributions" not in calls.columns and "confidence" not in calls.columns
+    every = tmp_path / "every.csv"
+    explained = GOLDEN.parent / "xgboost"
+    args = ("-o", every, "--top-k", "5", "--all-columns")
+    assert score(explained / "input.parquet", *args, model=explained / "run").exit_code == 0
+    assert {"contributions", "base_value", "confidence", "model_version"} <= set(
+        pl.read_csv(every).columns
+    )
 
 
 def test_empty_input_writes_valid_empty_output(tmp_path: Path) -> None:
@@ -140,6 +151,73 @@ def test_other_feature_windows_exit_4(tmp_path: Path) -> None:
     result = score(other, "-o", tmp_path / "s.parquet")
     assert result.exit_code == 4
     assert "horizon_days=14 (model: 30)" in result.stderr
+
+
+def with_metadata(tmp_path: Path, **changes: str | None) -> Path:
+    """The golden input with its hubscore metadata changed (None drops a key)."""
+    table = pq.read_table(INPUT)
+    metadata = {k.decode(): v.decode() for k, v in table.schema.metadata.items()}
+    metadata = {k: v for k, v in {**metadata, **changes}.items() if v is not None}
+    path = tmp_path / "input.parquet"
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+    return path
+
+
+def with_features_version(tmp_path: Path, version: int) -> Path:
+    """The golden run folder as if trained on features of `version` (the manifest is not
+    hashed: it lists the hashes)."""
+    run = Path(shutil.copytree(RUN, tmp_path / "run"))
+    manifest = json.loads((run / MANIFEST).read_text())
+    manifest["target"]["features_version"] = version
+    (run / MANIFEST).write_text(json.dumps(manifest))
+    return run
+
+
+@pytest.mark.parametrize(
+    ("built", "trained", "says"),
+    [
+        ("1", 2, "built by features version 1, the model was trained on version 2"),
+        (None, 2, "before features versions; the model was trained on features version 2"),
+        ("2", None, "features version 2; the model's run folder predates features versions"),
+    ],
+)
+def test_an_input_whose_features_mean_something_else_exits_4(
+    tmp_path: Path, built: str | None, trained: int | None, says: str
+) -> None:
+    # The tenure cap changed a feature's meaning without changing any window.
+    source = with_metadata(tmp_path, features_version=built)
+    run = with_features_version(tmp_path, trained) if trained else RUN
+    result = score(source, "-o", tmp_path / "s.parquet", model=run)
+    assert result.exit_code == 4, result.output
+    assert says in result.stderr and "rebuild the input with this hubscore" in result.stderr
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_inputs_of_the_models_features_version_score_whichever_hubscore_built_them(
+    tmp_path: Path,
+) -> None:
+    source = with_metadata(tmp_path, features_version="2", hubscore_version="0.0.9")
+    run = with_features_version(tmp_path, 2)
+    assert score(source, "-o", tmp_path / "s.parquet", model=run).exit_code == 0
+
+
+def test_unversioned_files_compare_by_hubscore_version(tmp_path: Path) -> None:
+    # A file and a run folder from before the stamp: the same hubscore built both, or refused.
+    older = with_metadata(tmp_path, hubscore_version="0.0.9")
+    result = score(older, "-o", tmp_path / "s.parquet")
+    assert result.exit_code == 4
+    assert "built by hubscore 0.0.9 without a features version" in result.stderr
+    assert score(INPUT, "-o", tmp_path / "s.parquet").exit_code == 0  # both 0.1.0
+
+
+def test_build_features_stamps_the_features_version(tmp_path: Path) -> None:
+    from hubscore.core.contract import FEATURES_VERSION
+    from hubscore.core.datasets import read_kv_metadata
+
+    args = ["build-features", "--out", str(tmp_path), "--as-of", "2026-11-29"]
+    assert runner.invoke(app, args).exit_code == 0
+    metadata = read_kv_metadata(tmp_path / "features.parquet")
+    assert metadata["features_version"] == str(FEATURES_VERSION)
 
 
 def test_tampered_model_exits_5(tmp_path: Path) -> None:
@@ -262,8 +340,8 @@ def _start_scoring(source: Path, out: Path) -> subprocess.Popen[bytes]:
     args = ["score", str(source), "-o", str(out), "--model", str(RUN), "--batch-size", "2000"]
     proc = subprocess.Popen([sys.executable, "-m", "hubscore", *args], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 20
-    # Wait until the run is mid-flight: its scratch file exists beside the output.
-    while not any(p.name.endswith(".scores.parquet") for p in out.parent.iterdir()):
+    # Wait until the run is mid-flight: its temp output exists beside the target.
+    while not temps(out.parent):
         assert proc.poll() is None and time.monotonic() < deadline, "scoring ended too soon"
         time.sleep(0.02)
     return proc
@@ -310,3 +388,29 @@ def test_log_format_json_writes_one_event_line(tmp_path: Path) -> None:
     quiet = runner.invoke(app, [*args, "--quiet"])
     assert quiet.exit_code == 0
     assert quiet.stderr == ""
+
+
+def test_dash_writes_the_csv_list_to_stdout(tmp_path: Path) -> None:
+    result = score(INPUT, "-o", "-", "--top-k", "3", "--as-of", "2024-01-07")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("rank,id,scored_at,conversion_probability,priority")
+    assert len(lines) == 4
+    refused = score(INPUT, "-o", "-", "--json")
+    assert refused.exit_code == 2
+    assert "--json" in refused.stderr
+
+
+def test_a_closed_output_pipe_ends_the_command_cleanly(tmp_path: Path) -> None:
+    # `hubscore score ... -o - | head`: the reader goes away before the list is written.
+    command = [sys.executable, "-m", "hubscore", "score", str(INPUT), "-o", "-"]
+    json_summary = [*command[:-2], "-o", str(tmp_path / "s.csv"), "--json"]
+    for args in ([*command, "-q"], json_summary):
+        with subprocess.Popen(
+            [*args, "--model", str(RUN)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as process:
+            assert process.stdout is not None and process.stderr is not None
+            process.stdout.close()  # before anything is written: every write meets a closed pipe
+            stderr = process.stderr.read().decode()
+            assert process.wait(timeout=120) == 0, stderr
+        assert "Traceback" not in stderr and "BrokenPipe" not in stderr

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
@@ -27,8 +28,10 @@ from hubscore.core.atomic import TEMP_MARKER
 from hubscore.core.config import FeaturesConfig
 from hubscore.core.datasets import parquet_parts, read_kv_metadata
 from hubscore.core.errors import ValidationError
+from hubscore.core.ledger import LAYOUT_DIR, read_entries
 from hubscore.dev.sample import generate_sample
-from hubscore.features.build import INPUT_KINDS, BuildRequest, build_features
+from hubscore.features.build import BuildRequest, build_features
+from hubscore.features.inputs import INPUT_KINDS
 
 pyspark = pytest.importorskip("pyspark")
 
@@ -322,7 +325,7 @@ def test_train_and_score_read_a_spark_feature_folder(
 
 
 def score(*args: str | Path, golden: Path = GOLDEN) -> Result:
-    base = ["score", *map(str, args), "--model", str(golden / "run"), "--as-of", "2026-11-29"]
+    base = ["score", *map(str, args), "--model", str(golden / "run"), "--scored-at", "2026-11-29"]
     return runner.invoke(app, [*base, "--json", "-q"])
 
 
@@ -415,6 +418,63 @@ def test_score_dataframe_ranks_per_cutoff_like_rank_scores(spark: object) -> Non
     assert actual.sort(keys).select(expected.columns).equals(expected.sort(keys))
 
 
+@pytest.fixture
+def many_partitions(spark: object) -> Iterator[None]:
+    """Seven shuffle partitions, none coalesced away: ranks spread over several tasks."""
+    conf = spark.conf  # type: ignore[attr-defined]
+    old = {k: conf.get(k) for k in (SHUFFLE_PARTITIONS, COALESCE)}
+    conf.set(SHUFFLE_PARTITIONS, "7")
+    conf.set(COALESCE, "false")
+    yield
+    for key, value in old.items():
+        conf.set(key, value)
+
+
+SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
+COALESCE = "spark.sql.adaptive.coalescePartitions.enabled"
+
+
+def test_ranks_ties_and_summary_equal_the_local_scorer_over_many_partitions(
+    spark: object, tmp_path: Path, many_partitions: None
+) -> None:
+    # 6,000 rows, 60 distinct feature rows: every probability is shared by 100 shuffled ids,
+    # so ties (to the smaller id) decide most ranks, and each rank range spans tasks.
+    table = pq.read_table(CALIBRATED / "input.parquet")
+    tiled = pl.concat([pl.from_arrow(table)] * 100)  # type: ignore[list-item]
+    ids = np.random.default_rng(3).permutation(tiled.height) + 1
+    tiled = tiled.with_columns(pl.Series("id", ids, dtype=pl.Int64), cutoff=date(2026, 11, 29))
+    rows = tmp_path / "rows.parquet"
+    pq.write_table(tiled.to_arrow().replace_schema_metadata(table.schema.metadata), rows)
+    k = ["--top-k", "2500", "--explain", "150"]
+    local = score(rows, "-o", tmp_path / "local.parquet", *k, golden=CALIBRATED)
+    spark_args = ["--engine", "spark", "--batch-size", "700", *k]
+    distributed = score(rows, "-o", tmp_path / "spark.parquet", *spark_args, golden=CALIBRATED)
+    assert local.exit_code == 0 and distributed.exit_code == 0, distributed.output
+    expected, actual = (
+        pl.read_parquet(tmp_path / "local.parquet"),
+        read_any(tmp_path / "spark.parquet"),
+    )
+    assert actual.equals(expected)  # the same rows in the same order: by cutoff, then rank
+    assert expected["conversion_probability"].n_unique() <= 60
+    assert expected["reason_1"].head(150).null_count() == 0 and expected["reason_1"][150] is None
+    written = [p for p in parquet_parts(tmp_path / "spark.parquet") if pq.read_metadata(p).num_rows]
+    assert len(written) > 1  # several tasks ranked parts of the one cutoff
+    summaries = [json.loads(r.stdout) for r in (local, distributed)]
+    for summary in summaries:
+        summary.pop("duration_s")
+        summary.pop("output")
+    assert summaries[1] == summaries[0]
+
+
+def test_the_ranked_plan_sorts_by_range_not_in_one_window_task(spark: object) -> None:
+    from hubscore.spark.score import score_dataframe
+
+    frame = spark.createDataFrame(pq.read_table(GOLDEN / "input.parquet"))  # type: ignore[attr-defined]
+    ranked = score_dataframe(frame, GOLDEN / "run")
+    plan = ranked._jdf.queryExecution().executedPlan().toString()
+    assert "Window" not in plan and "rangepartitioning" in plan.lower()
+
+
 @pytest.mark.parametrize("as_uri", [False, True])
 def test_a_failing_task_is_a_clear_error_and_keeps_the_previous_output(
     spark: object, tmp_path: Path, as_uri: bool
@@ -475,3 +535,42 @@ def test_a_fresh_cli_run_keeps_spark_quiet(tmp_path: Path) -> None:
     assert not [ln for ln in lines if "WARN" in ln or "log4j" in ln or "Spark" in ln]
     assert len(read_any(output)) == 60
     shutil.rmtree(output)
+
+
+# --- the ledger (owner: monitoring): same session, so no second Spark gateway in this process --
+GOLDENS = Path(__file__).parent / "golden"
+
+
+def score_into_ledger(out: Path, ledger: Path, *args: str) -> Result:
+    argv = ["score", str(GOLDENS / "xgboost" / "input.parquet"), "-o", str(out)]
+    argv += ["--model", str(GOLDENS / "xgboost" / "run")]
+    argv += ["--ledger", str(ledger), "--scored-at", "2024-01-07", "--top-k", "12", "--no-explain"]
+    return runner.invoke(app, [*argv, "--holdout-share", "0.25", "-q", *args])
+
+
+def ledger_rows(ledger: Path, name: str) -> pl.DataFrame:
+    (path,) = (ledger / LAYOUT_DIR).glob(f"*{name}*.parquet")
+    return pl.read_parquet(path)
+
+
+def test_spark_records_the_same_ledger_and_control_group(spark: object, tmp_path: Path) -> None:
+    local, distributed = tmp_path / "local", tmp_path / "spark"
+    assert score_into_ledger(tmp_path / "l.parquet", local).exit_code == 0
+    result = score_into_ledger(
+        tmp_path / "s.parquet", distributed, "--engine", "spark",
+        "--shadow", str(GOLDENS / "lightgbm" / "run"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    expected, actual = ledger_rows(local, "xgboost"), ledger_rows(distributed, "xgboost")
+    assert actual.drop("conversion_probability").equals(expected.drop("conversion_probability"))
+    diff = (actual["conversion_probability"] - expected["conversion_probability"]).abs().max()
+    assert diff is not None and float(diff) <= 1e-6  # type: ignore[arg-type]
+    assert actual["hold"].sum() == 3
+    listed = pl.read_parquet(sorted((tmp_path / "s.parquet").glob("*.parquet")))
+    held = listed.filter("hold")["id"].sort().to_list()
+    assert held == actual.filter("hold")["id"].sort().to_list()  # the list flags the same rows
+    assert listed.columns == pl.read_parquet(tmp_path / "l.parquet").columns
+    roles = {e.model_version: e.role for e in read_entries(distributed)}
+    assert roles == {"golden-xgboost-2": "champion", "golden-lightgbm-2": "shadow"}
+    assert ledger_rows(distributed, "lightgbm").height == 60
+    assert not [p for p in tmp_path.iterdir() if "shadow" in p.name]  # shadow lists removed

@@ -31,6 +31,7 @@ SUPPORTED_FORMAT_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
 ENCODERS_FILE = "encoders.json"
+EXPLAIN_FILE = "explain.npz"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class Manifest:
     decision_threshold: float
     confidence_bands: dict[str, float]
     """Lower probability bounds of the "high" and "medium" bands; below "medium" is "low"."""
+    priority_thresholds: dict[str, float] = field(default_factory=dict)
+    """Lower probability bounds of the "very high", "high" and "medium" priority tiers (below:
+    "low"); empty in older run folders, whose tiers are quartiles of each scored cutoff."""
     feature_distributions: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     verification: dict[str, Any] = field(default_factory=dict)
@@ -91,16 +95,94 @@ def write_manifest(run_dir: Path, manifest: Manifest) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class RunFolder:
+    """A run folder read as one: its real path, its manifest and the verified bytes of the
+    files a scorer parses, all from one read of each file."""
+
+    path: Path
+    """The real path `models/latest` (or any link) pointed at when the folder was read."""
+    manifest: Manifest
+    contents: dict[str, bytes]
+    """The bytes of `model.onnx`, `encoders.json` and `explain.npz` (when present), each
+    checked against its manifest sha256 when listed there."""
+
+    def read(self, name: str) -> bytes:
+        """Return a kept file's bytes; ArtifactError when the run folder has no such file."""
+        if name not in self.contents:
+            raise ArtifactError(f"{self.path / name} is missing", hint=RESTORE_HINT)
+        return self.contents[name]
+
+
+RESTORE_HINT = "restore the whole run folder"
+KEPT_FILES = (MODEL_FILE, ENCODERS_FILE, EXPLAIN_FILE)
+"""The files a scorer parses: read once, hashed and kept in memory (a few MB at most)."""
+
+
+def read_run_folder(run_dir: Path, *, keep: tuple[str, ...] = KEPT_FILES) -> RunFolder:
+    """Resolve `run_dir` once and read every file of it once: hash, verify, keep to parse.
+
+    A link such as `models/latest` is followed once, so a `train` that moves it meanwhile
+    cannot mix files of two runs: the manifest, the hashes and the kept bytes all come from
+    the one real folder, and what is parsed is exactly what was hashed.
+    """
+    try:
+        path = run_dir.resolve(strict=True)
+    except OSError:
+        raise ArtifactError(
+            f"{run_dir} is not a hubscore run folder: it does not exist",
+            hint="pass --model DIR pointing at a folder written by hubscore train",
+        ) from None
+    manifest = _parse_manifest(_read_bytes(path / MANIFEST, run_dir), path / MANIFEST)
+    contents: dict[str, bytes] = {}
+    for name in sorted(set(manifest.files) | set(keep)):
+        file = path / name
+        if name not in manifest.files:  # an older folder's unlisted file: kept, unverified
+            if file.is_file():
+                contents[name] = file.read_bytes()
+            continue
+        data, actual = _read_hashed(file, keep=name in keep)
+        expected = manifest.files[name]
+        if actual != expected:
+            raise ArtifactError(
+                f"{file} does not match its manifest: sha256 {actual[:12]}…, "
+                f"expected {expected[:12]}…",
+                hint="the file was changed or truncated; restore the run folder or retrain",
+            )
+        if data is not None:
+            contents[name] = data
+    return RunFolder(path, manifest, contents)
+
+
 def read_manifest(run_dir: Path) -> Manifest:
     """Load and check a run folder's manifest and the sha256 of every file it lists."""
-    path = run_dir / MANIFEST
-    if not path.is_file():
+    return read_run_folder(run_dir, keep=()).manifest
+
+
+def _read_bytes(path: Path, run_dir: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
         raise ArtifactError(
             f"{run_dir} is not a hubscore run folder: {MANIFEST} is missing",
             hint="pass --model DIR pointing at a folder written by hubscore train",
-        )
+        ) from None
+
+
+def _read_hashed(path: Path, *, keep: bool) -> tuple[bytes | None, str]:
+    """Return (the bytes when `keep`, the sha256), reading the file once."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        if keep:
+            data = path.read_bytes()
+            return data, hashlib.sha256(data).hexdigest()
+        return None, sha256_file(path)
+    except (FileNotFoundError, IsADirectoryError):
+        raise ArtifactError(f"{path} is missing", hint=RESTORE_HINT) from None
+
+
+def _parse_manifest(data: bytes, path: Path) -> Manifest:
+    try:
+        raw = json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(
             f"{path} is not valid JSON: {exc}", hint="retrain or restore it"
@@ -112,24 +194,7 @@ def read_manifest(run_dir: Path) -> Manifest:
             f"{', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}",
             hint="score with the hubscore version that trained it, or retrain",
         )
-    manifest = _manifest_from_dict(raw, path)
-    verify_files(run_dir, manifest)
-    return manifest
-
-
-def verify_files(run_dir: Path, manifest: Manifest) -> None:
-    """Refuse a run folder whose files are missing or differ from their recorded sha256."""
-    for name, expected in sorted(manifest.files.items()):
-        file = run_dir / name
-        if not file.is_file():
-            raise ArtifactError(f"{file} is missing", hint="restore the whole run folder")
-        actual = sha256_file(file)
-        if actual != expected:
-            raise ArtifactError(
-                f"{file} does not match its manifest: sha256 {actual[:12]}…, "
-                f"expected {expected[:12]}…",
-                hint="the file was changed or truncated; restore the run folder or retrain",
-            )
+    return _manifest_from_dict(raw, path)
 
 
 def _manifest_from_dict(raw: dict[str, Any], path: Path) -> Manifest:

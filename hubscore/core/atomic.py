@@ -11,9 +11,12 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 from hubscore.core.errors import LockHeldError
 
@@ -121,3 +124,36 @@ def exclusive_lock(target: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them to the handlers before.
+
+    For a commit of several renames (run folders, then `latest`): an interrupt waits for it,
+    so the outputs are all in place or none. Signals reach the main thread only; elsewhere
+    this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        caught.append(signum)
+
+    with signals_handled(hold):
+        yield
+    if caught:  # now the handlers from before act on it
+        signal.raise_signal(caught[0])
+
+
+@contextlib.contextmanager
+def signals_handled(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """Route SIGINT and SIGTERM to `handler` inside the block; restore the handlers after."""
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)

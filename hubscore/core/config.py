@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +28,27 @@ ModelName = Literal["logreg", "random_forest", "xgboost", "lightgbm"]
 ClassWeight = Literal["none", "sqrt", "balanced"]
 MODEL_NAMES: tuple[ModelName, ...] = typing.get_args(ModelName)
 ENV_PREFIX = "HUBSCORE_"
+AUTO_MEMORY_SHARE = 0.25
+"""`features.memory_limit: auto`: a quarter of the machine's memory (or of its cgroup's limit)."""
+MIN_MEMORY_BYTES = 64 * 10**6
+_MEMORY = re.compile(r"^(?P<number>\d+(\.\d+)?)\s*(?P<unit>%|[KMGT]i?B)$", re.IGNORECASE)
+_UNITS = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def memory_budget(text: str) -> float | int | None:
+    """Read `features.memory_limit`: a share of the machine's memory (float), bytes (int), or
+    None when it is no budget. `4GB` is 4*10^9 bytes and `4GiB` 4*2^30, as DuckDB reads them."""
+    if text.strip().lower() == "auto":
+        return AUTO_MEMORY_SHARE
+    match = _MEMORY.match(text.strip())
+    if match is None:
+        return None
+    number, unit = float(match["number"]), match["unit"].lower()
+    if unit == "%":
+        return number / 100 if 0 < number <= 100 else None
+    base = 2 ** (10 * "kmgt".index(unit[0]) + 10) if "i" in unit else _UNITS[unit[0]]
+    size = int(number * base)
+    return size if size >= MIN_MEMORY_BYTES else None
 
 
 @dataclass(frozen=True)
@@ -43,7 +66,19 @@ class TrackingConfig:
 class DataConfig:
     dir: Path = Path("data")
     build_dir: Path = Path("data/build")
+    scoring_dir: Path | None = None
+    """Where `build-features --as-of` writes without --out; None: `<build_dir>/scoring`."""
     models_dir: Path = Path("models")
+
+    @property
+    def training_features(self) -> Path:
+        """Return the training features `build-features` writes (what `train` reads)."""
+        return self.build_dir / "features.parquet"
+
+    @property
+    def scoring_build_dir(self) -> Path:
+        """Return the scoring input's folder: never the training features' own folder."""
+        return self.scoring_dir or self.build_dir / "scoring"
 
 
 @dataclass(frozen=True)
@@ -57,6 +92,10 @@ class FeaturesConfig:
     early cutoffs whose windows are partly before the files start (see weeks_observed)."""
     eligibility: Literal["file_start", "first_usage"] = "file_start"
     max_reject_rate: float = 0.01
+    known_until: date | None = None
+    """The last day the files know conversions (CLOSEDATE) for; None: derived from the files."""
+    memory_limit: str = "auto"
+    """DuckDB's memory budget: `auto` (a share of the machine's memory), `40%` or `4GB`."""
 
     def __post_init__(self) -> None:
         _require(self.horizon_days >= 1, "features.horizon_days", self.horizon_days, ">= 1")
@@ -73,6 +112,13 @@ class FeaturesConfig:
             "features.max_reject_rate",
             self.max_reject_rate,
             "a share between 0 and 1",
+        )
+        _require(
+            memory_budget(self.memory_limit) is not None,
+            "features.memory_limit",
+            self.memory_limit,
+            "auto, a share of the machine's memory from 1% to 100% (e.g. 40%), or a size of "
+            "at least 64MB (e.g. 4GB)",
         )
 
 
@@ -101,10 +147,13 @@ class TrainingConfig:
     test_size: float = 0.25
     cv_folds: int = 3
     random_seed: int = 42
-    decision_threshold: float | Literal["auto"] = "auto"
+    decision_threshold: float | Literal["capacity", "f_beta"] = "capacity"
     f_beta: float = 0.5
     top_k: tuple[int, ...] = (25, 50, 100)
     weekly_capacity: int = 50
+    priority_shares: tuple[float, ...] = (0.01, 0.05, 0.2)
+    """Cumulative shares of a week's free companies that end the very high, high and medium
+    priority tiers (the rest: low); turned into probability bounds on the test weeks."""
     leaderboard_metric: str = "precision_at_50"
     threads: int = 1
     class_weight: ClassWeight = "none"
@@ -122,13 +171,20 @@ class TrainingConfig:
             self.weekly_capacity >= 1, "training.weekly_capacity", self.weekly_capacity, ">= 1"
         )
         _require(all(k >= 1 for k in self.top_k), "training.top_k", self.top_k, "positive")
-        if self.decision_threshold != "auto":
+        if not isinstance(self.decision_threshold, str):
             _require(
                 0.0 < self.decision_threshold < 1.0,
                 "training.decision_threshold",
                 self.decision_threshold,
-                "a probability in (0, 1) or 'auto'",
+                "a probability in (0, 1), 'capacity' or 'f_beta'",
             )
+        q = self.priority_shares
+        _require(
+            len(q) == 3 and all(0 < a < b <= 1 for a, b in zip(q, (*q[1:], 1.0), strict=True)),
+            "training.priority_shares",
+            q,
+            "three increasing shares in (0, 1), e.g. [0.01, 0.05, 0.2]",
+        )
 
 
 @dataclass(frozen=True)
@@ -156,10 +212,20 @@ class ScoringConfig:
     threads: int = 1
     fail_on_drift: float | None = None
     drift_allowances: Mapping[str, float] = field(default_factory=dict)
-    priority_quantiles: tuple[float, ...] = (0.25, 0.5, 0.75)
+    ledger_dir: Path | None = Path("data/ledger")
+    """Where `score` records every list for `hubscore monitor`; None keeps no ledger."""
+    holdout_share: float | None = None
+    holdout_seed: int = 0
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "scoring.batch_size", self.batch_size, ">= 1")
+        if self.holdout_share is not None:
+            _require(
+                0.0 < self.holdout_share < 1.0,
+                "scoring.holdout_share",
+                self.holdout_share,
+                "a share in (0, 1), or null for no control group",
+            )
         _require(self.threads >= 0, "scoring.threads", self.threads, ">= 0 (0: onnxruntime picks)")
         if self.fail_on_drift is not None:
             _require(self.fail_on_drift > 0, "scoring.fail_on_drift", self.fail_on_drift, "> 0")
@@ -170,13 +236,6 @@ class ScoringConfig:
                 allowed,
                 "a PSI > 0",
             )
-        q = self.priority_quantiles
-        _require(
-            len(q) == 3 and all(0 < a < b <= 1 for a, b in zip(q, (*q[1:], 1.0), strict=True)),
-            "scoring.priority_quantiles",
-            q,
-            "three increasing shares in (0, 1), e.g. [0.25, 0.5, 0.75]",
-        )
 
 
 @dataclass(frozen=True)
@@ -223,11 +282,9 @@ def load_config(
         from_file = _read_yaml(path, str(path))
         _merge(merged, from_file, source=str(path))
         sources.update(dict.fromkeys(_dotted_keys(from_file), f"set in config file {path}"))
-    from_env = _env_overrides(os.environ if environ is None else environ)
+    from_env, variables = _env_overrides(os.environ if environ is None else environ)
     _merge(merged, from_env, source="env")
-    sources.update(
-        {k: f"set by environment variable {_env_name(k)}" for k in _dotted_keys(from_env)}
-    )
+    sources.update({k: f"set by environment variable {name}" for k, name in variables.items()})
     for dotted, value in (overrides or {}).items():
         if value is not None:
             section, key = dotted.split(".", 1)
@@ -264,10 +321,6 @@ def _dotted_keys(values: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _env_name(dotted: str) -> str:
-    return ENV_PREFIX + dotted.replace(".", "_").upper()
-
-
 def _read_yaml(source: Any, name: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(source.read_text(encoding="utf-8"))
@@ -294,17 +347,50 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any], *, source: str) -> No
                 base[section][key] = value
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """Map HUBSCORE_FEATURES_LOOKBACK_DAYS=28 to {"features": {"lookback_days": 28}}."""
-    sections = {f.name for f in dataclasses.fields(Config)} - {"models", "search_space"}
+def _env_overrides(
+    environ: Mapping[str, str],
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Map HUBSCORE_FEATURES_LOOKBACK_DAYS=28 to {"features": {"lookback_days": 28}}.
+
+    A nested section's keys are reached the same way: HUBSCORE_TRAINING_SEARCH_TRIALS=5 sets
+    training.search.trials. Also returns the variable that set each dotted key.
+    """
+    sections = {f.name: f.type for f in dataclasses.fields(Config)}
     found: dict[str, dict[str, Any]] = {}
+    variables: dict[str, str] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
-        if section in sections and key:
-            found.setdefault(section, {})[key] = yaml.safe_load(raw) if raw else None
-    return found
+        if section not in sections or section in ("models", "search_space") or not key:
+            continue
+        path = [section, *_env_key_path(_section_class(section), key)]
+        target = found
+        for step in path[:-2]:
+            target = target.setdefault(step, {})
+        target.setdefault(path[-2], {})[path[-1]] = yaml.safe_load(raw) if raw else None
+        variables[".".join(path)] = name
+    return found, variables
+
+
+def _section_class(section: str) -> type[Any]:
+    hints = typing.get_type_hints(Config)
+    cls: type[Any] = hints[section]
+    return cls
+
+
+def _env_key_path(cls: type[Any], key: str) -> list[str]:
+    """Split `search_trials` into the nested keys of `cls` it names (`search`, `trials`).
+
+    A key no field matches stays whole, so the error names it as the user spelt it.
+    """
+    hints = typing.get_type_hints(cls)
+    if key in hints:
+        return [key]
+    for name, hint in hints.items():
+        if dataclasses.is_dataclass(hint) and key.startswith(name + "_"):
+            return [name, *_env_key_path(hint, key[len(name) + 1 :])]  # type: ignore[arg-type]
+    return [key]
 
 
 def _require(ok: bool, key: str, value: object, expected: str) -> None:
@@ -319,4 +405,6 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
     return value

@@ -93,6 +93,17 @@ DATA_ASSUMPTIONS = (
 
 # Parquet key-value metadata that build-features writes and score checks against the model.
 METADATA_KEYS = ("hubscore_version", "target", "horizon_days", "lookback_days", "recent_days")
+FEATURES_VERSION = 2
+"""The meaning of the features: bump it whenever a feature changes what it measures (its
+definition, a cap, its units, a sentinel), even when no window changes. build-features stamps
+it on every file (`features_version`), train records the training file's in the manifest's
+`target`, and score refuses an input whose version differs from its model's: the compatible
+range is exactly one version, whichever hubscore built the file.
+
+1: up to the tenure cap (`tenure_days` uncapped); files and run folders written before the
+stamp carry none. 2: `tenure_days` capped at the look-back window.
+"""
+FEATURES_VERSION_KEY = "features_version"
 BUILD_HINT = (
     "build it with hubscore build-features --as-of DATE (a scoring input) or without --as-of "
     "(training features), from the same hubscore version"

@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 
+import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
 import pyarrow.parquet as pq
 
 from hubscore.core.artifacts import sha256_file
@@ -45,6 +47,23 @@ def read_kv_metadata(path: Path) -> dict[str, str]:
         loaded: dict[str, str] = json.loads(sidecar.read_text(encoding="utf-8"))
         return loaded
     return feature_file_metadata(pq.read_schema(path).metadata)
+
+
+def recorded_as_of(path: Path) -> date | None:
+    """Return the date a scoring input was built at (`build-features --as-of`), if it says.
+
+    None for a CSV, a training file, or a file that cannot be read here (score reports that).
+    """
+    if not (path.is_dir() or path.suffix == ".parquet") or not path.exists():
+        return None
+    try:
+        text = read_kv_metadata(path).get("as_of", "")
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
 
 
 def write_folder_metadata(folder: Path, metadata: Mapping[str, str]) -> None:

@@ -51,6 +51,7 @@ def describe(exc: msgspec.ValidationError, raw: object, cls: type[Any]) -> str:
     match = _WHERE.match(str(exc))
     assert match is not None  # the pattern matches any text
     problem = match["problem"].replace("`", "").replace("Expected", "expected")
+    problem = problem.replace("Invalid RFC3339 encoded date", "expected a YYYY-MM-DD date")
     path = match["path"]
     if path is None:
         return problem

@@ -65,6 +65,16 @@ class DriftError(HubscoreError):
     exit_code = 7
 
 
+class PromotionRefusedError(HubscoreError):
+    """`hubscore promote`: the ledger does not show the challenger beating the champion."""
+
+    exit_code = 10
+
+
+ALERT_EXIT_CODE = 9
+"""`hubscore monitor`: an alert of a kind `--fail-on` names fired (the outputs are written)."""
+
+
 def first_line(exc: BaseException) -> str:
     """Return the first line of an exception's message, or its type's name when it has none."""
     text = str(exc).strip()

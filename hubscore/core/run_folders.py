@@ -3,7 +3,7 @@
 Every `train` adds a folder (four with `--model all`) and nothing else removes them. Pruning
 holds the lock `train` holds while it writes runs and moves `latest`, so it never deletes a
 run being written nor the one `latest` is about to point at; the run `latest` points at is
-always kept, whatever `--keep` says.
+always kept, whatever `--keep` says, and so is the champion before it (where `rollback` goes).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from hubscore.core import atomic
 from hubscore.core.artifacts import MANIFEST
 from hubscore.core.errors import ConfigError
+from hubscore.core.promotions import champion_history, read_log
 
 LATEST = "latest"
 
@@ -68,7 +69,9 @@ def prune_runs(models_dir: Path, *, keep: int, dry_run: bool = False) -> list[Ru
         raise ConfigError(f"keep must be 0 or more, got {keep}", hint="pass --keep N with N >= 0")
     with atomic.exclusive_lock(models_dir / LATEST):  # the lock `train` holds
         runs = list_runs(models_dir)
-        doomed = [run for run in runs[keep:] if not run.is_latest]
+        # `hubscore rollback` returns to the champion before latest: keep it too.
+        previous = set(champion_history(read_log(models_dir))[-2:-1])
+        doomed = [run for run in runs[keep:] if not run.is_latest and run.name not in previous]
         if not dry_run:
             for run in doomed:
                 _remove(run.path)

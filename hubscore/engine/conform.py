@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 
 from hubscore.core.artifacts import Manifest
-from hubscore.core.contract import BUILD_HINT, KEY_COLUMNS, METADATA_KEYS
+from hubscore.core.contract import BUILD_HINT, FEATURES_VERSION_KEY, KEY_COLUMNS, METADATA_KEYS
 from hubscore.core.errors import ArtifactError, SchemaError, ValidationError
 
 ID, CUTOFF = KEY_COLUMNS
@@ -37,6 +37,7 @@ _DTYPES: dict[str, pl.DataType] = {cls.__name__.lower(): cls() for cls in _DTYPE
 
 
 WINDOW_KEYS = tuple(key for key in METADATA_KEYS if key != "hubscore_version")
+"""What the scorer compares key by key; the version is compared by `check_features_version`."""
 
 
 def parse_dtype(name: str) -> pl.DataType:
@@ -153,6 +154,49 @@ def check_unique_keys(df: pl.DataFrame) -> None:
             f"first: {shown}",
             hint="each company must appear once (once per cutoff); deduplicate the input",
         )
+
+
+def check_input(metadata: Mapping[str, str], manifest: Manifest) -> list[str]:
+    """Refuse an input whose features mean something else than the model's (their version, or
+    their windows); return warnings for what a file without hubscore's metadata leaves
+    unchecked."""
+    if metadata:
+        check_features_version(metadata, manifest)
+    return check_windows(metadata, manifest)
+
+
+def check_features_version(metadata: Mapping[str, str], manifest: Manifest) -> None:
+    """Refuse an input built with another meaning of the features than the model was trained on.
+
+    The compatible range is one `FEATURES_VERSION`, whichever hubscore built the file. A file
+    and a run folder from before the version existed are compared by hubscore version, as
+    `train` compares its input; when only one side carries a version, the meanings cannot be
+    compared and the input is refused.
+    """
+    built = metadata.get(FEATURES_VERSION_KEY)
+    trained = manifest.target.get(FEATURES_VERSION_KEY)
+    if built is not None and trained is not None:
+        if str(built) == str(trained):
+            return
+        problem = f"features version {built}, the model was trained on version {trained}"
+    elif built is None and trained is None:
+        version = metadata.get("hubscore_version")
+        if version is None or version == manifest.hubscore_version:
+            return
+        problem = (
+            f"hubscore {version} without a features version; the model was trained by "
+            f"hubscore {manifest.hubscore_version}"
+        )
+    elif built is None:
+        problem = f"hubscore {metadata.get('hubscore_version', '?')} before features versions"
+        problem += f"; the model was trained on features version {trained}"
+    else:
+        problem = f"features version {built}; the model's run folder predates features versions"
+    raise SchemaError(
+        f"the input's features may mean something else than the model's: it was built by {problem}",
+        hint="rebuild the input with this hubscore (build-features --as-of DATE), or score with "
+        "a model trained on features of the same version",
+    )
 
 
 def check_windows(metadata: Mapping[str, str], manifest: Manifest) -> list[str]:

@@ -5,9 +5,12 @@
 and reads the PSI per feature at the end, so the check streams with the scoring pass.
 
 Profile layout, per feature (plain JSON):
-  numeric:     {"kind": "numeric", "edges": [...], "fractions": [...], "null_fraction": f}
+  numeric:     {"kind": "numeric", "edges": [...], "fractions": [...], "null_fraction": f,
+                "quantiles": {level: value}}
                `edges` are the unique inner quantile edges; bin i holds edges[i-1] < x <= edges[i]
-               (first and last bins are open); NaN counts as null.
+               (first and last bins are open); NaN counts as null. `quantiles` (of the values
+               present, at `QUANTILE_LEVELS`) let reasons compare a company with the training
+               rows ("more deal activity than 95% of free companies"); drift ignores them.
   categorical: {"kind": "categorical", "values": {value: fraction}, "other": f,
                 "null_fraction": f}
 """
@@ -22,6 +25,7 @@ import numpy as np
 import polars as pl
 
 N_BINS = 10
+QUANTILE_LEVELS = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 TOP_VALUES = 20
 EPSILON = 1e-4
 """Added to every bin's share so an empty bin gives a finite PSI (standard smoothing)."""
@@ -61,11 +65,55 @@ class DriftCounter:
 
     def update(self, df: pl.DataFrame) -> None:
         """Add one batch's counts; columns absent from `df` are skipped."""
-        self.rows += df.height
-        for name, spec in self.profile.items():
-            if name in df.columns:
-                self.counts[name] += _count_slots(df.get_column(name), spec)
-                self.seen.add(name)
+        self.add(self.count(df), df.height)
+
+    def count(
+        self, df: pl.DataFrame, *, counted: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Return one batch's counts per profiled column of `df`, without adding them.
+
+        Args:
+            counted: counts of columns already binned (`count_values`): not read again.
+
+        The other numeric columns are read in one Polars query, each binned over its own
+        contiguous memory. Reads nothing but the profile: safe from several threads at once.
+        """
+        counted = counted or {}
+        present = {name: spec for name, spec in self.profile.items() if name in df.columns}
+        numeric = [
+            name
+            for name, spec in present.items()
+            if spec["kind"] == "numeric" and name not in counted
+        ]
+        values = _as_floats(df, numeric)
+        counts = {
+            name: _count_numeric(values[:, i], present[name]) for i, name in enumerate(numeric)
+        }
+        for name, spec in present.items():
+            if name not in counts:
+                counts[name] = _count_slots(df.get_column(name), spec)
+        return {name: counts[name] for name in present}  # profile order, as `update` adds
+
+    def count_values(
+        self, names: Sequence[str], values: np.ndarray, into: dict[str, np.ndarray]
+    ) -> None:
+        """Bin numeric columns already read as float64 (null as NaN), adding into `into`.
+
+        The encoder hands each block's numbers over here (`encoding.Observer`), so the scorer
+        casts them once for both the model matrix and the drift counts.
+        """
+        for i, name in enumerate(names):
+            spec = self.profile.get(name)
+            if spec is not None and spec["kind"] == "numeric":
+                counts = _count_numeric(values[:, i], spec)
+                into[name] = into[name] + counts if name in into else counts
+
+    def add(self, counts: Mapping[str, np.ndarray], rows: int) -> None:
+        """Add the counts `count` returned for a batch of `rows` rows."""
+        self.rows += rows
+        for name, batch_counts in counts.items():
+            self.counts[name] += batch_counts
+            self.seen.add(name)
 
     def partial(self) -> dict[str, Any]:
         """Return the counts so far as plain JSON, for `merge` in another process."""
@@ -112,6 +160,11 @@ def _profile_numeric(column: pl.Series) -> dict[str, Any]:
     shares = _shares(_count_slots(column, spec), len(column))
     spec["fractions"] = shares[:-1]
     spec["null_fraction"] = shares[-1]
+    if finite.size:
+        levels = np.quantile(finite, QUANTILE_LEVELS)
+        spec["quantiles"] = {
+            f"{lv:g}": float(q) for lv, q in zip(QUANTILE_LEVELS, levels, strict=True)
+        }
     return spec
 
 
@@ -140,29 +193,47 @@ def _n_slots(spec: Mapping[str, Any]) -> int:
 
 
 def _count_slots(column: pl.Series, spec: Mapping[str, Any]) -> np.ndarray:
-    slots = _n_slots(spec)
     if spec["kind"] == "numeric":
-        values = _as_float(column)
-        edges = np.asarray(spec["edges"], dtype=np.float64)
-        # side="left": a value equal to an edge falls in the bin that edge closes. NaN sorts
-        # last, into the top bin, and moves to the null slot after: no masked copy per column.
-        counts = np.bincount(np.searchsorted(edges, values), minlength=slots)
-        nan = int(np.count_nonzero(np.isnan(values)))
-        counts[len(edges)] -= nan
-        counts[-1] += nan
-        return counts
+        return _count_numeric(_as_float(column), spec)
+    slots = _n_slots(spec)
     known = list(spec["values"])
     lookup = {value: i for i, value in enumerate(known)}
-    text = column.cast(pl.String)
-    codes = text.replace_strict(lookup, default=len(known), return_dtype=pl.Int64)
-    # replace_strict maps null to the default too, so nulls get their own slot explicitly.
-    codes = codes.zip_with(text.is_not_null(), pl.Series([len(known) + 1], dtype=pl.Int64))
-    return np.bincount(codes.to_numpy(), minlength=slots)
+    counts = np.zeros(slots, dtype=np.int64)
+    # Count each distinct value once, then place it: a batch holds few distinct values.
+    for value, n in column.cast(pl.String).rename("v").value_counts(sort=False).iter_rows():
+        counts[len(known) + 1 if value is None else lookup.get(value, len(known))] += n
+    return counts
+
+
+def _count_numeric(values: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """Count float64 values (NaN for null) into a numeric profile's bins and null slot.
+
+    Bin i holds edges[i-1] < x <= edges[i] (a value equal to an edge falls in the bin that
+    edge closes; -inf in the first bin, +inf in the last). With at most N_BINS - 1 edges,
+    counting x <= edge per edge and differencing is ~9x faster than a binary search per row.
+    """
+    edges = spec["edges"]
+    at_or_below = np.fromiter(
+        (np.count_nonzero(values <= edge) for edge in edges), dtype=np.int64, count=len(edges)
+    )
+    nan = int(np.count_nonzero(np.isnan(values)))  # never <= an edge: would land in the top bin
+    top = len(values) - (int(at_or_below[-1]) if len(edges) else 0) - nan
+    bins = np.diff(at_or_below, prepend=0) if len(edges) else np.empty(0, dtype=np.int64)
+    return np.concatenate([bins, [top, nan]]).astype(np.int64)
 
 
 def _as_float(column: pl.Series) -> np.ndarray:
     """Return the column as float64 with nulls as NaN."""
     return column.cast(pl.Float64).fill_null(float("nan")).to_numpy()
+
+
+def _as_floats(df: pl.DataFrame, names: Sequence[str]) -> np.ndarray:
+    """Return columns as one float64 matrix with nulls as NaN, column-major (each column's
+    values contiguous), in one query."""
+    if not names:
+        return np.empty((df.height, 0), dtype=np.float64)
+    values = df.select(pl.col(names).cast(pl.Float64).fill_null(float("nan"))).to_numpy()
+    return np.asfortranarray(values)
 
 
 def _shares(counts: np.ndarray, total: int) -> list[float]:

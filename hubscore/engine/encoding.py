@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -172,7 +173,14 @@ def read_encoders(path: Path) -> EncoderSpec:
     return EncoderSpec.from_json(path.read_text(encoding="utf-8"), str(path))
 
 
-def encode(df: pl.DataFrame, spec: EncoderSpec) -> npt.NDArray[np.float32]:
+Observer = Callable[[list[str], npt.NDArray[np.float64]], None]
+"""Sees each block's numeric inputs as float64 (null as NaN, infinities kept), before any
+transform: the scorer's drift counter reads them there rather than casting them again."""
+
+
+def encode(
+    df: pl.DataFrame, spec: EncoderSpec, *, observe: Observer | None = None
+) -> npt.NDArray[np.float32]:
     """Return the model matrix: float32, C-contiguous, one column per `spec.output_names`."""
     check_columns(df, spec.input_names)
     # Row blocks bound the temporaries to one block, whatever the frame's size: the matrix is
@@ -181,11 +189,13 @@ def encode(df: pl.DataFrame, spec: EncoderSpec) -> npt.NDArray[np.float32]:
     out = np.empty((df.height, len(spec.output_names)), dtype=np.float32)
     for start in range(0, df.height, ENCODE_BLOCK_ROWS):
         block = df.slice(start, ENCODE_BLOCK_ROWS)
-        _encode_block(block, spec, out[start : start + block.height])
+        _encode_block(block, spec, out[start : start + block.height], observe)
     return out
 
 
-def _encode_block(df: pl.DataFrame, spec: EncoderSpec, out: npt.NDArray[np.float32]) -> None:
+def _encode_block(
+    df: pl.DataFrame, spec: EncoderSpec, out: npt.NDArray[np.float32], observe: Observer | None
+) -> None:
     # A handful of calls per block, whatever its size: text is folded once per distinct
     # value, every number is transformed in one 2-D NumPy pass, and each result is written
     # straight into its columns of `out` (no transposed copy: measured slower, and noisier).
@@ -196,6 +206,8 @@ def _encode_block(df: pl.DataFrame, spec: EncoderSpec, out: npt.NDArray[np.float
     raw = np.empty((df.height, len(numbers) + 1), dtype=np.float64, order="F")
     raw[:, 0] = text.ordinal
     raw[:, 1:] = df.select(pl.col(numbers).cast(pl.Float64, strict=False)).to_numpy()
+    if observe is not None:
+        observe(numbers, raw[:, 1:])
     layout = _layout(spec)
     missing = _write_numeric(out, raw, [spec.employee, *spec.numeric], layout.numeric)
     _write_industry(out, text, spec, layout.industry)
@@ -336,32 +348,51 @@ def _write_numeric(
 ) -> npt.NDArray[np.bool_]:
     """Transform, impute and scale numeric columns (one per spec) into `out`; return missing.
 
-    Works in place on `raw` (a block's worth of float64 scratch), so a block costs one copy.
-    A spec without a fill leaves its missing values NaN.
+    Works in place on `raw` (a block's worth of column-major float64 scratch), column by
+    column over contiguous memory, so a block costs one copy; steps that change nothing (no
+    imputation or scaling: the tree families) are skipped. A spec without a fill leaves its
+    missing values NaN.
     """
-    raw[~np.isfinite(raw)] = np.nan
-    for transform in ("log1p", "log"):
-        selected = [i for i, s in enumerate(specs) if s.transform == transform]
-        if selected:
-            raw[:, selected] = transform_values(raw[:, selected], transform)
+    np.copyto(raw, np.nan, where=np.isinf(raw))  # NaN stays NaN: only infinities change
+    scratch = np.empty(len(raw), dtype=np.float64)
+    for i, spec in enumerate(specs):
+        if spec.transform != "none":
+            transform_values(raw[:, i], spec.transform, out=raw[:, i], scratch=scratch)
     missing = np.isnan(raw)
-    fills = np.array([np.nan if s.fill is None else s.fill for s in specs])
-    np.copyto(raw, fills, where=missing)
-    raw -= np.array([s.center for s in specs])
-    raw /= np.array([s.scale for s in specs])
-    out[:, columns] = raw
+    if any(s.fill is not None for s in specs):
+        fills = np.array([np.nan if s.fill is None else s.fill for s in specs])
+        np.copyto(raw, fills, where=missing)
+    if any(s.center != 0.0 for s in specs):
+        raw -= np.array([s.center for s in specs])
+    if any(s.scale != 1.0 for s in specs):
+        raw /= np.array([s.scale for s in specs])
+    first = columns[0] if columns else 0
+    if columns == list(range(first, first + len(columns))):  # a slice: no index arrays
+        out[:, first : first + len(columns)] = raw
+    else:
+        out[:, columns] = raw
     return missing
 
 
 def transform_values(
-    value: npt.NDArray[np.float64], transform: Transform
+    value: npt.NDArray[np.float64],
+    transform: Transform,
+    *,
+    out: npt.NDArray[np.float64] | None = None,
+    scratch: npt.NDArray[np.float64] | None = None,
 ) -> npt.NDArray[np.float64]:
+    """Apply a numeric feature's compression (into `out` when given: it may be `value`)."""
     if transform == "log1p":
         # Signed, so a negative trend keeps its sign; counts are >= 0 and unaffected.
-        magnitude = np.log1p(np.abs(value))
-        return np.copysign(magnitude, value, out=magnitude)
+        magnitude = np.abs(value, out=scratch)
+        np.log1p(magnitude, out=magnitude)
+        return np.copysign(magnitude, value, out=magnitude if out is None else out)
     if transform == "log":
-        return np.log(np.clip(value, 1.0, None))
+        clipped = np.clip(value, 1.0, None, out=out)
+        return np.log(clipped, out=clipped)
+    if out is not None:
+        out[...] = value
+        return out
     return value
 
 

@@ -21,17 +21,20 @@ log-odds for xgboost, lightgbm and logreg (LOGISTIC), probability for random_for
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from hubscore.core.artifacts import EXPLAIN_FILE as EXPLAIN_FILE
+from hubscore.core.artifacts import MODEL_FILE
 from hubscore.core.errors import ArtifactError
 from hubscore.engine.onnx_graph import Operator, ml_operators
 from hubscore.engine.treeshap import TreeExplainer, ensemble_from_attributes
 
-EXPLAIN_FILE = "explain.npz"
 EXPLAIN_VERSION = 1
 """Version of explain.npz's layout; bump it when an old file would be read differently."""
 TREE_OPERATORS = ("TreeEnsembleClassifier", "TreeEnsembleRegressor")
@@ -107,18 +110,43 @@ def write_explain_file(
 
 def load_explainer(run_dir: Path, *, model_file: str, n_columns: int) -> Explainer:
     """Build the explainer of a verified run folder; old folders get a clear ArtifactError."""
-    arrays = read_explain_file(run_dir / EXPLAIN_FILE)
-    operators = ml_operators(run_dir / model_file)
+    path = run_dir / EXPLAIN_FILE
+    if not path.is_file():
+        raise missing_explain_file(path)
+    return explainer_from_bytes(
+        (run_dir / model_file).read_bytes(), path.read_bytes(), n_columns, source=run_dir
+    )
+
+
+def explainer_from_bytes(
+    model: bytes, explain_file: bytes, n_columns: int, *, source: Path
+) -> Explainer:
+    """Build an explainer from `model.onnx` and `explain.npz` bytes read (and verified) once.
+
+    Args:
+        source: the run folder the bytes came from, for messages.
+    """
+    arrays = parse_explain_file(explain_file, source / EXPLAIN_FILE)
+    operators = ml_operators(model, source / MODEL_FILE)
     trees = [op for op in operators if op.op_type in TREE_OPERATORS]
     linear = [op for op in operators if op.op_type == "LinearClassifier"]
     if len(trees) == 1 and "covers" in arrays:
-        return _tree_explainer(trees[0], arrays["covers"], n_columns, run_dir)
+        return _tree_explainer(trees[0], arrays["covers"], n_columns, source)
     if len(linear) == 1 and "means" in arrays:
-        return _linear_explainer(linear[0], arrays["means"], n_columns, run_dir)
+        return _linear_explainer(linear[0], arrays["means"], n_columns, source)
     found = ", ".join(op.op_type for op in operators) or "none"
     raise ArtifactError(
-        f"{run_dir / model_file} cannot be explained with {EXPLAIN_FILE} "
+        f"{source / MODEL_FILE} cannot be explained with {EXPLAIN_FILE} "
         f"(arrays: {', '.join(sorted(arrays))}); its ML operators: {found}",
+        hint=RETRAIN_HINT,
+    )
+
+
+def missing_explain_file(path: Path) -> ArtifactError:
+    """Return the error for a run folder without explain.npz (written before explanations)."""
+    return ArtifactError(
+        f"{path} is missing: this run folder was written before explanations existed, "
+        "so it scores but cannot give reasons",
         hint=RETRAIN_HINT,
     )
 
@@ -126,15 +154,16 @@ def load_explainer(run_dir: Path, *, model_file: str, n_columns: int) -> Explain
 def read_explain_file(path: Path) -> dict[str, Floats]:
     """Read explain.npz without pickle; refuse a missing file or another layout version."""
     if not path.is_file():
-        raise ArtifactError(
-            f"{path} is missing: this run folder was written before explanations existed, "
-            "so it scores but cannot give reasons",
-            hint=RETRAIN_HINT,
-        )
+        raise missing_explain_file(path)
+    return parse_explain_file(path.read_bytes(), path)
+
+
+def parse_explain_file(data: bytes, path: Path) -> dict[str, Floats]:
+    """Parse explain.npz bytes without pickle; refuse another layout version."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: np.asarray(data[name]) for name in data.files}
-    except (OSError, ValueError) as exc:
+        with np.load(io.BytesIO(data), allow_pickle=False) as loaded:
+            arrays = {name: np.asarray(loaded[name]) for name in loaded.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise ArtifactError(
             f"{path} is not a readable explain file: {exc}", hint=RETRAIN_HINT
         ) from None

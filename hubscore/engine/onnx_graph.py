@@ -66,10 +66,16 @@ def _model_class() -> Any:
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("hs.Model"))
 
 
-def ml_operators(path: Path) -> list[Operator]:
-    """Return every ai.onnx.ml operator of an ONNX model file, in graph order."""
+def ml_operators(model_file: Path | bytes, path: Path | None = None) -> list[Operator]:
+    """Return every ai.onnx.ml operator of an ONNX model (a file, or its bytes), in graph order.
+
+    Args:
+        path: where bytes came from, for messages.
+    """
+    if isinstance(model_file, Path):
+        path, model_file = model_file, model_file.read_bytes()
     try:
-        model = _model_class().FromString(path.read_bytes())
+        model = _model_class().FromString(model_file)
     except Exception as exc:  # protobuf raises its own DecodeError for damaged files
         raise ArtifactError(
             f"{path} is not a readable ONNX model: {exc}", hint="restore the run folder"

@@ -26,7 +26,15 @@ import onnxruntime as ort
 import polars as pl
 import pyarrow as pa
 
-from hubscore.core.artifacts import ENCODERS_FILE, MODEL_FILE, Manifest, read_manifest
+from hubscore.core.artifacts import (
+    ENCODERS_FILE,
+    EXPLAIN_FILE,
+    MODEL_FILE,
+    RESTORE_HINT,
+    Manifest,
+    RunFolder,
+    read_run_folder,
+)
 from hubscore.core.contract import KEY_COLUMNS
 from hubscore.core.errors import ArtifactError, SchemaError, ValidationError, first_line
 from hubscore.engine import encoding, explain, reasons
@@ -41,6 +49,8 @@ PRIORITY = "priority"
 RANK = "rank"
 MODEL_VERSION = "model_version"
 SCORED_AT = "scored_at"
+HOLD = "hold"
+"""The control group's flag (`score --holdout-share`): listed, not to be called."""
 
 # Probabilities stay float32, the model's own precision: float64 would only add digits the
 # model never computed (and noise like 0.12345679104328156 in CSV output).
@@ -58,7 +68,8 @@ CONFIDENCE_LEVELS = ("low", "medium", "high")
 _BAND_NAMES = pl.Series(CONFIDENCE, CONFIDENCE_LEVELS, dtype=pl.String)
 PRIORITY_LEVELS = ("very high", "high", "medium", "low")
 PRIORITY_QUANTILES = (0.25, 0.5, 0.75)
-"""Shares of the scored population (by rank) that end each tier: HubSpot's quartiles."""
+"""Older run folders (no `priority_thresholds`): rank shares of each scored cutoff that end
+the tiers, HubSpot's quartiles, as they were scored when trained."""
 _PRIORITY_NAMES = pl.Series(PRIORITY, PRIORITY_LEVELS, dtype=pl.String)
 
 
@@ -71,23 +82,39 @@ class Scorer:
         spec: encoding.EncoderSpec,
         session: ort.InferenceSession,
         run_dir: Path | None = None,
+        *,
+        files: Mapping[str, bytes] | None = None,
     ) -> None:
+        """Args:
+        run_dir: the (real) run folder, for messages.
+        files: the verified bytes of `model.onnx` and `explain.npz`: explanations are built
+            from them, never from a second read of a folder that may have changed since.
+        """
         self.manifest = manifest
         self.spec = spec
         self.session = session
         self.feature_dtypes = {f["name"]: parse_dtype(f["dtype"]) for f in manifest.features}
         self.run_dir = run_dir
+        self.files = dict(files or {})
         self._explainer: explain.Explainer | None = None
+        self.quantiles = reasons.training_quantiles(manifest.feature_distributions)
+        """The training rows' quantiles per feature: reasons compare a company with them."""
 
     def explainer(self) -> explain.Explainer:
-        """Return the run folder's explainer, built on first use (scoring never pays for it)."""
+        """Return the run folder's explainer, built on first use from the bytes read at load
+        (parsing the ONNX graph needs protobuf: scoring alone never pays for it)."""
         if self._explainer is None:
-            if self.run_dir is None:
+            if self.run_dir is None or MODEL_FILE not in self.files:
                 raise ArtifactError(
                     "this scorer was built without its run folder", hint=explain.RETRAIN_HINT
                 )
-            self._explainer = explain.load_explainer(
-                self.run_dir, model_file=MODEL_FILE, n_columns=len(self.spec.output_names)
+            if EXPLAIN_FILE not in self.files:
+                raise explain.missing_explain_file(self.run_dir / EXPLAIN_FILE)
+            self._explainer = explain.explainer_from_bytes(
+                self.files[MODEL_FILE],
+                self.files[EXPLAIN_FILE],
+                len(self.spec.output_names),
+                source=self.run_dir,
             )
         return self._explainer
 
@@ -107,6 +134,8 @@ class Scorer:
             self.spec.output_names,
             recent_days=int(windows.get("recent_days", 28)),
             lookback_days=int(windows.get("lookback_days", 91)),
+            flag_groups={group.name: group.columns for group in self.spec.flag_groups},
+            quantiles=self.quantiles,
         )
 
     @classmethod
@@ -118,11 +147,15 @@ class Scorer:
         """Return the positive-class probability (float32, one per row) of conformed features."""
         return self.run_model(self.encode(df))
 
-    def encode(self, df: pl.DataFrame) -> np.ndarray:
-        """Return the float32 model matrix of conformed feature columns."""
+    def encode(self, df: pl.DataFrame, *, observe: encoding.Observer | None = None) -> np.ndarray:
+        """Return the float32 model matrix of conformed feature columns.
+
+        Args:
+            observe: sees each block's numeric inputs as float64 (the drift counter).
+        """
         if df.height == 0:
             return np.empty((0, len(self.spec.output_names)), dtype=np.float32)
-        return encoding.encode(df, self.spec)
+        return encoding.encode(df, self.spec, observe=observe)
 
     def run_model(self, matrix: np.ndarray) -> np.ndarray:
         """Return calibrated probabilities of an encoded matrix (what every front end reports).
@@ -211,10 +244,16 @@ class Scorer:
         bands = self.manifest.confidence_bands
         p = scored.get_column(PROBABILITY).to_numpy()
         n = scored.height
+        tiers = self.manifest.priority_thresholds
         return scored.hstack(
             [
                 pl.Series(PREDICTION, (p >= np.float32(cut)).astype(np.int8)),
                 _BAND_NAMES.gather(confidence_levels(p, bands)).alias(CONFIDENCE),
+                *(
+                    [_PRIORITY_NAMES.gather(priority_levels(p, tiers))]
+                    if tiers and PRIORITY not in scored.columns
+                    else []
+                ),
                 _repeat(MODEL_VERSION, self.manifest.model_version, n),
                 _repeat(SCORED_AT, scored_at, n),
             ]
@@ -229,17 +268,27 @@ class Scorer:
     ) -> pl.DataFrame:
         """Score a whole table or list of dicts in memory, ranked (1 = most likely).
 
-        A feature absent from every dict is imputed as training imputed it, as the HTTP API
-        does; a table must hold every feature column (a missing one is a build bug).
+        A feature absent from every dict is missing (NaN to the model, "not given" in the
+        reasons, never zero usage), as in the HTTP API; a table must hold every feature column
+        (a missing one is a build bug).
         """
         if isinstance(data, pl.DataFrame | pa.Table):
             frame = data if isinstance(data, pl.DataFrame) else to_frame(data)
         else:
             frame = with_absent_features(to_frame(data), self.feature_dtypes)
         scored = with_probabilities(*self.probabilities(frame))
-        ranked = with_priority(rank_scores(scored))
+        ranked = self.with_rank_tiers(rank_scores(scored))
         out = self.label(ranked, scored_at=scored_at or now(), threshold=threshold)
         return out.select(output_columns(out.columns))
+
+    def with_rank_tiers(self, ranked: pl.DataFrame) -> pl.DataFrame:
+        """Add `priority` to ranked scores: by the manifest's tier thresholds, or by rank
+        quartiles for a run folder without them (older folders, scored as they were)."""
+        tiers = self.manifest.priority_thresholds
+        if not tiers:
+            return with_priority(ranked)
+        p = ranked.get_column(PROBABILITY).to_numpy()
+        return ranked.with_columns(_PRIORITY_NAMES.gather(priority_levels(p, tiers)))
 
 
 Predictor = Scorer
@@ -247,14 +296,24 @@ Predictor = Scorer
 
 
 def load_scorer(run_dir: Path, *, threads: int = 1) -> Scorer:
-    """Read a run folder, verify every file's sha256, and open its ONNX model.
+    """Read a run folder as one, verify every file's sha256, and open its ONNX model.
+
+    `run_dir` is resolved once (`models/latest` may move during a `train`) and each file is
+    read once: what is hashed is what is parsed, so a scorer never mixes two runs' files.
 
     Args:
         threads: onnxruntime intra-op threads; 0 lets onnxruntime pick.
     """
-    manifest = read_manifest(run_dir)
-    spec = encoding.read_encoders(run_dir / ENCODERS_FILE)
-    session = open_session(run_dir / MODEL_FILE, threads=threads)
+    return scorer_from_folder(read_run_folder(run_dir), threads=threads)
+
+
+def scorer_from_folder(folder: RunFolder, *, threads: int = 1) -> Scorer:
+    """Build a scorer from a run folder already read and verified (`read_run_folder`)."""
+    manifest, path = folder.manifest, folder.path
+    spec = encoding.EncoderSpec.from_json(
+        _text(folder.read(ENCODERS_FILE), path / ENCODERS_FILE), str(path / ENCODERS_FILE)
+    )
+    session = open_session(folder.read(MODEL_FILE), threads=threads, source=path / MODEL_FILE)
     for role, wanted, nodes in (
         ("input", manifest.onnx_input, session.get_inputs()),
         ("output", manifest.onnx_output, session.get_outputs()),
@@ -262,14 +321,25 @@ def load_scorer(run_dir: Path, *, threads: int = 1) -> Scorer:
         names = sorted(node.name for node in nodes)
         if wanted not in names:
             raise ArtifactError(
-                f"{run_dir / MODEL_FILE} has no {role} {wanted!r}; it has {names}",
+                f"{path / MODEL_FILE} has no {role} {wanted!r}; it has {names}",
                 hint="the manifest and model disagree; retrain",
             )
-    return Scorer(manifest, spec, session, run_dir)
+    return Scorer(manifest, spec, session, path, files=folder.contents)
 
 
-def open_session(path: Path, *, threads: int) -> ort.InferenceSession:
-    """Open an ONNX model on the CPU with deliberate threading (see bench/bench_score.py)."""
+def _text(data: bytes, path: Path) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"{path} is not UTF-8 text: {exc}", hint=RESTORE_HINT) from None
+
+
+def open_session(
+    model: Path | bytes, *, threads: int, source: Path | None = None
+) -> ort.InferenceSession:
+    """Open an ONNX model (a file, or bytes already verified) on the CPU with deliberate
+    threading (see bench/bench_score.py)."""
+    path = model if isinstance(model, Path) else source
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -279,7 +349,8 @@ def open_session(path: Path, *, threads: int) -> ort.InferenceSession:
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        loaded = str(model) if isinstance(model, Path) else model
+        return ort.InferenceSession(loaded, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad models
         raise ArtifactError(
             f"{path} is not a loadable ONNX model: {first_line(exc)}",
@@ -299,7 +370,8 @@ def output_columns(columns: Sequence[str]) -> list[str]:
     """Return the output column order for a frame with or without `cutoff`."""
     keys = [ID, CUTOFF] if CUTOFF in columns else [ID]
     tiers = [PRIORITY] if PRIORITY in columns else []
-    labels = [PROBABILITY, PREDICTION, CONFIDENCE, *tiers, RANK, MODEL_VERSION, SCORED_AT]
+    held = [HOLD] if HOLD in columns else []
+    labels = [PROBABILITY, PREDICTION, CONFIDENCE, *tiers, RANK, *held, MODEL_VERSION, SCORED_AT]
     return [*keys, *labels, *(c for c in reasons.EXPLANATION_COLUMNS if c in columns)]
 
 
@@ -323,6 +395,14 @@ def scored_at_for(as_of: date | None) -> datetime:
 def now() -> datetime:
     """Return the current UTC time to the second (sub-second digits only add noise)."""
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def priority_levels(p: np.ndarray, bounds: Mapping[str, float]) -> np.ndarray:
+    """Return each probability's index into `PRIORITY_LEVELS`, compared in float32."""
+    level = np.full(p.shape, len(PRIORITY_LEVELS) - 1, dtype=np.int64)
+    for index in reversed(range(len(PRIORITY_LEVELS) - 1)):  # "medium" up to "very high"
+        level[p >= np.float32(bounds[PRIORITY_LEVELS[index]])] = index
+    return level
 
 
 def confidence_levels(p: np.ndarray, bands: Mapping[str, float]) -> np.ndarray:
@@ -355,7 +435,7 @@ def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
 
 
 def with_absent_features(frame: pl.DataFrame, features: Mapping[str, pl.DataType]) -> pl.DataFrame:
-    """Add every feature the frame lacks (names matched in any case) as nulls: imputed."""
+    """Add every feature the frame lacks (names matched in any case) as nulls: missing."""
     present = {column.lower() for column in frame.columns}
     absent = [
         pl.lit(None, dtype).alias(n) for n, dtype in features.items() if n.lower() not in present

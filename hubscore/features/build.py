@@ -1,57 +1,46 @@
 """`build-features`: validate, deduplicate, profile and aggregate the raw inputs with DuckDB.
 
 The SQL lives in `sql/*.sql`; this module registers the input files, runs the named blocks in
-order with bound parameters, enforces the reject budget, and writes the three outputs
-atomically: `features.parquet`, `rejects.parquet` and `quality.json`.
+order with bound parameters, enforces the reject budget, and publishes the three outputs as
+one set (core/output_sets.py): `features.parquet`, `rejects.parquet` and `quality.json`.
+DuckDB works in a database file of the build's scratch folder beside the output, within the
+memory budget (`features.memory_limit`), and spills there past it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import duckdb
 
 from hubscore._version import __version__
-from hubscore.core.atomic import atomic_file, scratch_dir
+from hubscore.core.atomic import exclusive_lock, scratch_dir
 from hubscore.core.config import FeaturesConfig
 from hubscore.core.contract import (
     ALEXA_NO_RANK_SENTINEL,
     DATA_ASSUMPTIONS,
     EMPLOYEE_RANGES,
-    USAGE_COLUMNS,
+    FEATURES_VERSION,
     USAGE_STAT_FEATURES,
 )
-from hubscore.core.errors import SchemaError, ValidationError, first_line
-from hubscore.features import sql
-from hubscore.features.folders import (
-    PartFormat,
-    check_csv_content,
-    check_same_headers,
-    folder_names,
-    local_parts,
-    open_part,
+from hubscore.core.errors import ValidationError
+from hubscore.core.output_sets import staged_set
+from hubscore.features import memory, sql
+from hubscore.features.calendar import (
+    KnownUntil,
+    is_customer_cutoffs,
+    labels_known_until,
+    weekly_cutoffs,
 )
+from hubscore.features.chunks import write_labelled_features
+from hubscore.features.inputs import INPUT_KINDS, find_input, register_input
 from hubscore.features.partials import merge_partials
 
-InputKind = Literal["customers", "noncustomers", "usage_actions"]
-INPUT_KINDS: tuple[InputKind, ...] = ("customers", "noncustomers", "usage_actions")
-REQUIRED_COLUMNS: dict[InputKind, tuple[str, ...]] = {
-    "customers": ("CLOSEDATE", "MRR", "ALEXA_RANK", "EMPLOYEE_RANGE", "INDUSTRY", "id"),
-    "noncustomers": ("ALEXA_RANK", "EMPLOYEE_RANGE", "INDUSTRY", "id"),
-    "usage_actions": ("id", "WHEN_TIMESTAMP", *USAGE_COLUMNS),
-}
-RAW_VIEWS: dict[InputKind, str] = {
-    "customers": "raw_customers",
-    "noncustomers": "raw_noncustomers",
-    "usage_actions": "raw_usage",
-}
 CHECK_BLOCKS = (
     "check_customers",
     "check_noncustomers",
@@ -60,12 +49,24 @@ CHECK_BLOCKS = (
     "assume_usage_valid",
     "valid_usage",
 )
+COMPANY_BLOCKS = (
+    "valid_company_rows",
+    "repeated_company_ids",
+    "dedupe_customers",
+    "dedupe_noncustomers",
+    "build_companies",
+)
+FEATURE_MACROS = ("no_usage_macro", "exact_std_macro", "usage_stats_macro", "feature_rows_macro")
 FEATURES_FILE = "features.parquet"
 REJECTS_FILE = "rejects.parquet"
 QUALITY_FILE = "quality.json"
-# DuckDB spills to disk past the memory limit, which keeps the nightly build's peak memory
-# bounded.
-DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {"memory_limit": "1GB"}
+OUTPUTS = (FEATURES_FILE, REJECTS_FILE, QUALITY_FILE)
+WORK_DATABASE = "build.duckdb"
+PARTITION_MEMORY_BYTES = 10**9
+"""The budget of each Spark partition's in-process DuckDB (partitions are small by design)."""
+DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "memory_limit": memory.duckdb_memory_limit(PARTITION_MEMORY_BYTES)
+}
 
 
 @dataclass(frozen=True)
@@ -89,18 +90,15 @@ class BuildResult:
 
 
 def build_features(request: BuildRequest) -> BuildResult:
-    """Run validation, deduplication, the spine and the aggregates; write the three outputs."""
+    """Run validation, deduplication, the spine and the aggregates; publish the three outputs."""
     inputs = {kind: find_input(request.data_dir, kind) for kind in INPUT_KINDS}
     sources: dict[str, str] = {kind: str(path) for kind, path in inputs.items()}
     out = request.out_dir
-    # DuckDB spills into a scratch folder of ours beside `out` (by default `.tmp/` in the
-    # working directory), so a killed run's spill files are litter the next run removes, and
-    # a run that fails its checks still creates nothing in `out`.
-    with (
-        scratch_dir(out) as spill,
-        duckdb.connect(config={**DUCKDB_CONFIG, "temp_directory": str(spill)}) as con,
-    ):
-        con.execute("set enable_progress_bar = false")  # cron mail stays clean
+    budget = memory.budget_bytes(request.features.memory_limit)
+    # The lock and the scratch folder are beside `out`: a run that fails its checks creates
+    # nothing in it, and a killed run's scratch (database, spill files) is litter the next
+    # run removes.
+    with exclusive_lock(out), scratch_dir(out) as scratch, _connect(scratch, budget) as con:
         for kind, path in inputs.items():
             register_input(con, kind, path)
         # The whole input is one partition: the Spark engine runs these same steps per
@@ -108,100 +106,35 @@ def build_features(request: BuildRequest) -> BuildResult:
         prepared = prepare_partition(con, sources, request.as_of)
         check_prepared(request, sources, [prepared])
         plan = plan_build(request, sources, merge_partials([prepared])["timeline"])
-        # Nothing is renamed into `out` before every check has passed.
-        with _staged_outputs(out) as staged:
+        # Nothing reaches `out` before every check has passed, and then all at once.
+        with staged_set(out, OUTPUTS, stage=scratch / "outputs") as staged:
             partial = finish_partition(
-                con, plan, features_out=staged[FEATURES_FILE], rejects_out=staged[REJECTS_FILE]
+                con,
+                plan,
+                features_out=staged[FEATURES_FILE],
+                rejects_out=staged[REJECTS_FILE],
+                memory_bytes=budget,
             )
             quality = assemble_quality(plan, [prepared | partial])
             staged[QUALITY_FILE].write_text(json.dumps(quality, indent=2, default=str) + "\n")
     return BuildResult(out / FEATURES_FILE, out / REJECTS_FILE, out / QUALITY_FILE, quality)
 
 
-@contextlib.contextmanager
-def _staged_outputs(out: Path) -> Iterator[dict[str, Path]]:
-    """Stage every output as a temp file; rename them into `out` only if all succeed."""
-    names = (FEATURES_FILE, REJECTS_FILE, QUALITY_FILE)
-    with contextlib.ExitStack() as stack:
-        yield {name: stack.enter_context(atomic_file(out / name)) for name in names}
+def _connect(scratch: Path, budget: int) -> duckdb.DuckDBPyConnection:
+    """Open DuckDB on a database file in the scratch folder, spilling beside it past `budget`.
 
-
-def find_input(data_dir: Path, kind: InputKind) -> Path:
-    """Return `<kind>.parquet` or `<kind>.csv` in `data_dir`, a file or a folder of parts."""
-    if not data_dir.is_dir():
-        raise ValidationError(
-            f"the input folder {data_dir} does not exist"
-            if not data_dir.exists()
-            else f"the input folder {data_dir} is not a folder",
-            hint=f"pass --data-dir (or set data.dir) to the folder holding the "
-            f"{', '.join(INPUT_KINDS)} files",
-        )
-    for name in folder_names(kind):
-        path = data_dir / name
-        if path.is_dir() or (path.is_file() and name != kind):
-            return path
-    raise ValidationError(
-        f"no {kind}.csv or {kind}.parquet (file or folder of parts) in {data_dir}",
-        hint=f"pass --data-dir with the folder holding {', '.join(INPUT_KINDS)} files",
+    The file holds the labelled spines' large tables compressed; temp tables stay in memory.
+    """
+    con = duckdb.connect(
+        str(scratch / WORK_DATABASE),
+        config={
+            "memory_limit": memory.duckdb_memory_limit(budget),
+            "temp_directory": str(scratch / "spill"),
+        },
     )
-
-
-def register_input(con: duckdb.DuckDBPyConnection, kind: InputKind, path: Path) -> None:
-    """Expose one input file as the view `raw_<kind>` with a 1-based `_row` column."""
-    fmt, parts = local_parts(path) if path.is_dir() else (None, [path])
-    try:
-        if path.is_file() and path.suffix == ".parquet":
-            relation = con.read_parquet(str(path), file_row_number=True)
-            relation = relation.project("file_row_number + 1 as _row, * exclude (file_row_number)")
-        else:
-            relation = _read_parts(con, str(path), parts, fmt or "csv")
-            # Materialised: parsed once, and row_number() follows file order (parts in order).
-            relation = relation.project("row_number() over () as _row, *")
-        check_columns(path, kind, relation.columns)
-        if not relation.limit(1).fetchall():
-            raise ValidationError(
-                f"{path} has a header but no rows", hint="check the export that wrote it"
-            )
-    except duckdb.Error as exc:
-        raise ValidationError(
-            f"{path} could not be read: {first_line(exc)}",
-            hint="check that it is a UTF-8 CSV with a header row, or a Parquet file",
-        ) from None
-    if path.is_file() and path.suffix == ".parquet":
-        relation.create_view(RAW_VIEWS[kind])
-    else:
-        relation.to_table(RAW_VIEWS[kind])
-
-
-def _read_parts(
-    con: duckdb.DuckDBPyConnection, name: str, parts: list[Path], fmt: PartFormat
-) -> duckdb.DuckDBPyRelation:
-    """Read a CSV file, or a folder's parts as one input (CSV headers checked alike)."""
-    files = [str(part) for part in parts]
-    if fmt == "parquet":
-        return con.read_parquet(files)
-    headers = {str(part): check_csv_bytes(part) for part in parts}
-    check_same_headers(name, headers)
-    return con.read_csv(files, header=True, all_varchar=True, delimiter=",", quotechar='"')
-
-
-def check_csv_bytes(path: Path) -> list[str]:
-    """Refuse empty and non-UTF-8 files before DuckDB guesses at them; return the header."""
-    with open_part(path) as handle:
-        return check_csv_content(str(path), path.stat().st_size, handle)
-
-
-def check_columns(path: Path | str, kind: InputKind, columns: list[str]) -> None:
-    """Refuse an input without the columns its kind needs (names match case-insensitively)."""
-    present = {c.strip().lower() for c in columns}
-    missing = [c for c in REQUIRED_COLUMNS[kind] if c.lower() not in present]
-    if missing:
-        raise SchemaError(
-            f"{path} is missing required column{'s' if len(missing) > 1 else ''} "
-            f"{', '.join(missing)} (found: {', '.join(c for c in columns if c != '_row')})",
-            hint=f"a {kind} file needs {', '.join(REQUIRED_COLUMNS[kind])}; names match "
-            "case-insensitively, order does not matter",
-        )
+    con.execute("set enable_progress_bar = false")  # cron mail stays clean
+    con.execute("pragma disable_checkpoint_on_shutdown")  # the file is scratch
+    return con
 
 
 Partial = dict[str, Any]
@@ -218,6 +151,8 @@ class BuildPlan:
     features: FeaturesConfig
     first_week_end: date
     """The end of the files' first usage week: look-back windows before it are unobserved."""
+    known_until: KnownUntil
+    """The last day the files know conversions for: no label looks past it."""
     as_of: date | None = None
 
 
@@ -227,7 +162,7 @@ def prepare_partition(
     """Check, quarantine and deduplicate the registered inputs; return rows read and rejected."""
     for block in CHECK_BLOCKS:
         sql.run(con, block)
-    for block in ("dedupe_customers", "dedupe_noncustomers", "build_companies"):
+    for block in COMPANY_BLOCKS:
         sql.run(con, block)
     _summarise_valid_usage(con, as_of)
     files = {"customers_file": sources["customers"], "noncustomers_file": sources["noncustomers"]}
@@ -241,7 +176,11 @@ def prepare_partition(
 
 def dedupe_usage(con: duckdb.DuckDBPyConnection) -> None:
     """Resolve usage rows sharing (id, week): the `usage` view keeps the most actions."""
-    for block in ("collect_repeated_usage", "resolve_usage_duplicates", "dedupe_usage"):
+    sql.run(con, "collect_repeated_usage")
+    if not sql.fetch_dicts(con, "repeated_usage_rows")[0]["rows"]:
+        sql.run(con, "usage_without_repeats")  # most nights: valid rows pass straight through
+        return
+    for block in ("resolve_usage_duplicates", "dedupe_usage"):
         sql.run(con, block)
 
 
@@ -270,19 +209,34 @@ def plan_build(
     """Bind the spine and the windows to the global usage calendar."""
     target = "as_of" if request.as_of else request.features.target
     cfg = request.features
+    known = labels_known_until(timeline, cfg)
     params: dict[str, Any] = {"eligibility": cfg.eligibility}
     if target == "converted_within":
         params |= {"cutoffs": weekly_cutoffs(timeline, cfg), "horizon_days": cfg.horizon_days}
+    elif target == "is_customer":
+        as_of: date = timeline["usage_end"]
+        first, last = is_customer_cutoffs(timeline, cfg, as_of)
+        params |= {"as_of": as_of, "known_until": known.day}
+        params |= {"first_cutoff": first, "last_cutoff": last}
     else:
-        params["as_of"] = request.as_of or timeline["usage_end"]
+        params["as_of"] = request.as_of
     first_week_end = timeline["first_week"] + timedelta(days=6)
-    return BuildPlan(target, params, dict(sources), cfg, first_week_end, request.as_of)
+    return BuildPlan(target, params, dict(sources), cfg, first_week_end, known, request.as_of)
 
 
 def finish_partition(
-    con: duckdb.DuckDBPyConnection, plan: BuildPlan, *, features_out: Path, rejects_out: Path
+    con: duckdb.DuckDBPyConnection,
+    plan: BuildPlan,
+    *,
+    features_out: Path,
+    rejects_out: Path,
+    memory_bytes: int = PARTITION_MEMORY_BYTES,
 ) -> Partial:
-    """Resolve repeated weeks, profile, build the spine and write this partition's outputs."""
+    """Resolve repeated weeks, profile, build the spine and write this partition's outputs.
+
+    Args:
+        memory_bytes: the connection's memory budget, which sizes the labelled build's chunks.
+    """
     dedupe_usage(con)
     sentinel = {"no_rank_sentinel": ALEXA_NO_RANK_SENTINEL}
     partial: Partial = {
@@ -294,20 +248,77 @@ def finish_partition(
         ),
         "usage": sql.fetch_dicts(con, "usage_profile")[0],
         "customers": sql.fetch_dicts(con, "customer_profile")[0],
+        "labels": sql.fetch_dicts(
+            con, "closes_after_known_until", {"known_until": plan.known_until.day}
+        )[0],
     }
+    partial["spine"] = _build_spine(con, plan)
+    sql.run(con, "write_rejects", {"out": rejects_out})
+    _write_features(con, plan, partial["spine"], features_out, memory_bytes)
+    return partial
+
+
+def _build_spine(con: duckdb.DuckDBPyConnection, plan: BuildPlan) -> dict[str, Any]:
+    """Create the `spine` table of the plan's target; return its summary for the profile."""
     sql.run(con, "first_usage_macro")
     sql.run(con, f"spine_{plan.target}", plan.spine_params)
     spine = sql.fetch_dicts(con, "spine_summary")[0] | sql.fetch_dicts(con, "spine_cutoff_list")[0]
     if plan.target != "as_of":
         spine |= sql.fetch_dicts(con, "spine_positives")[0]
-    partial["spine"] = spine
-    sql.run(con, "history_at_as_of" if plan.as_of else "history_by_cutoff")
-    sql.run(con, "write_rejects", {"out": rejects_out})
+    if plan.target == "is_customer":
+        window = {k: plan.spine_params[k] for k in ("known_until", "first_cutoff", "last_cutoff")}
+        spine |= sql.fetch_dicts(con, "is_customer_exclusions", window)[0]
+    return spine
+
+
+def _write_features(
+    con: duckdb.DuckDBPyConnection,
+    plan: BuildPlan,
+    spine: Mapping[str, Any],
+    out: Path,
+    memory_bytes: int,
+) -> None:
+    """Write the spine's features: one pass for an --as-of spine, in chunks for a labelled one."""
     sql.register_layout(con, "usage_stat_layout", USAGE_STAT_FEATURES)
-    sql.run(con, "no_usage_macro")
-    sql.run(con, "exact_std_macro")
-    sql.run(con, "write_features", _feature_params(plan, spine, features_out))
-    return partial
+    for block in FEATURE_MACROS:
+        sql.run(con, block)
+    windows = {
+        "lookback_days": plan.features.lookback_days,
+        "recent_days": plan.features.recent_days,
+        "first_week_end": plan.first_week_end,
+        "no_rank_sentinel": ALEXA_NO_RANK_SENTINEL,
+    }
+    metadata = _feature_metadata(plan)
+    if plan.as_of is not None:
+        sql.run(con, "history_at_as_of")
+        texts = {f"{key}_text": value for key, value in metadata.items() if key.endswith("_days")}
+        sql.run(
+            con,
+            "write_features",
+            windows
+            | texts
+            | {"out": out, "as_of": plan.as_of, "as_of_text": metadata["as_of"]}
+            | {"features_version_text": metadata["features_version"]}
+            | {"hubscore_version": __version__, "target": metadata["target"]},
+        )
+        return
+    params = windows | {"window_end": spine["last_cutoff"]}
+    rows = memory.rows_per_chunk(memory_bytes)
+    write_labelled_features(con, params, out, metadata=metadata, rows_per_chunk=rows)
+
+
+def _feature_metadata(plan: BuildPlan) -> dict[str, str]:
+    """Return the feature file's key-value metadata: version, target and windows."""
+    cfg = plan.features
+    return {
+        "hubscore_version": __version__,
+        "target": plan.target if plan.target != "as_of" else cfg.target,
+        "horizon_days": str(cfg.horizon_days),
+        "lookback_days": str(cfg.lookback_days),
+        "recent_days": str(cfg.recent_days),
+        "as_of": plan.as_of.isoformat() if plan.as_of else "",
+        "features_version": str(FEATURES_VERSION),
+    }
 
 
 def assemble_quality(plan: BuildPlan, partials: Sequence[Partial]) -> dict[str, Any]:
@@ -326,6 +337,10 @@ def assemble_quality(plan: BuildPlan, partials: Sequence[Partial]) -> dict[str, 
     summary |= {key: spine[key] for key in ("first_cutoff", "last_cutoff")}
     if plan.target != "as_of":
         summary["positives"] = spine["positives"]
+    excluded = ("customers_before_full_lookback", "customers_after_usage_end")
+    summary |= {key: spine[key] for key in excluded if key in spine}
+    timeline = {k: v for k, v in merged["timeline"].items() if k != "close_dates"}
+    labels = {"known_until": plan.known_until.day, "known_until_source": plan.known_until.source}
     return {
         "hubscore_version": __version__,
         "files": file_report(plan.sources, merged["read"], merged["rejects"]),
@@ -336,7 +351,8 @@ def assemble_quality(plan: BuildPlan, partials: Sequence[Partial]) -> dict[str, 
         "usage": merged["usage"],
         "customers": merged["customers"],
         "assumptions": list(DATA_ASSUMPTIONS),
-        "spine": {"target": plan.target, **merged["timeline"], **summary},
+        "labels": labels | merged["labels"],
+        "spine": {"target": plan.target, **timeline, **summary},
     }
 
 
@@ -384,46 +400,3 @@ def _enforce_reject_budget(
             f"({report['reject_rate']:.1%} > max_reject_rate {max_rate:.1%}): {detail}",
             hint="fix the export, or raise --max-reject-rate to quarantine them and go on",
         )
-
-
-def weekly_cutoffs(timeline: Mapping[str, Any], cfg: FeaturesConfig) -> list[date]:
-    """Return the Sunday cutoffs after the warm-up with a fully observed horizon.
-
-    The first cutoff has `warmup_days` of history (the whole look-back when the warm-up is as
-    long); earlier windows are partly before the files start, which weeks_observed tells.
-    """
-    first_week: date = timeline["first_week"]
-    usage_end: date = timeline["usage_end"]
-    known_until = max(usage_end, timeline["last_close"] or usage_end)
-    warmup_days = min(cfg.warmup_days, cfg.lookback_days)
-    weeks_back = math.ceil(max(warmup_days - 7, 0) / 7)
-    first = first_week + timedelta(days=6 + 7 * weeks_back)
-    last = min(usage_end, known_until - timedelta(days=cfg.horizon_days))
-    last -= timedelta(days=(last.isoweekday() % 7))  # back to a Sunday
-    if first > last:
-        raise ValidationError(
-            f"usage from {first_week} to {usage_end} is too short for a {warmup_days}-day "
-            f"warm-up and a {cfg.horizon_days}-day horizon",
-            hint="lower --warmup-days or --horizon-days, or use more history",
-        )
-    return [first + timedelta(weeks=n) for n in range((last - first).days // 7 + 1)]
-
-
-def _feature_params(plan: BuildPlan, spine: Mapping[str, Any], out: Path) -> dict[str, Any]:
-    cfg = plan.features
-    first, last = spine["first_cutoff"], spine["last_cutoff"]  # NULL in a partition without rows
-    return {
-        "out": str(out),
-        "window_start": first - timedelta(days=cfg.lookback_days) if first else None,
-        "window_end": last,
-        "lookback_days": cfg.lookback_days,
-        "recent_days": cfg.recent_days,
-        "first_week_end": plan.first_week_end,
-        "no_rank_sentinel": ALEXA_NO_RANK_SENTINEL,
-        "hubscore_version": __version__,
-        "target": plan.target if plan.target != "as_of" else cfg.target,
-        "horizon_days_text": str(cfg.horizon_days),
-        "lookback_days_text": str(cfg.lookback_days),
-        "recent_days_text": str(cfg.recent_days),
-        "as_of_text": plan.as_of.isoformat() if plan.as_of else "",
-    }

@@ -70,9 +70,9 @@ def _reduce(field: str, values: Sequence[Any]) -> Any:
         return min(present)
     if field in MAX_FIELDS:
         return max(present)
-    if field == "first_rows":
+    if field in ("first_rows", "example_ids"):
         return sorted(itertools.chain.from_iterable(present))[:FIRST_ROWS]
-    if field == "cutoff_list":
+    if field in ("cutoff_list", "close_dates"):
         return sorted(set(itertools.chain.from_iterable(present)))
     return sum(present)
 

@@ -20,13 +20,12 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 from hubscore.features import sql
 from hubscore.features.build import (
     DUCKDB_CONFIG,
-    RAW_VIEWS,
     BuildPlan,
-    InputKind,
     Partial,
     finish_partition,
     prepare_partition,
 )
+from hubscore.features.inputs import RAW_VIEWS, InputKind
 
 ROW = "_row"
 """The 1-based data row number in the input file, as the single-machine build numbers it."""

@@ -59,6 +59,14 @@ def _facts_table(quality: dict[str, Any]) -> Table:
         table.add_row(f"customers {key.replace('_', ' ')}", cell(value))
     for item in quality["unseen_employee_ranges"]:
         table.add_row(f"unseen EMPLOYEE_RANGE {item['value']!r}", f"{item['rows']:,}")
+    labels = quality["labels"]
+    how = labels["known_until_source"].split(":")[0].split(" (")[0]  # derived or given
+    table.add_row("labels known until", f"{labels['known_until']} ({how})")
+    closes = labels["closes_after_known_until"]
+    examples = ", ".join(map(str, labels["example_ids"]))
+    table.add_row(
+        "closes after it (flagged)", f"{closes:,}" + (f" (ids {examples})" if closes else "")
+    )
     for key, value in quality["spine"].items():
         table.add_row(f"spine {key.replace('_', ' ')}", cell(value))
     return table

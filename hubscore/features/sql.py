@@ -7,7 +7,7 @@ Values, paths included, are always bound as `$name` parameters: no SQL is built 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -109,6 +109,33 @@ def run(
     bound = {k: str(v) if isinstance(v, Path) else v for k, v in (params or {}).items()}
     try:
         return con.execute(block.text, bound)
+    except duckdb.Error as exc:
+        raise SqlRunError(block, exc) from exc
+
+
+def stream(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    params: Mapping[str, Any] | None,
+    batch_rows: int,
+) -> tuple[Any, Iterator[Any]]:
+    """Run the named query; return its Arrow schema and its record batches as they come.
+
+    A relation, not a DB-API cursor: its Arrow reader needs no extra copy of the rows. DuckDB
+    errors while the batches are read (memory, disk) name the block, as `run`'s do.
+    """
+    block = query(name)
+    bound = {k: str(v) if isinstance(v, Path) else v for k, v in (params or {}).items()}
+    try:
+        reader = con.sql(block.text, params=bound).to_arrow_reader(batch_rows)
+    except duckdb.Error as exc:
+        raise SqlRunError(block, exc) from exc
+    return reader.schema, _batches(block, reader)
+
+
+def _batches(block: Query, reader: Any) -> Iterator[Any]:
+    try:
+        yield from reader
     except duckdb.Error as exc:
         raise SqlRunError(block, exc) from exc
 

@@ -13,10 +13,10 @@ validation costs more than scoring.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import json
 import os
-import signal
 import sys
 import time
 import traceback
@@ -34,12 +34,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
-from pydantic import ValidationError as PydanticError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubscore._version import __version__
+from hubscore.core.atomic import signals_handled
 from hubscore.core.errors import ArtifactError, ConfigError
 from hubscore.core.errors import ValidationError as HubscoreValidationError
 from hubscore.engine import encoding
@@ -48,15 +47,20 @@ from hubscore.engine.scorer import (
     CONFIDENCE,
     ID,
     PREDICTION,
+    PRIORITY,
     PROBABILITY,
     Scorer,
     load_scorer,
     now,
     with_probabilities,
 )
+from hubscore.serving.bodies import Bodies, answer_in_arrow, not_acceptable, request_is_arrow
 from hubscore.serving.docs import add_offline_docs
 from hubscore.serving.schema import (
+    ARROW_RESPONSES,
+    ARROW_STREAM,
     ERRORS,
+    JSON,
     BatchPredictionResponse,
     BatchTooLarge,
     Health,
@@ -82,47 +86,37 @@ ENV_TOKEN = "HUBSCORE_API_TOKEN"
 
 
 class Service:
-    """A loaded model behind the API: validate JSON bodies and score them with the shared core."""
+    """A loaded model behind the API: read JSON or Arrow bodies and score them with the core."""
 
     def __init__(self, scorer: Scorer, *, max_batch: int) -> None:
         self.scorer = scorer
         self.max_batch = max_batch
         self.company = company_model(scorer.feature_dtypes)
         self.request = request_model(self.company, max_batch=max_batch)
-        self.dtypes = {ID: pl.Int64(), **scorer.feature_dtypes}
+        self.bodies = Bodies(
+            scorer.feature_dtypes, company=self.company, request=self.request, max_batch=max_batch
+        )
+        self.dtypes = self.bodies.dtypes
         self.explains = _can_explain(scorer)
         # Score once now: the first call pays for lazy setup (~100 ms), not the first client.
-        self.predict(b'{"id": 0}', batch=False, state={})
+        # The two response shapes (with and without reasons) are kept for empty Arrow batches.
+        one = self.bodies.read_json(b'{"id": 0}', batch=False)
+        self.empty = {
+            flag: self.score(one, scored_at=now(), explain=flag).clear() for flag in (False, True)
+        }
         self.started = time.monotonic()
 
-    def parse(self, body: bytes, *, batch: bool) -> list[BaseModel]:
-        """Parse and validate a JSON body into companies; raise RequestValidationError (422)."""
-        try:
-            if batch:
-                return list(self.request.model_validate_json(body).__dict__["companies"])
-            return [self.company.model_validate_json(body)]
-        except PydanticError as exc:
-            errors = exc.errors(include_url=False, include_input=False)
-            too_long = [e for e in errors if e["type"] == "too_long" and e["loc"] == ("companies",)]
-            if too_long:
-                raise BatchTooLarge(
-                    too_long[0]["ctx"].get("actual_length"), self.max_batch
-                ) from None
-            # Inputs and contexts are dropped: they may hold NaN, which JSON cannot carry.
-            raise RequestValidationError(
-                [{"loc": ("body", *e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
-            ) from None
-
     def score(
-        self, companies: list[BaseModel], *, scored_at: datetime, explain: bool = False
+        self, frame: pl.DataFrame, *, scored_at: datetime, explain: bool = False
     ) -> pl.DataFrame:
-        """Score companies in request order into the `PredictionResponse` columns."""
-        frame = pl.from_dicts([company.__dict__ for company in companies], schema=self.dtypes)
+        """Score companies (a frame of `id` and the features) in order into the
+        `PredictionResponse` columns."""
         keys, matrix = self.scorer.prepare(frame)  # encoded once, for the score and the reasons
         probabilities = with_probabilities(keys, self.scorer.run_model(matrix))
         scored = self.scorer.label(probabilities, scored_at=scored_at)
         response = [scored.get_column(ID).alias("company_id")]
-        response += [scored.get_column(name) for name in (PREDICTION, PROBABILITY, CONFIDENCE)]
+        labels = (PREDICTION, PROBABILITY, CONFIDENCE, PRIORITY)  # no priority in old folders
+        response += [scored.get_column(name) for name in labels if name in scored.columns]
         out = pl.DataFrame(response).hstack(self.imputed(frame))
         return out.hstack(self.reasons(frame, matrix)) if explain and self.explains else out
 
@@ -157,24 +151,39 @@ class Service:
         ]
 
     def predict(
-        self, body: bytes, *, batch: bool, state: MutableMapping[str, Any], explain: bool = False
+        self,
+        body: bytes,
+        *,
+        batch: bool,
+        state: MutableMapping[str, Any],
+        explain: bool = False,
+        arrow_in: bool = False,
+        arrow_out: bool = False,
     ) -> bytes:
         """Turn a request body into a response body (one company, or a batch envelope).
 
         One company is always explained (when the run folder can be); a batch on request.
+        A batch may come and go as an Arrow IPC stream: one row per company, the envelope's
+        other fields in the schema's metadata.
         """
-        companies, at = self.parse(body, batch=batch), now()
-        state["companies"] = len(companies)
+        frame = (
+            self.bodies.read_arrow(body) if arrow_in else self.bodies.read_json(body, batch=batch)
+        )
+        at = now()
+        state["companies"] = frame.height
         explained = explain or not batch
-        scored = self.score(companies, scored_at=at, explain=explained) if companies else None
-        scores = scored.write_json().encode() if scored is not None else b"[]"
-        if not batch:
-            return scores[1:-1]  # the one row of a one-row JSON array: identical formatting
+        scored = self.score(frame, scored_at=at, explain=explained) if frame.height else None
         head = {
-            "total_count": len(companies),
+            "total_count": frame.height,
             "model_version": self.scorer.manifest.model_version,
             "timestamp": at.isoformat(),
         }
+        if arrow_out:
+            out = scored if scored is not None else self.empty[explained]
+            return self.bodies.write_arrow(out, {k: str(v) for k, v in head.items()})
+        scores = scored.write_json().encode() if scored is not None else b"[]"
+        if not batch:
+            return scores[1:-1]  # the one row of a one-row JSON array: identical formatting
         return (
             b'{"predictions":'
             + scores
@@ -377,11 +386,17 @@ def create_app(
     @app.post(
         "/predict",
         response_model=BatchPredictionResponse,
-        responses=ERRORS,
-        openapi_extra=body_of("PredictionRequest"),
+        responses={**ERRORS, **ARROW_RESPONSES},
+        openapi_extra=body_of("PredictionRequest", arrow=True),
     )
     async def predict(request: Request) -> Response:
-        """Score a batch of companies, in request order."""
+        """Score a batch of companies, in request order.
+
+        The body is JSON, or with `Content-Type: application/vnd.apache.arrow.stream` an
+        Arrow IPC stream with one row per company and a column per feature (absent columns
+        and nulls are imputed). The answer is JSON, or an Arrow IPC stream of the prediction
+        columns when `Accept` prefers it (by default, in the request's format).
+        """
         return await scored(request, batch=True)
 
     @app.post(
@@ -398,10 +413,23 @@ def create_app(
         body, state = await request.body(), request.scope["state"]
         if batch:
             explain = request.query_params.get("explain", "false").lower() in ("true", "1")
+            arrow_in = request_is_arrow(request.headers.get("content-type", ""))
+            arrow_out = answer_in_arrow(request.headers.get("accept", ""), default=arrow_in)
+            if arrow_out is None:
+                return not_acceptable()
             # Off the event loop, so probes are answered while a large batch scores.
             out = await run_in_threadpool(
-                service.predict, body, batch=True, state=state, explain=explain
+                functools.partial(
+                    service.predict,
+                    body,
+                    batch=True,
+                    state=state,
+                    explain=explain,
+                    arrow_in=arrow_in,
+                    arrow_out=arrow_out,
+                )
             )
+            return Response(out, media_type=ARROW_STREAM if arrow_out else JSON)
         else:
             # One company is about 3 ms of CPU, nearly all Python under the GIL, so a thread
             # buys no parallelism; the hop added 1-3 ms per call on a busy 2-core host
@@ -445,10 +473,12 @@ def serve(
         if workers == 1:
             uvicorn.run(app, **options)
             return
-        # Worker processes cannot receive an app object: they rebuild it from the environment.
+        # Worker processes cannot receive an app object: they rebuild it from the environment,
+        # from the real folder verified above (not `latest`, which a `train` may move).
+        assert isinstance(app, ScoringAPI)
         os.environ.update(
             {
-                ENV_MODEL: str(run_dir.resolve()),
+                ENV_MODEL: str(app.service.scorer.run_dir),
                 ENV_MAX_BATCH: str(max_batch),
                 ENV_THREADS: str(threads),
             }
@@ -463,9 +493,5 @@ def quiet_stop() -> Iterator[None]:
     def stopped(signum: int, frame: FrameType | None) -> None:
         """Do nothing: uvicorn has already shut down when it re-raises the signal."""
 
-    previous = {sig: signal.signal(sig, stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with signals_handled(stopped):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

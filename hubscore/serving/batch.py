@@ -4,21 +4,29 @@ Pass 1 streams record batches (bounded memory): conform, count drift, score, and
 (key, probability) to a scratch Parquet beside the output. Pass 2 reads only those narrow
 columns back, refuses duplicate keys, ranks, and writes the labelled output in slices to a
 temp file that is renamed over the target only when complete, under an flock on the target.
+
+OUTPUT `-` writes CSV to stdout once the list is complete.
+
+A CSV output holds what a caller reads (`CALLER_COLUMNS`: rank, id, week, probability, tier,
+reasons, basis); Parquet holds every column, contributions included (`all_columns` puts them
+in a CSV too: a JSON object per row swamps a spreadsheet).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
+import shutil
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -28,33 +36,39 @@ from hubscore._version import __version__
 from hubscore.core.atomic import atomic_file, exclusive_lock
 from hubscore.core.datasets import parquet_parts, read_kv_metadata
 from hubscore.core.errors import ArtifactError, ConfigError, DriftError, ValidationError
-from hubscore.engine.conform import check_unique_keys, check_windows
-from hubscore.engine.drift import DriftCounter, worst_features
-from hubscore.engine.reasons import EXPLANATION_DTYPES
+from hubscore.engine.conform import check_input, check_unique_keys
+from hubscore.engine.drift import worst_features
+from hubscore.engine.reasons import BASIS, EXPLANATION_DTYPES, REASON_COLUMNS
 from hubscore.engine.scorer import (
-    CONFIDENCE_LEVELS,
     CUTOFF,
+    HOLD,
     ID,
-    PRIORITY_QUANTILES,
+    PREDICTION,
+    PRIORITY,
+    PRIORITY_LEVELS,
     PROBABILITY,
     RANK,
+    SCORED_AT,
     Scorer,
-    confidence_levels,
     empty_batch,
     output_columns,
     rank_scores,
     scored_at_for,
-    to_frame,
-    with_priority,
     with_probabilities,
 )
+from hubscore.serving.ledger import LedgerRequest, mark_holdout, record_run
+from hubscore.serving.pipeline import Batch, Progress, Streamed, TopRows, stream_scores
+from hubscore.serving.summary import ProbabilitySummary, summarise_array
 
 OUTPUT_ROW_GROUP = 65536
 """Rows per output row group (and CSV chunk): fixed, so --batch-size never changes the bytes."""
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
-Batch: TypeAlias = pa.RecordBatch | pl.DataFrame
-Progress = Callable[[int, int | None], None]
-"""Called after each batch with (rows done, total rows or None when unknown)."""
+STDOUT = "-"
+"""OUTPUT that means CSV on stdout."""
+CALLER_COLUMNS = (RANK, HOLD, ID, CUTOFF, PROBABILITY, PRIORITY, PREDICTION, *REASON_COLUMNS, BASIS)
+"""A CSV call list's columns, in this order (those the output has: `hold`, the control group
+not to call, only with --holdout-share); without a `cutoff`, the week is `scored_at`, after
+the id."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,10 @@ class ScoreSummary:
     drift_worst: list[tuple[str, float]]
     warnings: list[str] = field(default_factory=list)
     rows_explained: int = 0
+    ledger: dict[str, Any] | None = None
+    """Where the run was recorded (`hubscore.serving.ledger`), None without a ledger."""
+    priority: dict[str, int] = field(default_factory=dict)
+    """Rows per priority tier."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return plain JSON-ready data."""
@@ -96,11 +114,16 @@ def score_file(
     drift_allowances: Mapping[str, float] | None = None,
     on_progress: Progress | None = None,
     explain: int | None = None,
-    priority_quantiles: tuple[float, ...] = PRIORITY_QUANTILES,
+    ledger: LedgerRequest | None = None,
+    all_columns: bool = False,
 ) -> ScoreSummary:
     """Score INPUT (Parquet or CSV) into OUTPUT (format from its extension), atomically.
 
     Args:
+        all_columns: a CSV output gets every column (confidence, model version, scoring
+            time, base value and contributions), not only the caller's.
+        ledger: record every scored row there once the list is written (and mark its
+            control group); None keeps no record.
         fail_on_drift: refuse (DriftError, exit 7) when a feature's PSI exceeds it.
         drift_allowances: per-feature PSI limits that replace `fail_on_drift` for them.
         explain: explain the top N rows (per cutoff); None explains the `top_k` list when
@@ -109,29 +132,38 @@ def score_file(
     allowances = dict(drift_allowances or {})
     check_allowances(allowances, scorer)
     started = time.perf_counter()
-    out_format = file_format(output_path, role="output")
+    out_format = "csv" if str(output_path) == STDOUT else file_format(output_path, role="output")
     reader = open_input(input_path, scorer, batch_size=batch_size)
     scored_at = scored_at_for(as_of)
     cut = scorer.manifest.decision_threshold if threshold is None else threshold
-    warnings = check_windows(reader.metadata, scorer.manifest)
+    warnings = check_input(reader.metadata, scorer.manifest)
     explained = rows_to_explain(scorer, explain, top_k, warnings)
-    with exclusive_lock(output_path), atomic_file(output_path) as temp:
-        scratch = temp.with_name(temp.name + ".scores.parquet")
-        try:
-            drift = _score_to_scratch(reader, scorer, scratch, on_progress=on_progress)
-            psi = drift.psi()
-            _check_drift(psi, fail_on_drift, allowances)
-            ranked = with_priority(_rank_scratch(scratch), priority_quantiles)
-        finally:
-            scratch.unlink(missing_ok=True)
-        listed = ranked.filter(pl.col("rank") <= top_k) if top_k else ranked
+    with _destination(output_path) as temp:
+        streamed = stream_scores(
+            reader.batches,
+            scorer,
+            total_rows=reader.total_rows,
+            # Only listed rows get reasons: explaining more would be thrown away.
+            explain=min(explained, top_k or explained),
+            on_progress=on_progress,
+        )
+        ranked = rank_streamed(streamed, scorer)
+        psi = streamed.drift.psi()
+        _check_drift(psi, fail_on_drift, allowances)
+        # `ranked` is final here: every row's probability, rank and priority tier.
+        listed = ranked.filter(pl.col(RANK) <= top_k) if top_k else ranked
+        listed = mark_holdout(listed, ledger, scored_at=scored_at)
         if explained:
-            listed = _with_explanations(listed, input_path, scorer, explained, batch_size)
-        _write_output(listed, temp, out_format, scorer, scored_at=scored_at, threshold=cut)
-    return summarise_scores(
+            listed = _with_explanations(listed, scorer, streamed.top)
+        columns = None if out_format == "parquet" or all_columns else CALLER_COLUMNS
+        _write_output(
+            listed, temp, out_format, scorer, scored_at=scored_at, threshold=cut, columns=columns
+        )
+    bands = scorer.manifest.confidence_bands
+    summary = summarise_scores(
         (input_path, output_path),
         scorer,
-        ranked.get_column(PROBABILITY),
+        summarise_array(streamed.probabilities, threshold=cut, bands=bands),
         rows_written=listed.height,
         threshold=cut,
         scored_at=scored_at,
@@ -139,13 +171,38 @@ def score_file(
         psi=psi,
         warnings=warnings,
         rows_explained=int(ranked.filter(pl.col(RANK) <= explained).height) if explained else 0,
+        priority=priority_counts(ranked),
     )
+    return record_run(ledger, summary, ranked, scorer=scorer, top_k=top_k, scored_at=scored_at)
+
+
+@contextlib.contextmanager
+def _destination(output_path: Path) -> Iterator[Path]:
+    """Yield the temp file to write: renamed over OUTPUT under its lock, or copied to stdout."""
+    if str(output_path) != STDOUT:
+        with exclusive_lock(output_path), atomic_file(output_path) as temp:
+            yield temp
+        return
+    with tempfile.TemporaryDirectory(prefix="hubscore-score-") as folder:
+        temp = Path(folder) / "output.csv"
+        yield temp
+        with temp.open("rb") as handle:
+            shutil.copyfileobj(handle, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+
+
+def rank_streamed(streamed: Streamed, scorer: Scorer) -> pl.DataFrame:
+    """Refuse repeated keys across the whole input, then rank and tier every row."""
+    scores = with_probabilities(streamed.keys, streamed.probabilities)
+    # Keys are checked once, over every row: a key repeated within or across batches.
+    check_unique_keys(scores)
+    return scorer.with_rank_tiers(rank_scores(scores))
 
 
 def summarise_scores(
     paths: tuple[Path | str, Path | str],
     scorer: Scorer,
-    probs: pl.Series,
+    stats: ProbabilitySummary,
     *,
     rows_written: int,
     threshold: float,
@@ -154,26 +211,38 @@ def summarise_scores(
     psi: Mapping[str, float],
     warnings: list[str],
     rows_explained: int = 0,
+    priority: Mapping[str, int] | None = None,
 ) -> ScoreSummary:
-    """Return the run summary of every scored probability (the Spark engine's too)."""
+    """Return the run summary of every scored probability (the Spark engine's too).
+
+    Args:
+        priority: rows per priority tier (`priority_counts` of the ranked rows).
+    """
     if not scorer.manifest.feature_distributions:
         warnings.append("the model stores no training distributions; drift not checked")
     return ScoreSummary(
         input=str(paths[0]),
         output=str(paths[1]),
         model_version=scorer.manifest.model_version,
-        rows_scored=probs.len(),
+        rows_scored=stats.rows,
         rows_written=rows_written,
-        positives=int((probs >= threshold).sum()),
+        positives=stats.positives,
         threshold=threshold,
         scored_at=scored_at.isoformat(),
         duration_s=round(time.perf_counter() - started, 3),
-        probability=_distribution(probs),
-        confidence=_confidence_counts(probs, scorer.manifest.confidence_bands),
+        probability=stats.distribution,
+        confidence=stats.confidence,
         drift_worst=worst_features(psi),
         warnings=warnings,
         rows_explained=rows_explained,
+        priority=dict(priority or {}),
     )
+
+
+def priority_counts(ranked: pl.DataFrame) -> dict[str, int]:
+    """Rows per priority tier, every tier named (zero where none)."""
+    counts = dict(ranked.get_column(PRIORITY).value_counts().iter_rows())
+    return {level: int(counts.get(level, 0)) for level in PRIORITY_LEVELS}
 
 
 def rows_to_explain(
@@ -193,20 +262,15 @@ def rows_to_explain(
     return wanted
 
 
-def _with_explanations(
-    listed: pl.DataFrame, input_path: Path, scorer: Scorer, n: int, batch_size: int
-) -> pl.DataFrame:
-    """Explain the top `n` rows of `listed` (per cutoff): a second pass over the input."""
+def _with_explanations(listed: pl.DataFrame, scorer: Scorer, top: TopRows | None) -> pl.DataFrame:
+    """Join the reasons of the rows kept while streaming (the best of each cutoff) to `listed`."""
     keys = [ID, CUTOFF] if CUTOFF in listed.columns else [ID]
-    wanted = listed.filter(pl.col(RANK) <= n).select(keys)
-    parts = []
-    for batch in open_input(input_path, scorer, batch_size=batch_size).batches:
-        frame = scorer.conform(batch if isinstance(batch, pl.DataFrame) else to_frame(batch))
-        rows = frame.join(wanted, on=keys, how="semi")
-        if rows.height:
-            parts.append(scorer.explain(rows))
-    schema = {**dict(wanted.schema), **EXPLANATION_DTYPES}
-    found = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+    rows = top.features() if top is not None else None
+    if rows is None or rows.height == 0:
+        schema = {**{key: listed.schema[key] for key in keys}, **EXPLANATION_DTYPES}
+        found = pl.DataFrame(schema=schema)
+    else:
+        found = scorer.explain(rows)
     return listed.join(found, on=keys, how="left", maintain_order="left")
 
 
@@ -300,7 +364,7 @@ def _open_csv(path: Path, scorer: Scorer) -> InputReader:
     )
     return InputReader(
         batches=_with_schema(stream, stream.schema),
-        metadata={},  # CSV has none: check_windows says the windows went unchecked, once
+        metadata={},  # CSV has none: check_input says the windows went unchecked, once
         total_rows=None,
     )
 
@@ -317,50 +381,6 @@ def _with_schema(batches: Iterator[Batch], schema: pa.Schema) -> Iterator[Batch]
         yield from batches
     except (pa.ArrowInvalid, pl.exceptions.PolarsError) as exc:
         raise ValidationError(f"cannot read the input: {exc}", hint="check the file") from None
-
-
-def _score_to_scratch(
-    reader: InputReader, scorer: Scorer, scratch: Path, *, on_progress: Progress | None
-) -> DriftCounter:
-    """Stream batches through the scorer; onnxruntime runs batch i while batch i+1 is encoded."""
-    drift = DriftCounter(scorer.manifest.feature_distributions)
-    done = 0
-    with ThreadPoolExecutor(max_workers=1) as pool, _ScratchWriter(scratch) as writer:
-        pending: tuple[pl.DataFrame, Future[np.ndarray]] | None = None
-        for batch in reader.batches:
-            keys, matrix = scorer.prepare(batch, on_features=drift.update)
-            running = (keys, pool.submit(scorer.run_model, matrix))
-            if pending:
-                done += writer.write(pending[0], pending[1].result())
-            pending = running
-            if on_progress and done:
-                on_progress(done, reader.total_rows)
-        if pending:
-            done += writer.write(pending[0], pending[1].result())
-    return drift
-
-
-class _ScratchWriter:
-    """Append (key, probability) batches to a scratch Parquet file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.writer: pq.ParquetWriter | None = None
-
-    def __enter__(self) -> _ScratchWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-    def write(self, keys: pl.DataFrame, probs: np.ndarray) -> int:
-        """Append one batch; return its row count."""
-        table = with_probabilities(keys, probs).to_arrow()
-        # Uncompressed: the file lives for seconds and is read back once.
-        self.writer = self.writer or pq.ParquetWriter(self.path, table.schema, compression="none")
-        self.writer.write_table(table)
-        return keys.height
 
 
 def check_allowances(allowances: Mapping[str, float], scorer: Scorer) -> None:
@@ -390,13 +410,6 @@ def _check_drift(
         )
 
 
-def _rank_scratch(scratch: Path) -> pl.DataFrame:
-    scores = pl.read_parquet(scratch)
-    # Batches were checked one by one; a key repeated across batches shows only here.
-    check_unique_keys(scores)
-    return rank_scores(scores)
-
-
 def _write_output(
     ranked: pl.DataFrame,
     temp: Path,
@@ -405,7 +418,9 @@ def _write_output(
     *,
     scored_at: datetime,
     threshold: float,
+    columns: Sequence[str] | None = None,
 ) -> None:
+    """Write the labelled output; `columns` picks (and orders) a CSV's columns."""
     size = OUTPUT_ROW_GROUP
     labelled = (
         scorer.label(ranked.slice(start, size), scored_at=scored_at, threshold=threshold)
@@ -414,7 +429,10 @@ def _write_output(
     if fmt == "csv":
         with temp.open("wb") as handle:
             for i, part in enumerate(labelled):
-                part.select(output_columns(part.columns)).write_csv(
+                order = output_columns(part.columns) if columns is None else columns
+                if columns is not None and CUTOFF not in part.columns:
+                    order = [SCORED_AT if c == CUTOFF else c for c in order]
+                part.select(c for c in order if c in part.columns).write_csv(
                     handle, include_header=i == 0, datetime_format="%Y-%m-%dT%H:%M:%SZ"
                 )
         return
@@ -429,17 +447,3 @@ def _write_output(
     finally:
         if writer:
             writer.close()
-
-
-def _distribution(probs: pl.Series) -> dict[str, float]:
-    if probs.len() == 0:
-        return {}
-    stats = {"min": probs.min(), "p50": probs.quantile(0.5), "p90": probs.quantile(0.9)}
-    stats |= {"p99": probs.quantile(0.99), "max": probs.max(), "mean": probs.mean()}
-    return {k: round(float(v), 6) for k, v in stats.items()}  # type: ignore[arg-type]
-
-
-def _confidence_counts(probs: pl.Series, bands: Mapping[str, float]) -> dict[str, int]:
-    levels = confidence_levels(probs.to_numpy(), bands)
-    counts = dict(zip(CONFIDENCE_LEVELS, np.bincount(levels, minlength=3).tolist(), strict=True))
-    return {level: counts[level] for level in reversed(CONFIDENCE_LEVELS)}  # high first

@@ -3,7 +3,7 @@
 `CompanyFeatures` lists every raw feature the run folder's model reads, so the OpenAPI schema
 always matches the model being served; responses are static. Validation is strict: no
 string-to-number coercion, no NaN or infinity, no negative counts, no unknown fields (a typo
-would otherwise be silently imputed).
+would otherwise be silently missing).
 """
 
 from __future__ import annotations
@@ -20,6 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from hubscore.core.errors import ValidationError
 from hubscore.engine.scorer import ID
 
+JSON = "application/json"
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+"""The Arrow IPC streaming format's media type (IANA-registered by the Arrow project)."""
+ARROW_BODY = {
+    "schema": {"type": "string", "format": "binary"},
+    "description": "An Arrow IPC stream: one row per company, a column per feature named as in "
+    "CompanyFeatures (absent columns and nulls are imputed), the same rules as JSON.",
+}
 MAX_TEXT = 200
 """Longest accepted EMPLOYEE_RANGE / INDUSTRY value: real labels are under 60 characters."""
 
@@ -43,7 +51,7 @@ SEED_DESCRIPTIONS = {
     "total_users": "Distinct active users in the look-back window.",
     "actions_per_user": "total_actions / total_users.",
 }
-_INT_RANGES: dict[type[pl.DataType], int] = {
+INT_RANGES: dict[type[pl.DataType], int] = {
     pl.Int8: 2**7,
     pl.Int16: 2**15,
     pl.Int32: 2**31,
@@ -67,12 +75,21 @@ class PredictionResponse(BaseModel):
     """One company's score."""
 
     company_id: int = Field(examples=[1042])
-    prediction: int = Field(description="1 if conversion_probability >= the model's threshold.")
+    prediction: int = Field(
+        description="1 if conversion_probability >= the model's decision threshold: by default "
+        "within the weekly capacity (the top companies a sales team can call each week)."
+    )
     conversion_probability: float = Field(examples=[0.8123], description="float32 precision.")
     confidence: Literal["high", "medium", "low"]
+    priority: Literal["very high", "high", "medium", "low"] | None = Field(
+        default=None,
+        description="The tier of the probability: 'very high' is about a week's top 1% of free "
+        "companies (the run's report says how often each tier converted); null for run folders "
+        "from before tier thresholds.",
+    )
     features_imputed: int = Field(
-        description="Features absent or null (an unseen EMPLOYEE_RANGE counts), filled as "
-        "training fills missing values."
+        description="Features absent or null (an unseen EMPLOYEE_RANGE counts): missing to the "
+        "model, never zero usage (trees route them; logistic regression imputes as trained)."
     )
     employee_range_unseen: bool = Field(
         description="EMPLOYEE_RANGE was given but is no known bucket; it was imputed."
@@ -83,8 +100,10 @@ class PredictionResponse(BaseModel):
         "(on /predict with ?explain=true; null when the run folder predates explanations).",
     )
     reason_against: str | None = Field(default=None, description="The strongest reason against.")
-    basis: Literal["usage", "profile only"] | None = Field(
-        default=None, description="'profile only': no active week before the cutoff."
+    basis: Literal["usage", "profile only", "usage not given"] | None = Field(
+        default=None,
+        description="'usage': a usage field given shows activity; 'profile only': the usage "
+        "fields given say there was none; 'usage not given': no usage field was given.",
     )
 
 
@@ -120,7 +139,7 @@ def company_model(features: dict[str, pl.DataType]) -> type[BaseModel]:
     example = {n: SEED_EXAMPLE.get(n, _example(features.get(n, pl.Int64()))) for n in fields}
     extra: dict[str, Any] = {"examples": [example]}
     config = ConfigDict(extra="forbid", strict=True, json_schema_extra=extra)
-    doc = "One company's raw features; absent or null ones are imputed as in training."
+    doc = "One company's raw features; absent or null ones are missing, never zero usage."
     return create_model("CompanyFeatures", __config__=config, __doc__=doc, **fields)
 
 
@@ -157,7 +176,7 @@ def _field(name: str, dtype: pl.DataType, *, required: bool = False) -> Any:
     if dtype == pl.String:
         limits["max_length"] = MAX_TEXT
     elif dtype.is_integer():
-        span = _INT_RANGES[type(dtype)]
+        span = INT_RANGES[type(dtype)]
         # Bounded by the column dtype so an over-large value is a 422, not an overflow later;
         # `lt` a power of two, which a float (the validated type) holds exactly.
         limits["lt"] = span
@@ -172,7 +191,7 @@ def _field(name: str, dtype: pl.DataType, *, required: bool = False) -> Any:
             limits["ge"] = 0
     return Field(
         ... if required else None,
-        description=SEED_DESCRIPTIONS.get(name, f"{dtype} model feature; null or absent: imputed."),
+        description=SEED_DESCRIPTIONS.get(name, f"{dtype} model feature; null or absent: missing."),
         examples=[SEED_EXAMPLE.get(name, _example(dtype))],
         **limits,
     )
@@ -206,6 +225,16 @@ class Health(BaseModel):
     uptime_s: float
 
 
+ARROW_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Predictions in request order: JSON, or with `Accept: "
+        f"{ARROW_STREAM}` an Arrow IPC stream with one row per company and the "
+        "PredictionResponse columns; total_count, model_version and timestamp are in its "
+        "schema metadata.",
+        "content": {ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}}},
+    },
+    406: {"description": f"`Accept` allows neither {JSON} nor {ARROW_STREAM}."},
+}
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
@@ -217,10 +246,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def body_of(model: str) -> dict[str, Any]:
-    """Return `openapi_extra` declaring a JSON request body of a generated schema."""
-    ref = {"$ref": f"#/components/schemas/{model}"}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+def body_of(model: str, *, arrow: bool = False) -> dict[str, Any]:
+    """Return `openapi_extra` declaring a JSON request body of a generated schema (and, with
+    `arrow`, the same rows as an Arrow IPC stream)."""
+    content: dict[str, Any] = {JSON: {"schema": {"$ref": f"#/components/schemas/{model}"}}}
+    if arrow:
+        content[ARROW_STREAM] = ARROW_BODY
+    return {"requestBody": {"required": True, "content": content}}
 
 
 async def refuse(request: Request, exc: Exception) -> Response:

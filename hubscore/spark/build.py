@@ -31,16 +31,15 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from hubscore.core.datasets import METADATA_FILE, sidecar_text
 from hubscore.features.build import (
     FEATURES_FILE,
-    INPUT_KINDS,
     QUALITY_FILE,
     REJECTS_FILE,
     BuildPlan,
     BuildRequest,
-    InputKind,
     assemble_quality,
     check_prepared,
     plan_build,
 )
+from hubscore.features.inputs import INPUT_KINDS, InputKind
 from hubscore.features.partials import dump_partial, load_partial, merge_partials
 from hubscore.features.partition import ROW, PartitionOutput, build_partition
 from hubscore.spark.fs import Store, join, staged

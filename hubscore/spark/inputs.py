@@ -24,13 +24,6 @@ from pyspark.sql.types import ByteType, IntegerType, LongType, ShortType, Struct
 
 from hubscore.core.errors import ValidationError
 from hubscore.core.locations import is_uri
-from hubscore.features.build import (
-    INPUT_KINDS,
-    InputKind,
-    check_columns,
-    check_csv_bytes,
-    find_input,
-)
 from hubscore.features.folders import (
     PartFormat,
     check_csv_content,
@@ -41,6 +34,13 @@ from hubscore.features.folders import (
     local_parts,
     open_part_bytes,
     part_format,
+)
+from hubscore.features.inputs import (
+    INPUT_KINDS,
+    InputKind,
+    check_columns,
+    check_csv_bytes,
+    find_input,
 )
 from hubscore.features.partition import ROW, partition_keys
 from hubscore.spark.fs import Store, file_key, join

@@ -7,7 +7,7 @@ Ties keep the row order, which `train` made a seeded hash of (id, cutoff).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -17,7 +17,6 @@ from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
     log_loss,
-    precision_recall_curve,
     roc_auc_score,
 )
 
@@ -184,33 +183,6 @@ def threshold_metrics(
     }
 
 
-def fbeta_threshold(y: Ints, p: Vector, beta: float, weights: Vector | None = None) -> float:
-    """Return the threshold that maximises F-beta on (validation) predictions."""
-    precision, recall, thresholds = precision_recall_curve(y, p, sample_weight=weights)
-    precision, recall = precision[:-1], recall[:-1]
-    denom = beta**2 * precision + recall
-    score = np.divide(
-        (1 + beta**2) * precision * recall, denom, where=denom > 0, out=np.zeros_like(denom)
-    )
-    return _clip_threshold(float(thresholds[int(np.argmax(score))]))
-
-
-def capacity_threshold(p: Vector, weeks: Ints, k: int, weights: Vector | None = None) -> float:
-    """Return the median over weeks of the k-th highest score: a list of about k per week."""
-    w = np.ones(p.size) if weights is None else weights
-    kth = []
-    for week in np.unique(weeks):
-        rows = np.flatnonzero(weeks == week)
-        order = rows[np.argsort(-p[rows], kind="stable")]
-        reached = np.cumsum(w[order]) >= min(k, w[rows].sum())  # the k-th copy's row
-        kth.append(p[order][int(np.argmax(reached))])
-    return _clip_threshold(float(np.median(kth)))
-
-
-def _clip_threshold(value: float) -> float:
-    return float(min(max(value, 1e-6), 1 - 1e-6))
-
-
 def threshold_table(
     y: Ints,
     p: Vector,
@@ -254,40 +226,11 @@ def summarise_folds(folds: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, f
     return summary
 
 
-def choose_thresholds(
-    folds: Sequence[Fold], *, beta: float, capacity: int, fixed: float | None
-) -> dict[str, float]:
-    """Pick the decision and capacity thresholds on out-of-fold predictions, never on test."""
-    y = np.concatenate([f.y for f in folds])
-    p = np.concatenate([f.p for f in folds])
-    weeks = np.concatenate([f.weeks for f in folds])
-    weights = joined_weights(folds)
-    f_beta = fbeta_threshold(y, p, beta, weights)
-    at_capacity = capacity_threshold(p, weeks, capacity, weights)
-    return {
-        "decision": fixed if fixed is not None else f_beta,
-        "f_beta": f_beta,
-        "capacity": at_capacity,
-    }
-
-
 def joined_weights(folds: Sequence[Fold]) -> Vector | None:
     """The folds' row weights end to end (None when no fold was sampled)."""
     if all(f.weights is None for f in folds):
         return None
     return np.concatenate([np.ones(f.y.size) if f.weights is None else f.weights for f in folds])
-
-
-def confidence_bands(thresholds: Mapping[str, float]) -> dict[str, float]:
-    """Return band lower bounds from the decision and weekly-capacity thresholds.
-
-    Of the two, the stricter starts "high" and the looser starts "medium": when the F-beta
-    decision threshold is stricter, "high" is what the model calls a converter and "medium"
-    the rest of the week's call list; when the capacity threshold is stricter, "high" is about
-    a week's calls and "medium" the other predicted converters. Below both is "low".
-    """
-    decision, capacity = thresholds["decision"], thresholds["capacity"]
-    return {"high": max(decision, capacity), "medium": min(decision, capacity)}
 
 
 def evaluate_predictions(
@@ -324,15 +267,11 @@ def company_intervals(
     not independent: each resample draws companies with replacement and keeps all their rows
     (as row weights: sorting once serves every resample).
     """
-    rng = np.random.default_rng(seed)
-    _, company = np.unique(companies, return_inverse=True)
-    n = int(company.max()) + 1 if company.size else 0
     ranking = WeeklyRanking.of(p, weeks)
     by_score = np.argsort(p, kind="stable")  # roc_auc_score sorts sorted input faster
     y_sorted, p_sorted = y[by_score], p[by_score]
     drawn: dict[str, list[float]] = {"roc_auc": [], **{f"precision_at_{k}": [] for k in top_k}}
-    for _ in range(resamples if n else 0):
-        copies = np.bincount(rng.integers(0, n, n), minlength=n)[company]  # per row
+    for copies in company_resamples(companies, resamples=resamples, seed=seed):
         if weights is not None:  # a sampled negative already stands for m rows
             copies = copies * weights.astype(np.int64)
         if 0 < (y * copies).sum() < copies.sum():  # both classes drawn
@@ -347,6 +286,16 @@ def company_intervals(
         for name, v in drawn.items()
         if v
     }
+
+
+def company_resamples(companies: Ints, *, resamples: int, seed: int) -> Iterator[Ints]:
+    """Yield, per resample, how many times each row is drawn: companies drawn with
+    replacement, each with all its rows (a company is a row at every weekly cutoff)."""
+    rng = np.random.default_rng(seed)
+    _, company = np.unique(companies, return_inverse=True)
+    n = int(company.max()) + 1 if company.size else 0
+    for _ in range(resamples if n else 0):
+        yield np.bincount(rng.integers(0, n, n), minlength=n)[company]
 
 
 def ablation_summary(
@@ -364,37 +313,3 @@ def ablation_summary(
         out[f"lift_retained_at_{k}"] = retained
     out["pr_auc_without_flags"] = without.get("pr_auc")
     return out
-
-
-PRIORITY_TIERS = ("very high", "high", "medium", "low")
-
-
-def outcome_by_tier(
-    y: Ints, p: Vector, weeks: Ints, quantiles: Sequence[float], weights: Vector | None = None
-) -> list[dict[str, Any]]:
-    """Return rows, converters and conversion rate per priority tier (tiers ranked per week).
-
-    A tier is a share of each week's ranked companies, as `score` assigns it (`priority`).
-    """
-    w = np.ones(y.size) if weights is None else weights
-    tiers = np.empty(len(y), dtype=np.int64)
-    for week in np.unique(weeks):
-        rows = np.flatnonzero(weeks == week)
-        order = rows[np.lexsort((rows, -p[rows]))]  # best first; ties keep row order
-        shares = (np.cumsum(w[order]) - w[order]) / w[order].sum()
-        tiers[order] = np.searchsorted(np.asarray(quantiles), shares, side="right")
-    positives = max(float((w * y).sum()), 1.0)
-    table = []
-    for index, name in enumerate(PRIORITY_TIERS):
-        members = tiers == index
-        size, converted = float(w[members].sum()), float((w * y)[members].sum())
-        table.append(
-            {
-                "priority": name,
-                "rows": round(size),
-                "converted": round(converted),
-                "conversion_rate": converted / max(size, 1.0),
-                "share_of_converters": converted / positives,
-            }
-        )
-    return table

@@ -81,22 +81,45 @@ def _plot_pr(ax: Any, y: Ints, p: Vector) -> None:
 
 
 def _plot_calibration(ax: Any, calibration: Mapping[str, Any]) -> None:
-    """Reliability by decile of predicted probability, before and after, on log scales."""
-    for side, style in (("before", "s--"), ("after", "o-")):
-        rows = [r for r in calibration[side]["reliability"] if r["mean_predicted"] > 0]
-        observed = [max(r["observed_rate"], 1e-5) for r in rows]
-        ax.plot([r["mean_predicted"] for r in rows], observed, style, label=f"{side} calibration")
-    lows = [r["mean_predicted"] for s in ("before", "after") for r in calibration[s]["reliability"]]
-    low = max(min([v for v in lows if v > 0], default=1e-4), 1e-5)
+    """Reliability by decile of predicted probability, before and after, on log scales.
+
+    A decile in which nobody converted has no place on a log scale: it is drawn as an open
+    triangle on a floor line below every observed rate, labelled, never as a low rate.
+    """
+    sides = {side: calibration[side]["reliability"] for side in ("before", "after")}
+    seen = [
+        r[k] for rows in sides.values() for r in rows for k in ("mean_predicted", "observed_rate")
+    ]
+    floor = min([v for v in seen if v > 0], default=1e-4) / 3
+    empty_drawn = False
+    for (side, rows), color in zip(sides.items(), ("tab:orange", "tab:blue"), strict=True):
+        rows = [r for r in rows if r["mean_predicted"] > 0]
+        hit = [r for r in rows if r["observed_rate"] > 0]
+        style = "s--" if side == "before" else "o-"
+        x = [r["mean_predicted"] for r in hit]
+        ax.plot(
+            x, [r["observed_rate"] for r in hit], style, color=color, label=f"{side} calibration"
+        )
+        empty = [r["mean_predicted"] for r in rows if r["observed_rate"] == 0]
+        if empty:
+            ax.plot(empty, [floor] * len(empty), "v", color=color, markerfacecolor="none", ms=8)
+            empty_drawn = True
+    if empty_drawn:
+        ax.axhline(floor, color="grey", lw=0.5)
+        ax.plot(
+            [], [], "v", color="grey", markerfacecolor="none", label="decile with no conversion"
+        )
+    low = max(min([v for v in seen if v > 0], default=1e-4), 1e-6)
     ax.plot([low, 1], [low, 1], ":", color="grey", label="perfectly calibrated")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_ylim(bottom=floor / 1.5)
     ax.set(
         xlabel="mean predicted probability (decile)",
         ylabel="observed conversion rate",
         title=f"Reliability on the test weeks ({calibration['method']})",
     )
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", fontsize=8)
 
 
 def _plot_list_size(ax: Any, y: Ints, p: Vector, weeks: Ints) -> None:

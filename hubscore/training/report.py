@@ -1,165 +1,122 @@
 """Write a run's self-contained report.html from its metrics.json, and nothing else.
 
-Every sentence is built from this run's numbers (`summary_sentences`): the report claims only
-what the run computed. Plots are inlined, so the page is one file.
+Read by a sales lead (the summary first, in plain words, and what each priority tier means)
+and by a data scientist (every table after it). Every sentence is built from this run's
+numbers (`summary.summary_sentences`); names are the words people use, not JSON keys; tables
+fit a 1280-pixel page; numbers are rounded to what they mean. Plots are inlined, so the page
+is one file.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
-OVER, UNDER = 1.15, 1 / 1.15
-"""Σp / converters beyond these bounds is called over- or under-stated."""
+from hubscore.training.summary import FAMILIES, day, percent, summary_sentences
+
+__all__ = ["STYLE", "summary_sentences", "write_report"]
+
+LABELS = {
+    "roc_auc": "ROC-AUC",
+    "pr_auc": "PR-AUC",
+    "log_loss": "log loss",
+    "brier": "Brier score",
+    "base_rate": "base rate",
+    "positives": "converting rows",
+    "f1": "F1",
+    "ece": "calibration error (ECE)",
+    "expected_over_observed": "predicted ÷ actual conversions",
+    "mean_predicted": "mean predicted",
+    "observed_rate": "observed rate",
+    "max_abs_delta": "largest |Δp| ONNX vs native",
+    "mean_abs_delta": "mean |Δp| ONNX vs native",
+    "label_flips": "predictions flipped",
+    "list_size_per_week": "companies a week",
+    "overlaps_winner": "interval overlaps the winner's",
+    "hubscore_version": "hubscore version",
+    "files": "Rows read and rejected, per file",
+    "rejects": "Why rows were rejected",
+    "duplicates": "Duplicates resolved",
+    "missing_by_label": "Missing fields, customers against free companies",
+    "unseen_employee_ranges": "Employee ranges not recognised",
+    "usage": "Usage",
+    "customers": "Customers",
+    "assumptions": "What the files cannot tell",
+    "spine": "Training rows (the spine)",
+}
+"""Readable names for metrics.json and quality.json keys; others lose their underscores."""
+TIMES = "\u00d7"
+SHORT_TEXT = 12
+"""Text cells this short (a tier, a model) never wrap."""
+LONG_WORD = 24
+"""Text cells with a longer word (run names, paths) may break anywhere, not widen the table."""
+_AT_K = re.compile(r"^(precision|recall|lift|hits)_at_(\d+)$")
+_AT_ANY = re.compile(r"(precision|recall|lift)_at_(\d+)")
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_FIGURES = re.compile(r"^[\d.,%()\s]+(to [\d.,%()\s]+)?$")
 
 
-def summary_sentences(metrics: Mapping[str, Any], *, capacity: int, horizon: int) -> list[str]:
-    """Return the plain-language summary for a sales lead, computed from `metrics`."""
-    weekly = metrics.get("test_weekly", [])
-    baseline = metrics.get("baseline_weekly", [])
-    sentences = []
-    key = f"hits_at_{capacity}"
-    if weekly and key in weekly[0]:
-        hits = _mean([w[key] for w in weekly])
-        found = _mean([w[key] for w in baseline]) if baseline else None
-        interval = metrics.get("test_intervals", {}).get(f"precision_at_{capacity}")
-        span = f" (90% interval {interval[0] * capacity:.1f} to {interval[1] * capacity:.1f})"
-        text = (
-            f"Of the {capacity} companies listed each test week ({len(weekly)} weeks, "
-            f"{weekly[0]['cutoff']} to {weekly[-1]['cutoff']}), {hits:.1f} converted within "
-            f"{horizon} days on average{span if interval else ''}"
-        )
-        if found is not None:
-            text += f"; ranking by recent activity found {found:.1f}"
-        sentences.append(text + ".")
-        converters = sum(w["converters"] for w in weekly)
-        listed = sum(w[key] for w in weekly)
-        if converters:
-            sentences.append(
-                f"The lists held {listed} of the {converters} company-weeks that converted "
-                f"({listed / converters:.0%})."
-            )
-    sentences += _calibration_sentences(metrics.get("calibration"))
-    sentences += _shipped_sentences(metrics)
-    sentences += _leaderboard_sentences(metrics)
-    return sentences
-
-
-def _calibration_sentences(calibration: Mapping[str, Any] | None) -> list[str]:
-    if not calibration:
-        return []
-    after = calibration["after"]["expected_over_observed"]
-    before = calibration["before"]["expected_over_observed"]
-    return [
-        f"Predicted probabilities add up to {after:.2f} times the conversions that happened "
-        f"on the test weeks ({_stated(after)}; {_stated(before)} before calibration, "
-        f"{before:.2f} times). Calibration: {calibration['method']}, chosen by "
-        f"{calibration.get('chosen_by') or 'default'}."
-    ]
-
-
-def _stated(ratio: float) -> str:
-    if ratio > OVER:
-        return "over-stated"
-    if ratio < UNDER:
-        return "under-stated"
-    return "within 15%"
-
-
-def _shipped_sentences(metrics: Mapping[str, Any]) -> list[str]:
-    shipped = metrics.get("shipped")
-    if not shipped:
-        return []
-    text = (
-        f"The shipped model was fitted on {shipped['rows']:,} rows ({shipped['positives']:,} "
-        f"positive) with cutoffs {shipped['first_cutoff']} to {shipped['last_cutoff']}"
-    )
-    if shipped["refit"] == "all":
-        text += (
-            "; the metrics here describe the same parameters fitted on the training side only "
-            "and scored on weeks it never saw"
-        )
-    return [text + "."]
-
-
-def _leaderboard_sentences(metrics: Mapping[str, Any]) -> list[str]:
-    board = metrics.get("leaderboard") or []
-    if len(board) < 2:
-        return []
-    metric = str(metrics["leaderboard_metric"])
-    close = [row["model"] for row in board[1:] if row.get("overlaps_winner")]
-    text = (
-        f"{len(board)} families were trained; {board[0]['model']} ranked first by {metric} "
-        f"({_fmt(board[0][metric])})"
-    )
-    if close:
-        text += f", and the 90% intervals of {', '.join(close)} overlap it"
-    return [text + "."]
+def label(key: str) -> str:
+    """Return the name a person reads for a metrics key: "precision_at_50" -> "precision@50"."""
+    if key in LABELS:
+        return LABELS[key]
+    found = _AT_K.match(key)
+    if found:
+        kind, k = found.groups()
+        return f"found in top {k}" if kind == "hits" else f"{kind}@{k}"
+    text = _AT_ANY.sub(r"\1@\2", key).replace("pr_auc", "PR-AUC").replace("roc_auc", "ROC-AUC")
+    return text.replace("_at_", " at ").replace("_", " ")
 
 
 def write_report(path: Path, metrics: Mapping[str, Any], *, plots: Sequence[Path]) -> None:
-    """Write a self-contained report.html: summary, leaderboard, weekly lists, calibration,
-    search, metrics, thresholds, verification, plots and the data-quality profile."""
+    """Write a self-contained report.html: summary, tiers, leaderboard, weekly lists,
+    metrics, thresholds, calibration, search, split, verification, plots and data quality."""
     horizon = int(metrics["horizon_days"])
     capacity = int(metrics["weekly_capacity"])
+    family = FAMILIES.get(str(metrics["model"]), str(metrics["model"]))
     sections = [
-        f"<h1>hubscore run {escape(str(metrics.get('run', '')))}</h1>",
-        f"<p class='lead'>Model <b>{escape(str(metrics['model']))}</b>, target "
-        f"<b>{escape(str(metrics['target']))}</b>.</p>",
-        "<h2>In short</h2><ul>",
+        f"<h1>hubscore run <span class='run'>{escape(str(metrics.get('run', '')))}</span></h1>",
+        f"<p class='lead'>A <b>{escape(family)}</b> model ranking free companies by how likely "
+        f"they are to become customers within {horizon} days.</p>",
+        "<h2>In short</h2><ul class='summary'>",
         *(
             f"<li>{escape(s)}</li>"
             for s in summary_sentences(metrics, capacity=capacity, horizon=horizon)
         ),
         "</ul>",
+        *_section("Priority tiers on the test weeks", _tiers(metrics.get("priority_tiers"))),
         *_section("Leaderboard (all families of this run)", _leaderboard(metrics)),
-        *_section("The weekly list, week by week (test side)", _weekly(metrics)),
-        *_section("Test metrics vs the baseline (rank by recent activity)", _compare(metrics)),
+        *_section("The weekly list, week by week (test weeks)", _weekly(metrics)),
         *_section(
-            "90% intervals, resampling companies",
-            "<p>A company appears at many weekly cutoffs, so intervals resample companies.</p>"
-            + _table(
-                [
-                    {"metric": k, "low": v[0], "high": v[1]}
-                    for k, v in metrics.get("test_intervals", {}).items()
-                ]
-            ),
+            "Test metrics against the baseline (ranking by recent activity)", _compare(metrics)
         ),
-        *_section("Calibration (test side)", _calibration(metrics.get("calibration"))),
+        *_section("90% intervals, resampling companies", _intervals(metrics)),
+        *_section("Thresholds", _thresholds(metrics)),
+        *_section("Calibration (test weeks)", _calibration(metrics.get("calibration"))),
         *_section("Why each choice", _choices(metrics)),
         *_section(
             "Cross-validation (expanding window, mean ± std over folds)",
-            _table([{"metric": k, **v} for k, v in metrics["cv"].items()]),
+            _table([{"metric": label(k), **v} for k, v in metrics["cv"].items()]),
         ),
         *_section("Split and shipped model", _split(metrics)),
         *_section(
-            "Thresholds (chosen on calibrated out-of-fold predictions)",
-            _table([{"name": k, "value": v} for k, v in metrics["thresholds"].items()])
-            + _table(
-                [
-                    {"band": k, "from probability": v}
-                    for k, v in metrics.get("confidence_bands", {}).items()
-                ]
-            )
-            + _table(metrics["threshold_table"]),
-        ),
-        *_section(
-            "Outcome by priority tier (test weeks)",
-            "<p><code>score</code> tiers each week's ranked list by share "
-            "(scoring.priority_quantiles).</p>" + _table(metrics.get("priority_tiers")),
-        ),
-        *_section(
             "Lift without missingness flags",
-            _table([{"metric": k, "value": v} for k, v in metrics["ablation"].items()]),
+            _table([{"metric": label(k), "value": v} for k, v in metrics["ablation"].items()]),
         ),
         *_section(
             "Export verification",
-            _table([{"check": k, "value": v} for k, v in metrics.get("verification", {}).items()]),
+            _table(
+                [
+                    {"check": label(k), "value": v}
+                    for k, v in metrics.get("verification", {}).items()
+                ]
+            ),
         ),
-        "<h2>Plots (test side)</h2><div class='plots'>",
+        "<h2>Plots (test weeks)</h2><div class='plots'>",
         *(_image(p) for p in plots),
         "</div>",
         *_section("Data quality", _quality(metrics.get("quality"))),
@@ -174,25 +131,25 @@ def write_report(path: Path, metrics: Mapping[str, Any], *, plots: Sequence[Path
 
 
 STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:72em;margin:2em auto;padding:0 1.5em;"
-    "color:#1a1a1a;line-height:1.45}.lead{font-size:1.1em}"
+    "body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1.5em;"
+    "color:#1a1a1a;line-height:1.45}.lead{font-size:1.1em}.run{font-weight:normal;"
+    "overflow-wrap:anywhere}ul.summary li{margin:.35em 0}"
     "h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}h3{margin-bottom:.3em}"
-    ".scroll{overflow-x:auto}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}"
-    "td,th{border:1px solid #ccc;padding:3px 10px;vertical-align:top;overflow-wrap:break-word}"
-    "th{background:#f3f5f8;text-align:left;white-space:nowrap}"  # headers never break mid-word
-    "td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
-    ".plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(30em,1fr));gap:1em}"
+    ".scroll{overflow-x:auto}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em;"
+    "max-width:100%}td,th{border:1px solid #ccc;padding:3px 8px;vertical-align:top;"
+    "overflow-wrap:break-word}td.t{max-width:28em}td.l{overflow-wrap:anywhere;max-width:22em}"
+    "th{background:#f3f5f8;text-align:left;font-weight:600}"
+    "td.n,td.d{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
+    "td.d{text-align:left}"
+    ".plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(28em,1fr));gap:1em}"
     "figure{margin:0}img{max-width:100%;height:auto}"
 )
-"""One stylesheet inline: the report stays one self-contained file."""
+"""One stylesheet inline: the report stays one self-contained file. Numbers and dates never
+break inside; long text (run names, parameters) breaks anywhere rather than widen a table."""
 
 
 def _section(title: str, body: str) -> list[str]:
     return [f"<h2>{escape(title)}</h2>", body] if body else []
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
 
 
 def _fmt(value: Any) -> str:
@@ -205,37 +162,81 @@ def _fmt(value: Any) -> str:
             return str(value)
         if abs(value) >= 1000:
             return f"{value:,.0f}"  # never 5.326e+04
-        return f"{value:.3g}" if value and abs(value) < 1e-3 else f"{value:.4g}"
+        return f"{value:.3g}"  # three significant digits: what a metric can tell
     if isinstance(value, list | tuple):
+        if len(value) == 2 and all(isinstance(v, float) for v in value):
+            return escape(f"{value[0]:.3g} to {value[1]:.3g}")  # an interval
         return escape(", ".join(_plain(v) for v in value))
-    if isinstance(value, Mapping):
-        return escape("; ".join(f"{k}: {_plain(v)}" for k, v in value.items()))
+    if isinstance(value, Mapping):  # parameters keep their library's names
+        return escape("; ".join(f"{k} {_plain(v)}" for k, v in value.items()))
+    if isinstance(value, str) and _ISO_DAY.match(value):
+        return escape(day(value))
     return escape(str(value))
 
 
 def _plain(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.3g}"
+    if isinstance(value, Mapping) and set(value) == {"per_positive"}:
+        return f"{value['per_positive']:.3g} {TIMES} positives"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {_plain(v)}" for k, v in value.items())
     return str(value)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"<td class='n'>{_fmt(value)}</td>"
+    if isinstance(value, str) and _ISO_DAY.match(value):
+        return f"<td class='d'>{_fmt(value)}</td>"
+    text = _fmt(value)
+    if _FIGURES.match(text) or len(text) <= SHORT_TEXT:  # "0.34% to 0.85%", "very high"
+        return f"<td class='d'>{text}</td>"
+    long = max((len(word) for word in text.split()), default=0) > LONG_WORD
+    return f"<td class='{'l' if long else 't'}'>{text}</td>"
 
 
 def _table(rows: Sequence[Mapping[str, Any]] | None) -> str:
     if not rows:
         return ""
     columns = list(dict.fromkeys(key for row in rows for key in row))  # rows may differ
-    head = "".join(f"<th>{escape(str(c))}</th>" for c in columns)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f"<td class='n'>{_fmt(row.get(c))}</td>"
-            if isinstance(row.get(c), int | float) and not isinstance(row.get(c), bool)
-            else f"<td>{_fmt(row.get(c))}</td>"
-            for c in columns
-        )
-        + "</tr>"
-        for row in rows
-    )
+    head = "".join(f"<th>{escape(label(str(c)))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(_cell(row.get(c)) for c in columns) + "</tr>" for row in rows)
     return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
+
+
+def _tiers(tiers: Mapping[str, Any] | None) -> str:
+    if not tiers or not isinstance(tiers, Mapping):
+        return ""
+    rows, previous = [], 0.0
+    for row in tiers["tiers"]:
+        interval = row.get("interval")
+        rows.append(
+            {
+                "tier": row["priority"],
+                "share of a week's companies": (
+                    f"{percent(previous)} to {percent(row['top_share'])}"
+                ),
+                "company-weeks": row["rows"],
+                "converted": row["converted"],
+                "conversion rate": percent(row["conversion_rate"]),
+                "90% interval": f"{percent(interval[0])} to {percent(interval[1])}"
+                if interval
+                else "—",
+                f"{TIMES} the average": round(row["lift"], 1)
+                if row.get("lift") is not None
+                else None,
+                "share of all conversions": percent(row["share_of_converters"]),
+            }
+        )
+        previous = row["top_share"]
+    note = (
+        "<p>A tier is a share of each week's free companies, ranked by the model. The shipped "
+        "model's tier bounds are probabilities that cut its own scores of these weeks into the "
+        "same shares; the rates here are of the fit that never saw these weeks. Base rate: "
+        f"{percent(tiers['base_rate'])} of company-weeks converted.</p>"
+    )
+    return note + _table(rows)
 
 
 def _leaderboard(metrics: Mapping[str, Any]) -> str:
@@ -245,7 +246,10 @@ def _leaderboard(metrics: Mapping[str, Any]) -> str:
     metric = str(metrics["leaderboard_metric"])
     first = ["place", "model", metric, "interval", "overlaps_winner"]
     order = [*first, *(k for k in board[0] if k not in (*first, "run")), "run"]
-    return _table([{k: row.get(k) for k in order} for row in board])
+    rows = [{k: row.get(k) for k in order} for row in board]
+    for row in rows:
+        row["model"] = FAMILIES.get(str(row["model"]), row["model"])
+    return _table(rows)
 
 
 def _weekly(metrics: Mapping[str, Any]) -> str:
@@ -253,26 +257,89 @@ def _weekly(metrics: Mapping[str, Any]) -> str:
     rows = []
     for week in metrics.get("test_weekly", []):
         hits = sorted((k for k in week if k.startswith("hits_at_")), key=lambda k: int(k[8:]))
-        row = {k: week[k] for k in ("cutoff", "companies", "converters", *hits)}
+        row: dict[str, Any] = {
+            "week": week["cutoff"],
+            **{k: week[k] for k in ("companies", "converters", *hits)},
+        }
         for key in hits:
-            row[f"baseline_{key}"] = baseline.get(week["cutoff"], {}).get(key)
+            row[f"baseline top {key[8:]}"] = baseline.get(week["cutoff"], {}).get(key)
         rows.append(row)
-    note = "<p>hits_at_k: converters within the week's top k; baseline: rank by recent actions.</p>"
+    note = (
+        "<p>Converters of each week (within the horizon) found in the model's top k, and in "
+        "the top k by recent actions (the baseline).</p>"
+    )
     return note + _table(rows) if rows else ""
 
 
 def _compare(metrics: Mapping[str, Any]) -> str:
     test, baseline = metrics["test"], metrics["baseline"]
+    at_threshold = ("precision", "recall", "f1")
     rows = [
-        {"metric": k, "model": v, "baseline": baseline.get(k)}
+        {
+            "metric": f"{label(k)} at the threshold" if k in at_threshold else label(k),
+            "model": v,
+            "baseline": baseline.get(k),
+        }
         for k, v in test.items()
-        if not isinstance(v, dict)
+        if not isinstance(v, dict) and k != "threshold"
     ]
     rows += [
-        {"metric": f"confusion {k}", "model": v, "baseline": None}
+        {"metric": f"at the threshold: {k}", "model": v, "baseline": None}
         for k, v in test.get("confusion", {}).items()
     ]
     return _table(rows)
+
+
+def _intervals(metrics: Mapping[str, Any]) -> str:
+    rows = [
+        {"metric": label(k), "low": v[0], "high": v[1]}
+        for k, v in metrics.get("test_intervals", {}).items()
+    ]
+    note = "<p>A company appears at many weekly cutoffs, so intervals resample companies.</p>"
+    return note + _table(rows) if rows else ""
+
+
+def _thresholds(metrics: Mapping[str, Any]) -> str:
+    thresholds = metrics.get("thresholds", {})
+    shipped, evaluated = thresholds.get("shipped"), thresholds.get("evaluated")
+    if not isinstance(shipped, Mapping) or not isinstance(evaluated, Mapping):
+        return _table([{"name": k, "value": v} for k, v in thresholds.items()])
+    rules = thresholds["rules"]
+    promises = {
+        "decision": f"prediction = 1 ({rules['decision']})",
+        "capacity": f"{rules['capacity']} companies a week",
+        "f_beta": f"the F-beta share on the folds ({percent(rules['f_beta_share'])} of a week)",
+        **{
+            name: f"a week's top {percent(share)}: {name}"
+            for name, share in zip(shipped["priority"], rules["tier_shares"], strict=False)
+        },
+    }
+    rows = []
+    for key, promise in promises.items():
+        bound = shipped["priority"].get(key, shipped.get(key))
+        done = shipped["admitted_per_week"][key]
+        rows.append(
+            {
+                "rule": promise,
+                "shipped threshold": percent(float(bound)),
+                "companies a week (median, range)": (
+                    f"{done['median']:,} ({done['min']:,} to {done['max']:,})"
+                ),
+                "evaluated fit's threshold": percent(
+                    float(evaluated["priority"].get(key, evaluated.get(key)))
+                ),
+            }
+        )
+    note = (
+        "<p>Each threshold is a rule cut on a model's own calibrated scores of the test weeks, "
+        "without labels: the shipped thresholds through the shipped model and calibration (so "
+        "they admit what they promise there), the evaluated fit's through its own, for the "
+        "metrics above. The F-beta rule's share was chosen on out-of-fold predictions. "
+        "Confidence: high from "
+        f"{percent(metrics['confidence_bands']['high'])}, medium from "
+        f"{percent(metrics['confidence_bands']['medium'])}.</p>"
+    )
+    return note + _table(rows) + _table(metrics.get("threshold_table"))
 
 
 def _calibration(calibration: Mapping[str, Any] | None) -> str:
@@ -286,7 +353,7 @@ def _calibration(calibration: Mapping[str, Any] | None) -> str:
         f"<p>Method <b>{escape(str(calibration['method']))}</b>: "
         f"{escape(str(calibration.get('chosen_by')))}.</p>"
     )
-    reliability = "<p>By decile of calibrated probability:</p>" + _table(
+    reliability = "<p>By tenth of the calibrated probability:</p>" + _table(
         calibration["after"]["reliability"]
     )
     return chosen + _table(summary) + reliability
@@ -333,7 +400,9 @@ def _quality(quality: Mapping[str, Any] | None) -> str:
     if not quality:
         return "<p>No quality.json was found next to the feature file.</p>"
     sections = sorted(quality.items(), key=lambda item: item[0] != "assumptions")
-    return "".join(f"<h3>{escape(str(name))}</h3>{_value(value)}" for name, value in sections)
+    return "".join(
+        f"<h3>{escape(label(str(name)))}</h3>{_value(value)}" for name, value in sections
+    )
 
 
 def _value(value: Any) -> str:
@@ -341,7 +410,7 @@ def _value(value: Any) -> str:
     if isinstance(value, Mapping):
         if value and all(isinstance(v, Mapping) for v in value.values()):
             return _table([{"": name, **v} for name, v in value.items()])
-        return _table([{"name": k, "value": v} for k, v in value.items()])
+        return _table([{"name": label(str(k)), "value": v} for k, v in value.items()])
     if isinstance(value, list | tuple):
         if not value:
             return "<p>none</p>"

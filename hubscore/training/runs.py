@@ -22,9 +22,9 @@ import polars as pl
 import yaml
 
 from hubscore._version import __version__
-from hubscore.core import artifacts, atomic
+from hubscore.core import artifacts, atomic, promotions
 from hubscore.core.config import MODEL_NAMES, Config, ModelName
-from hubscore.core.contract import RAW_FEATURES
+from hubscore.core.contract import FEATURES_VERSION_KEY, RAW_FEATURES
 from hubscore.core.errors import ConfigError
 from hubscore.engine import encoding
 from hubscore.engine.calibration import calibrate
@@ -50,6 +50,7 @@ from hubscore.training.export import (
     to_onnx,
     verify_export,
 )
+from hubscore.training.progress import SILENT, Progress
 
 
 @dataclass
@@ -84,8 +85,8 @@ def write_yaml(path: Path, data: Any) -> None:
 
 
 def update_latest(out_dir: Path, name: str) -> None:
-    """Point `out_dir/latest` at run `name` atomically."""
-    atomic.replace_symlink(out_dir / "latest", name)
+    """Point `out_dir/latest` at run `name` atomically, logged in promotions.jsonl."""
+    promotions.record_train_move(out_dir, name)
 
 
 def file_hashes(run_dir: Path) -> dict[str, str]:
@@ -138,12 +139,18 @@ def train_and_export(
     track: bool = False,
     since: date | None = None,
     until: date | None = None,
+    progress: Progress = SILENT,
 ) -> list[RunResult]:
     """Train the configured family (or all four), export each run, move `latest` to the best.
 
     Nothing is written unless every check passes: all run folders are staged, verified and
     renamed into place together, then `latest` moves to the best by
-    `training.leaderboard_metric` (ties broken by the next metrics).
+    `training.leaderboard_metric` (ties broken by the next metrics). An interrupt (SIGINT, or
+    SIGTERM made one by the caller) before that removes the staged folders; during it, it
+    waits for the renames and `latest` (`atomic.signals_deferred`).
+
+    Args:
+        progress: told each family, step, trial and fold as training reaches it.
     """
     names = MODEL_NAMES if config.training.model == "all" else (config.training.model,)
     check_leaderboard_metric(config)
@@ -157,21 +164,32 @@ def train_and_export(
         atomic.remove_all_temps(out_dir)  # a killed run's staged folder has another name
         with contextlib.ExitStack() as staging:  # every folder renamed into place, or none
             drafts = []
-            for name in names:
+            for index, name in enumerate(names, start=1):
+                progress.family(name, index, len(names))
                 prefix = config.experiment.name + (f"-{name}" if len(names) > 1 else "")
                 target = out_dir / run_name(out_dir, prefix)
                 stage = staging.enter_context(atomic.atomic_dir(target))
-                drafts.append(_stage_family(name, ff, split, config, stage=stage, target=target))
+                drafts.append(
+                    _stage_family(
+                        name, ff, split, config, stage=stage, target=target, progress=progress
+                    )
+                )
+            progress.step("write the reports")
             board = leaderboard_table([d.result for d in drafts], config)
             results = [_finish(draft, board, config) for draft in drafts]
-        best = leaderboard(results, config.training.leaderboard_metric)[0]
-        update_latest(out_dir, best.run_dir.name)
+            commit = staging.pop_all()  # the renames: run below, never cut by an interrupt
+        with atomic.signals_deferred():
+            commit.close()
+            best = leaderboard(results, config.training.leaderboard_metric)[0]
+            update_latest(out_dir, best.run_dir.name)
     if track or config.tracking.uri:
         from hubscore.training import tracking
 
         uri = config.tracking.uri or f"sqlite:///{(out_dir / 'mlflow.db').resolve()}"
         for result in results:
             tracking.log_run(result.run_dir, uri=uri, experiment=config.experiment.name)
+        experiment = config.experiment.name
+        tracking.set_alias(best.run_dir.name, "champion", uri=uri, experiment=experiment)
     return results
 
 
@@ -251,6 +269,7 @@ def _stage_family(
     *,
     stage: Path,
     target: Path,
+    progress: Progress = SILENT,
 ) -> _Draft:
     """Search, evaluate, calibrate, refit and verify one family into its staged folder."""
     log = RunLog()
@@ -259,8 +278,10 @@ def _stage_family(
     folds = dataset.cv_folds(ff, split, config)
     for dropped in folds.dropped:
         log.add(f"cross-validation: left out {dropped}")
-    searched = search.choose_params(name, ff, split, config, folds)
+    progress.step("choose the parameters on the time folds")
+    searched = search.choose_params(name, ff, split, config, folds, progress=progress)
     log.add(f"parameters ({searched.summary['chosen_by']}): {searched.best['params']}")
+    progress.step("fit the training side and evaluate it on the test weeks")
     trained = models.train_family(
         name, ff, split, config, choice=searched.choice, folds=searched.folds
     )
@@ -272,6 +293,7 @@ def _stage_family(
     held_out = calibration.fit_calibration(*assess.out_of_fold(trained.folds))
     metrics = assess.evaluate_trained(trained, held_out, p_without, config, ff)
     metrics["search"] = {**searched.summary, "chosen": searched.best, "history": searched.trials}
+    progress.step("refit on every labelled row" if config.training.refit == "all" else "ship")
     shipped = _ship(name, ff, trained, config, log)
     metrics["shipped"] = shipped.fitted_on
     metrics["choices"] = choices.describe_choices(
@@ -282,7 +304,10 @@ def _stage_family(
         held_out=held_out,
         shipped=shipped.fitted_on["calibration"],
     )
+    # Thresholds and tiers in the shipped model's own space (its model and calibrator).
+    assess.shipped_thresholds(shipped.native_test, trained.test, metrics)
     stage.chmod(0o755)  # mkdtemp makes it owner-only; scoring may run as another user
+    progress.step("export to ONNX and verify")
     manifest = _export(stage, shipped, metrics, ff, trained.test, name=target.name, log=log)
     metrics = {**metrics, "run": target.name, "verification": manifest.verification}
     p_test = calibrate(trained.p_test, held_out).astype(np.float64)
@@ -401,7 +426,7 @@ def _write_outputs(
         trained.y_test,
         p_test,
         dataset.week_codes(trained.test),
-        threshold=metrics["thresholds"]["decision"],
+        threshold=metrics["thresholds"]["evaluated"]["decision"],
         importance=importance,
         importance_kind=IMPORTANCE_KIND[trained.name],
         calibration=metrics["calibration"],
@@ -462,9 +487,12 @@ def _manifest(
         target={
             "target": meta["target"],
             **{k: int(meta[k]) for k in ("horizon_days", "lookback_days", "recent_days")},
+            # What the features meant at training: score refuses inputs that mean otherwise.
+            **({FEATURES_VERSION_KEY: int(v)} if (v := meta.get(FEATURES_VERSION_KEY)) else {}),
         },
-        decision_threshold=float(metrics["thresholds"]["decision"]),
+        decision_threshold=float(metrics["thresholds"]["shipped"]["decision"]),
         confidence_bands=metrics["confidence_bands"],
+        priority_thresholds=metrics["thresholds"]["shipped"]["priority"],
         feature_distributions=profile_features(ff.frame, RAW_FEATURES),
         metrics=summary,
         metrics_describe=METRICS_DESCRIBE[shipped.fitted_on["refit"]],

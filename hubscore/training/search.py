@@ -26,6 +26,7 @@ import optuna
 from hubscore.core.config import Config, ModelName
 from hubscore.core.errors import ConfigError
 from hubscore.training import dataset, encoders, evidence, models
+from hubscore.training.progress import SILENT, Progress
 
 PRUNE_AFTER_TRIALS = 4
 """Sampled trials that always run to the end before the median rule may prune later ones."""
@@ -54,22 +55,33 @@ def choose_params(
     split: dataset.Split,
     config: Config,
     folds: dataset.Folds,
+    *,
+    progress: Progress = SILENT,
 ) -> Searched:
-    """Evaluate the config's parameters on the folds; search only where the folds can carry it."""
+    """Evaluate the config's parameters on the folds; search only where the folds can carry it.
+
+    Args:
+        progress: told each trial as it starts and each fold as it ends.
+    """
     settings = config.training.search
     evidence.check_metric(settings.metric)
     space = dict(config.search_space.get(name, {}))
     base = models.Choice(dict(config.models.get(name, {})))
     fold_evidence = _fold_evidence(ff, folds, config)
-    anchor = _evaluate(name, ff, folds, config, base, number=0, evidence_of=fold_evidence)
     power = fold_evidence.power() if fold_evidence else {"folds": 0}
     reason = _why_not(settings.trials, space, power, config)
+    progress.trial(1, 1 if reason else settings.trials)
+    anchor = _evaluate(
+        name, ff, folds, config, base, number=0, evidence_of=fold_evidence, progress=progress
+    )
     if reason:
         anchor.summary = {"trials": 1, "ran": False, "chosen_by": reason, "power": power}
         _describe_anchor(anchor)
         return anchor
     assert fold_evidence is not None  # _why_not refuses a search without folds
-    return _search(name, ff, folds, config, anchor, fold_evidence, space=space, power=power)
+    return _search(
+        name, ff, folds, config, anchor, fold_evidence, space=space, power=power, progress=progress
+    )
 
 
 def _fold_evidence(
@@ -122,6 +134,7 @@ def _search(
     *,
     space: Mapping[str, Any],
     power: dict[str, Any],
+    progress: Progress,
 ) -> Searched:
     """Sample trials 1.. and keep the one that beats trial 0 beyond noise, if any."""
     settings = config.training.search
@@ -135,10 +148,11 @@ def _search(
 
     def objective(trial: optuna.Trial) -> float:
         nonlocal chosen
+        progress.trial(trial.number + 2, settings.trials)
         sampled = {key: _suggest(trial, key, spec) for key, spec in sorted(space.items())}
         record = _evaluate(
             name, ff, folds, config, _choice(anchor.choice.model, sampled),
-            number=trial.number + 1, evidence_of=fold_evidence, trial=trial,
+            number=trial.number + 1, evidence_of=fold_evidence, trial=trial, progress=progress,
         )  # fmt: skip
         assert record.measured is not None and anchor.measured is not None
         record.best |= {"versus_trial_0": record.measured.versus(anchor.measured)}
@@ -221,15 +235,18 @@ def _evaluate(
     number: int,
     evidence_of: evidence.FoldEvidence | None,
     trial: optuna.Trial | None = None,
+    progress: Progress = SILENT,
 ) -> Searched:
     """Cross-validate one choice and measure it on the folds (with its resamples).
 
     Args:
         trial: the search's trial, told each fold's metric so a poor one is pruned early.
+        progress: told each fold as it ends.
     """
     metric = config.training.search.metric
 
     def report(number: int, fold: models.Fold) -> None:
+        progress.fold(number + 1, len(folds.rows))
         if trial is None:
             return
         trial.report(evidence.fold_value(metric, fold.y, fold.p, fold.weeks, fold.weights), number)

@@ -7,6 +7,7 @@ its SQL store needs), because full mlflow pins pyarrow below the version hubscor
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,13 +18,7 @@ from hubscore.core.errors import ConfigError
 
 def log_run(run_dir: Path, *, uri: str, experiment: str) -> str:
     """Log `run_dir` (manifest, metrics, config, files) as one MLflow run; return its id."""
-    try:
-        import mlflow
-    except ImportError:
-        raise ConfigError(
-            f"tracking to {uri} needs MLflow, which is not installed",
-            hint="install the extra: uv sync --extra tracking (or unset tracking.uri)",
-        ) from None
+    mlflow = _mlflow(uri)
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     client = mlflow.MlflowClient(tracking_uri=uri)
@@ -40,6 +35,19 @@ def log_run(run_dir: Path, *, uri: str, experiment: str) -> str:
     client.log_artifacts(run_id, str(run_dir), artifact_path=run_dir.name)
     client.set_terminated(run_id)
     return run_id
+
+
+def _mlflow(uri: str) -> Any:
+    """Return the mlflow module, or say how to install it."""
+    try:
+        import mlflow
+        import mlflow.exceptions
+    except ImportError:
+        raise ConfigError(
+            f"tracking to {uri} needs MLflow, which is not installed",
+            hint="install the extra: uv sync --extra tracking (or unset tracking.uri)",
+        ) from None
+    return mlflow
 
 
 def _create_experiment(client: Any, name: str, run_dir: Path) -> str:
@@ -88,3 +96,38 @@ def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
         flat[f"cv_{key}_mean"] = float(value["mean"])
         flat[f"cv_{key}_std"] = float(value["std"])
     return flat
+
+
+def set_alias(run_name: str, alias: str, *, uri: str, experiment: str) -> str | None:
+    """Point the registered model `experiment`'s `alias` at run `run_name`'s model version.
+
+    The run folder logged by `log_run` is registered as a model version on first use (its
+    source is the run folder's artifacts). Returns the version, or None when the run was
+    never tracked (trained without tracking): the alias then stays where it was.
+    """
+    mlflow = _mlflow(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    runs = (
+        client.search_runs(
+            [found.experiment_id], filter_string=f"attributes.run_name = '{run_name}'"
+        )
+        if found
+        else []
+    )
+    if not runs:
+        return None
+    run = runs[0]
+    with contextlib.suppress(mlflow.exceptions.MlflowException):  # registered by an earlier move
+        client.create_registered_model(experiment)
+    wanted = f"name = '{experiment}' and run_id = '{run.info.run_id}'"
+    versions = client.search_model_versions(wanted)
+    version = (
+        versions[0]
+        if versions
+        else client.create_model_version(
+            experiment, source=f"{run.info.artifact_uri}/{run_name}", run_id=run.info.run_id
+        )
+    )
+    client.set_registered_model_alias(experiment, alias, version.version)
+    return str(version.version)
