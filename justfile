@@ -9,7 +9,7 @@ default: lint test
 
 # install every extra and the dev tools from the lock file
 sync:
-    uv sync --all-extras --frozen
+    uv sync --all-extras --frozen --compile-bytecode
 
 # lint, type-check, and check the layers (import-linter contracts in pyproject.toml)
 lint:
@@ -42,7 +42,7 @@ golden:
 
 # the whole demo on the bundled sample: build features, train all four models, score the list
 demo: sync build-features
-    uv run --frozen hubscore train --model all
+    uv run --frozen hubscore train --model all --config data/demo.yaml
     uv run --frozen hubscore build-features --as-of {{demo_as_of}}
     uv run --frozen hubscore score data/build/scoring/features.parquet -o data/build/call_list.csv --top-k 50 --scored-at {{demo_as_of}}
     uv run --frozen python -m hubscore.dev.demo

@@ -27,8 +27,8 @@ sum of p over converters), found at ../shared/tools/quality_protocol.py beside t
 
 Tables per seed and the mean go to stdout, every figure to bench/out/quality_results.json; the
 issue's targets are flagged ok/MISS: each family within (0.01 ROC-AUC, 0.005 PR-AUC, 0.02
-recall@100) of its plain reference; the best family at ROC-AUC >= 0.90, PR-AUC >= 0.056,
-recall@100 >= 0.49; sum p / converters within [0.7, 1.4] for every family.
+recall@100) of its plain reference; the best family at ROC-AUC >= 0.90, PR-AUC >= 0.060,
+recall@100 >= 0.50; sum p / converters within [0.7, 1.4] for every family.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ WINDOWS = {"count": "3", "test-weeks": "8", "gap-days": "35"}
 METRICS = ("roc_auc", "pr_auc", "recall_at_100")
 CALIBRATION = "sum_p_over_converters"
 ALLOWANCE = {"roc_auc": 0.01, "pr_auc": 0.005, "recall_at_100": 0.02}
-BEST_TARGET = {"roc_auc": 0.90, "pr_auc": 0.056, "recall_at_100": 0.49}
+BEST_TARGET = {"roc_auc": 0.90, "pr_auc": 0.060, "recall_at_100": 0.50}
 CALIBRATION_RANGE = (0.7, 1.4)
 TEST_WEEKS = 26  # the real protocol's test side: 2020-02-02 .. 2020-07-26
 GAP = timedelta(days=35)  # train side ends one horizon (and a week's step) before the test side

@@ -100,7 +100,7 @@ def test_train_killed_at_each_point_keeps_latest_and_leaves_no_litter(
     latest = Path(shutil.copytree(trained_artifact.run_dir, models / trained_artifact.run_dir.name))
     (models / "latest").symlink_to(latest.name)
     before = {p.name: p.read_bytes() for p in latest.iterdir()}
-    train = ("train", "--features", features_file, "--model", "logreg", "--out", models)
+    train = ("train", "--features", features_file, "--model", "logreg", "--models-dir", models)
 
     points = {
         "the run folder is staged": lambda: any(models.glob(f"*{TEMP_MARKER}*")),

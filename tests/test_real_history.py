@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from hubscore.core.config import Config, ModelName, load_config
+from hubscore.core.config import MODEL_NAMES, Config, ModelName, load_config
 from hubscore.core.contract import KEY_COLUMNS
 from hubscore.features.build import BuildRequest, build_features
 from hubscore.training import dataset, evidence, models, runs
@@ -25,8 +25,6 @@ from hubscore.training import dataset, evidence, models, runs
 ROOT = Path(__file__).resolve().parent.parent
 REAL_HISTORY = ROOT.parent / "shared" / "data" / "real-history"
 METRICS = ("roc_auc", "pr_auc", "recall_at_100")
-# the forest's parity (150 s here) is measured by `just bench-quality`, not in the suite
-BOOSTERS_AND_LOGREG: tuple[ModelName, ...] = ("logreg", "xgboost", "lightgbm")
 
 
 def plain_references() -> ModuleType:
@@ -49,7 +47,7 @@ def real_features(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", BOOSTERS_AND_LOGREG)
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_each_family_ranks_the_test_weeks_as_well_as_its_plain_script(
     real_features: Path, name: ModelName
 ) -> None:

@@ -45,7 +45,8 @@ def replay(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         run("build-features", "--data-dir", REAL, "--out", root / "build")
         run("train", "--features", root / "build" / "features.parquet", "--model", "logreg",
-            "--search", "off", "--until", "2019-09-29", "--out", root / "models")  # fmt: skip
+            "--search", "off", "--until", "2019-09-29",
+            "--models-dir", root / "models")  # fmt: skip
     finally:
         patch.undo()
     for sunday in SUNDAYS:

@@ -91,7 +91,16 @@ def test_a_signal_stops_training_cleanly_with_nothing_written(
     )
     out = tmp_path / "models"
     command = [sys.executable, "-m", "hubscore", "train", "--features", str(features_file)]
-    command += ["--model", "all", "--search", "off", "--out", str(out), "--config", str(config)]
+    command += [
+        "--model",
+        "all",
+        "--search",
+        "off",
+        "--models-dir",
+        str(out),
+        "--config",
+        str(config),
+    ]
     with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
         assert process.stderr is not None
         first = process.stderr.readline()  # off a terminal: plain lines, as they happen

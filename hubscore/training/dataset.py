@@ -143,7 +143,9 @@ def _in_slice(path: Path, parts: list[Path], *, since: date | None, until: date 
         return window
     scan = pl.scan_parquet(parts).select(CUTOFF)
     if scan.filter(window).select(pl.len()).collect().item() == 0:
-        first, last = scan.select(cutoff.min(), cutoff.max()).collect().row(0)
+        first, last = (
+            scan.select(cutoff.min().alias("first"), cutoff.max().alias("last")).collect().row(0)
+        )
         raise ValidationError(
             f"no rows of {path} have a cutoff from {since or 'the start'} to {until or 'the end'}",
             hint=f"its cutoffs run from {first} to {last}",

@@ -6,6 +6,7 @@ Every model is fitted on exactly the float32 matrix `encoding.encode` gives the 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -189,12 +190,14 @@ def make_model(name: ModelName, config: Config) -> Model:
 def _defaults(name: ModelName, seed: int, *, threads: int) -> tuple[Any, set[str]]:
     """Return the estimator with hubscore's defaults and the extra keys it accepts.
 
-    Threads are fixed per run (`training.threads`): a fixed count gives identical models.
+    Threads are fixed per run (`training.threads`): a fixed count gives identical models. The
+    forest fits on every core: scikit-learn seeds each tree before the threads start, so its
+    trees are the same on any count (only its parallel predict differs, and `fit` turns it off).
     """
     if name == "logreg":
         return LogisticRegression(random_state=seed), set()
     if name == "random_forest":
-        forest = RandomForestClassifier(random_state=seed, n_jobs=threads)
+        forest = RandomForestClassifier(random_state=seed, n_jobs=max(threads, os.cpu_count() or 1))
         return forest, set()
     if name == "xgboost":
         booster = xgb.XGBClassifier(

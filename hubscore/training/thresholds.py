@@ -47,10 +47,11 @@ def weekly_cut(
 ) -> float:
     """Return the probability that admits `count` rows (or `share` of them) in the median week.
 
-    Each week's cut lies midway between the last row it admits and the first it leaves out, so
-    a probability a float32 rounding away still falls on its side; the cut is the lower median
-    of the weeks' cuts. Then at least half the weeks admit `count` or more and at least half
-    `count` or fewer: the lower median of the weekly counts is `count` (ties apart).
+    Each week's cut lies midway between the last row it admits and the first it leaves out
+    (rows tied with the last are admitted too), so a probability a float32 rounding away still
+    falls on its side; the cut is the lower median of the weeks' cuts. Then at least half the
+    weeks admit `count` or more and at least half `count` or fewer: the lower median of the
+    weekly counts is `count` (ties apart).
     """
     w = _ones_or(weights, p)
     cuts = []
@@ -60,7 +61,10 @@ def weekly_cut(
         scores, reached = p[order], np.cumsum(w[order])
         k = min(max(count or round(share * reached[-1]), 1), reached[-1])
         last = int(np.searchsorted(reached, k))  # the row that holds the k-th weighted row
-        below = scores[last + 1] if last + 1 < scores.size else scores[-1] / 2
+        # Rows tied with it are admitted with it: the cut lies below every tied score, never
+        # on one, so a float32 rounding of the exported model cannot flip a tied row.
+        after = int(np.searchsorted(-scores, -scores[last], side="right"))
+        below = scores[after] if after < scores.size else scores[-1] / 2
         cuts.append((scores[last] + below) / 2)
     return _clip_threshold(float(np.sort(cuts)[(len(cuts) - 1) // 2])) if cuts else 0.5
 
