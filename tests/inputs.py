@@ -15,6 +15,8 @@ NONCUSTOMER_COLUMNS = ("ALEXA_RANK", "EMPLOYEE_RANGE", "INDUSTRY", "id")
 USAGE_COLUMNS = ("id", "WHEN_TIMESTAMP", *features.USAGE_COLUMNS)
 FIRST_MONDAY = date(2025, 1, 6)
 TEXT_COLUMNS = {"EMPLOYEE_RANGE", "INDUSTRY"}
+REAL_HISTORY = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-history"
+"""The real files as they stood on 2020-01-28, beside the clone (as in CI)."""
 
 Row = Mapping[str, object]
 

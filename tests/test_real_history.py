@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from inputs import REAL_HISTORY
 
 from hubscore.core.config import MODEL_NAMES, Config, ModelName, load_config
 from hubscore.core.contract import KEY_COLUMNS
@@ -23,7 +24,6 @@ from hubscore.features.build import BuildRequest, build_features
 from hubscore.training import dataset, evidence, models, runs
 
 ROOT = Path(__file__).resolve().parent.parent
-REAL_HISTORY = ROOT.parent / "shared" / "data" / "real-history"
 METRICS = ("roc_auc", "pr_auc", "recall_at_100")
 
 

@@ -17,13 +17,14 @@ from typing import Any
 
 import polars as pl
 import pytest
+from inputs import REAL_HISTORY
 from typer.testing import CliRunner
 
 from hubscore.cli import app
 
 pytestmark = pytest.mark.slow
 
-REAL = Path(__file__).parent / "data" / "real-history"
+
 SUNDAYS = [date(2019, 12, 15), date(2019, 12, 22), date(2020, 1, 12)]
 HORIZON = 30
 runner = CliRunner()
@@ -38,12 +39,13 @@ def run(*args: str | Path) -> str:
 @pytest.fixture(scope="module")
 def replay(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Train on the cutoffs up to 2019-09-29; score three later Sundays into a ledger."""
+    assert REAL_HISTORY.is_dir(), f"the real history is missing: {REAL_HISTORY} (CI has it)"
     root = tmp_path_factory.mktemp("replay")
     patch = pytest.MonkeyPatch()
     patch.setenv("HUBSCORE_TRAINING_CV_FOLDS", "2")  # 3 folds of 16 weeks leave one positive-free
     patch.setenv("HUBSCORE_TRAINING_REFIT", "train_side")  # one fit fewer: the promise is its own
     try:
-        run("build-features", "--data-dir", REAL, "--out", root / "build")
+        run("build-features", "--data-dir", REAL_HISTORY, "--out", root / "build")
         run("train", "--features", root / "build" / "features.parquet", "--model", "logreg",
             "--search", "off", "--until", "2019-09-29",
             "--models-dir", root / "models")  # fmt: skip
@@ -51,7 +53,7 @@ def replay(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.undo()
     for sunday in SUNDAYS:
         out = root / "asof" / sunday.isoformat()
-        run("build-features", "--data-dir", REAL, "--as-of", sunday, "--out", out)
+        run("build-features", "--data-dir", REAL_HISTORY, "--as-of", sunday, "--out", out)
         run("score", out / "features.parquet", "-o", root / f"{sunday}.csv", "--top-k", "100",
             "--model", root / "models" / "latest", "--scored-at", sunday,
             "--ledger", root / "ledger", "-q")  # fmt: skip
@@ -60,7 +62,7 @@ def replay(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def closes() -> dict[int, date]:
     """Each customer's CLOSEDATE, read with the csv module (not the monitor's reader)."""
-    with (REAL / "customers.csv").open(newline="") as handle:
+    with (REAL_HISTORY / "customers.csv").open(newline="") as handle:
         return {
             int(row["id"]): date.fromisoformat(row["CLOSEDATE"]) for row in csv.DictReader(handle)
         }
@@ -74,7 +76,7 @@ def converted(ids: list[int], sunday: date, until: date) -> int:
 
 def monitor(replay: Path, *args: str) -> dict[str, Any]:
     out = replay / "monitor.json"
-    argv = ["monitor", "--ledger", replay / "ledger", "--data-dir", REAL, "--k", "50,100"]
+    argv = ["monitor", "--ledger", replay / "ledger", "--data-dir", REAL_HISTORY, "--k", "50,100"]
     run(*argv, "--json", out, "--fail-on", "none", "-q", *args)
     doc: dict[str, Any] = json.loads(out.read_text())
     return doc
