@@ -16,7 +16,6 @@ their `loc`s and messages are the same whichever format or path a body takes.
 
 from __future__ import annotations
 
-import datetime as dt
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from hubscore.serving.schema import (
     MAX_TEXT,
     BatchTooLarge,
     is_signed,
+    python_type,
 )
 
 
@@ -222,18 +222,8 @@ def _company_struct(dtypes: Mapping[str, pl.DataType]) -> type[msgspec.Struct]:
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [(ID, int)]
     for name, dtype in dtypes.items():
         if name != ID:
-            fields.append((name, _python_type(dtype) | None, None))
+            fields.append((name, python_type(dtype) | None, None))
     return msgspec.defstruct("CompanyFeatures", fields, forbid_unknown_fields=True, gc=False)
-
-
-def _python_type(dtype: pl.DataType) -> Any:
-    if dtype == pl.String:
-        return str
-    if dtype == pl.Boolean:
-        return bool
-    if dtype == pl.Date:
-        return dt.date
-    return float  # integer features too: JSON writers send 50000.0 for 50000 (schema.py)
 
 
 def _json_type(name: str, dtype: pl.DataType) -> pa.DataType:

@@ -135,7 +135,7 @@ def company_model(features: dict[str, pl.DataType]) -> type[BaseModel]:
     fields: dict[str, Any] = {ID: (int, _field(ID, pl.Int64(), required=True))}
     for name in dict.fromkeys(names):
         if name != ID:
-            fields[name] = (_python_type(features[name]) | None, _field(name, features[name]))
+            fields[name] = (python_type(features[name]) | None, _field(name, features[name]))
     example = {n: SEED_EXAMPLE.get(n, _example(features.get(n, pl.Int64()))) for n in fields}
     extra: dict[str, Any] = {"examples": [example]}
     config = ConfigDict(extra="forbid", strict=True, json_schema_extra=extra)
@@ -157,7 +157,7 @@ def request_model(company: type[BaseModel], *, max_batch: int) -> type[BaseModel
     )
 
 
-def _python_type(dtype: pl.DataType) -> type:
+def python_type(dtype: pl.DataType) -> type:
     if dtype == pl.String:
         return str
     if dtype == pl.Boolean:
@@ -183,7 +183,7 @@ def _field(name: str, dtype: pl.DataType, *, required: bool = False) -> Any:
         signed = dtype.is_signed_integer() and (is_signed(name) or name == ID)
         limits["ge"] = -span if signed else 0
         limits["multiple_of"] = 1
-        if name != ID:  # validated as a float (see _python_type): never NaN or infinity
+        if name != ID:  # validated as a float (see python_type): never NaN or infinity
             limits["allow_inf_nan"] = False
     elif dtype.is_float():
         limits["allow_inf_nan"] = False
