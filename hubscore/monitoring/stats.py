@@ -32,7 +32,8 @@ def wilson(successes: int, trials: int, z: float = Z) -> tuple[float | None, flo
     centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
     half /= 1 + z * z / trials
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # The interval always holds p; rounding must not push a bound past it (0/19 gave 1e-17).
+    return min(max(0.0, centre - half), p), max(min(1.0, centre + half), p)
 
 
 @dataclass(frozen=True)
