@@ -88,6 +88,7 @@ def evaluate_trained(
     companies = trained.test.get_column("id").to_numpy()
     p = calibrate(raw, fitted).astype(np.float64)
     folds = calibrated_folds(trained.folds, fitted)
+    oof = out_of_fold(folds)
     target = ff.metadata["target"]
     rules = threshold_rules(folds, config, target)
     groups = cut_groups(weeks, target)
@@ -117,9 +118,7 @@ def evaluate_trained(
         "cv": evaluate.summarise_folds([evaluate.fold_metrics(f, ks) for f in folds]),
         "thresholds": {
             "rules": asdict(rules),
-            "f_beta_on_folds": thresholds.fbeta_threshold(
-                *out_of_fold(folds)[:2], t.f_beta, out_of_fold(folds).weights
-            ),
+            "f_beta_on_folds": thresholds.fbeta_threshold(oof.y, oof.p, t.f_beta, oof.weights),
             "evaluated": evaluated,
         },
         "threshold_table": evaluate.threshold_table(y, p, weeks, grid, w),

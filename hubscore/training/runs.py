@@ -279,7 +279,7 @@ def _stage_family(
     for dropped in folds.dropped:
         log.add(f"cross-validation: left out {dropped}")
     progress.step("choose the parameters on the time folds")
-    searched = search.choose_params(name, ff, split, config, folds, progress=progress)
+    searched = search.choose_params(name, ff, config, folds, progress=progress)
     log.add(f"parameters ({searched.summary['chosen_by']}): {searched.best['params']}")
     progress.step("fit the training side and evaluate it on the test weeks")
     trained = models.train_family(

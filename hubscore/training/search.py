@@ -52,7 +52,6 @@ class Searched:
 def choose_params(
     name: ModelName,
     ff: dataset.FeatureFile,
-    split: dataset.Split,
     config: Config,
     folds: dataset.Folds,
     *,
