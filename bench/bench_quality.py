@@ -241,7 +241,8 @@ def score_family(
     """Train one family on the train side with the default config and score the test side."""
     options = ["--search", search] if search else []
     train = hubscore(folder, "train", "--features", sides[0], "--model", family,
-                     "--out", f"models/{family}", *options, step=f"train-{family}")  # fmt: skip
+                     "--models-dir", f"models/{family}", *options,
+                     step=f"train-{family}")  # fmt: skip
     run_dir = train.strip().splitlines()[-1]
     scores = f"scores_{family}.parquet"
     hubscore(folder, "score", sides[1], "-o", scores, "--model", run_dir, "--quiet",

@@ -64,8 +64,9 @@ order by k.cutoff, c.id
 -- sides must differ only by the label, so a customer is a row only when its whole look-back
 -- window lies in the files (its cutoff on or after $first_cutoff, as $as_of is: weeks_observed
 -- and the tenure cap as for free companies) and before $last_cutoff (a week without usage rows
--- after the files' end would read as inactivity). A close after $known_until (the last day
--- conversions are known) is not yet a conversion: that company is free at $as_of.
+-- after the files' end would read as inactivity). A close after $as_of is not yet a
+-- conversion: that company is free at $as_of. A close between $known_until (the last day
+-- conversions are known) and $as_of is neither: the row is left out (and counted).
 create or replace table spine as
 with sides as (
     select
@@ -90,11 +91,14 @@ order by s.cutoff, s.id
 -- name: is_customer_exclusions
 -- Customers the is_customer spine leaves out, and why (for the quality report).
 select
-    count(*) filter (where closedate - 1 < $first_cutoff::date)
+    count(*) filter (where closedate - 1 < $first_cutoff::date and closedate <= $known_until::date)
         as customers_before_full_lookback,
-    count(*) filter (where closedate - 1 > $last_cutoff::date) as customers_after_usage_end
+    count(*) filter (where closedate - 1 > $last_cutoff::date and closedate <= $known_until::date)
+        as customers_after_usage_end,
+    count(*) filter (where closedate > $known_until::date and closedate <= $as_of::date)
+        as customers_closed_after_known_until
 from companies
-where is_customer and closedate <= $known_until::date
+where is_customer and closedate <= greatest($known_until::date, $as_of::date)
 
 -- name: spine_as_of
 -- One row per company not yet converted at $as_of, without a label: the nightly scoring input.

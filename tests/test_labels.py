@@ -138,6 +138,22 @@ def test_is_customer_leaves_out_customers_it_cannot_compare(tmp_path: Path) -> N
     assert features["weeks_observed"].unique().to_list() == [13]
 
 
+def test_is_customer_leaves_out_a_close_after_known_until_but_before_the_end(
+    tmp_path: Path,
+) -> None:
+    known = USAGE_END - timedelta(weeks=4)
+    unsure = customer(4, close=known + timedelta(days=10))  # converted, but after known_until
+    folder = write_inputs(
+        tmp_path,
+        customers=[customer(1), unsure],
+        noncustomers=[noncustomer(2), noncustomer(3)],
+        usage=[*weekly(1, 30), *weekly(2, 30), *weekly(4, 30)],
+    )
+    result, features = run_build(folder, target="is_customer", known_until=known)
+    assert 4 not in features["id"].to_list()  # neither a known customer nor a free company
+    assert result.quality["spine"]["customers_closed_after_known_until"] == 1
+
+
 def test_is_customer_refuses_files_shorter_than_the_look_back(tmp_path: Path) -> None:
     folder = write_inputs(
         tmp_path,

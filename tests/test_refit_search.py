@@ -51,6 +51,14 @@ def test_the_shipped_model_is_refitted_on_the_test_side_too(
     assert "refitted on every labelled row" in manifest.metrics_describe
     side = train(features_file, tmp_path / "side", **{"training.refit": "train_side"})
     assert read_manifest(side.run_dir).fitted_on["rows"] == split["train"]["rows"]
+    # The report's "why each choice" names the rows each shipped calibrator was fitted on.
+    assert "test-side rows" in shipped_calibration(shipped.metrics)
+    assert "out-of-fold rows" in shipped_calibration(side.metrics)
+
+
+def shipped_calibration(metrics: dict[str, Any]) -> str:
+    rows = [c for c in metrics["choices"] if c["choice"] == "calibration of the shipped model"]
+    return str(rows[0]["why"])
 
 
 @pytest.mark.slow

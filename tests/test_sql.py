@@ -101,3 +101,31 @@ def test_an_extra_parameter_is_an_error() -> None:
         assert sql.run(con, "spine_positives").fetchall() == [(1,)]
         with pytest.raises(sql.SqlRunError, match="count mismatch"):
             sql.run(con, "spine_positives", {"typo": 1})
+
+
+def test_an_error_while_the_rows_stream_is_named_like_any_other() -> None:
+    with duckdb.connect(":memory:") as con:
+        con.execute(
+            "create view raw_batch as select (case when i < 200000 then i::varchar "
+            "else error('boom') end) as id from range(1000000) t(i)"
+        )
+        _, batches = sql.stream(con, "partition_keys", None, batch_rows=1000)
+        assert next(batches).num_rows == 1000  # the failure comes after rows were read
+        with pytest.raises(sql.SqlRunError) as failure:
+            for _ in batches:
+                pass
+    assert "(partition_keys) failed: " in str(failure.value) and "boom" in str(failure.value)
+    assert failure.value.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ("Out of Memory Error: could not allocate block", 3),
+        ("IO Error: disk full", 3),
+        ("Invalid Input Error: boom", 1),
+    ],
+)
+def test_a_streamed_memory_or_disk_failure_exits_3(message: str, code: int) -> None:
+    # Arrow's stream reader re-raises DuckDB's errors as OSError with DuckDB's text.
+    assert sql.SqlRunError(sql.query("spine_cutoff_rows"), OSError(message)).exit_code == code

@@ -177,6 +177,17 @@ def test_past_max_rows_every_positive_and_1_in_m_negatives_are_read_with_weight_
     assert sampled_ids <= set(zip(frame["id"], frame["cutoff"], strict=True))
 
 
+def test_class_weights_count_each_sampled_negative_as_the_rows_it_stands_for() -> None:
+    y = np.array([1, 1, 0, 0, 0, 0], dtype=np.int64)
+    sampled = np.array([1.0, 1.0, 25.0, 25.0, 25.0, 25.0])  # 1 in 25 negatives read
+    x = np.arange(6, dtype=np.float32).reshape(-1, 1)
+    config = small_config("xgboost", **{"training.class_weight": "balanced"})
+    model = models.make_model("xgboost", config).fit(x, y, weights=sampled)
+    assert model.estimator.get_params()["scale_pos_weight"] == 50.0  # 100 negatives / 2
+    unsampled = models.make_model("xgboost", config).fit(x, y)
+    assert unsampled.estimator.get_params()["scale_pos_weight"] == 2.0
+
+
 @pytest.mark.slow
 def test_a_sampled_file_trains_and_reports_what_it_stands_for(tmp_path: Path) -> None:
     frame = make_features(300, 20)
@@ -192,3 +203,5 @@ def test_a_sampled_file_trains_and_reports_what_it_stands_for(tmp_path: Path) ->
     # ...stands for the whole test side in every metric: weighted rows, every positive.
     assert abs(result.metrics["test"]["rows"] / whole_test_side.height - 1) < 0.15
     assert result.metrics["test"]["positives"] == whole_test_side["label"].sum()
+    report = (result.run_dir / "report.html").read_text()
+    assert f"The file holds {frame.height:,} rows" in report  # and the report says so

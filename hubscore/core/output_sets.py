@@ -55,11 +55,19 @@ def publish_set(out: Path, stage: Path, names: Sequence[str]) -> Path:
     os.rename(stage, final)
     for name in names:
         _link_through_current(out, name)
+    previous = _current_set(out)
     replace_symlink(out / CURRENT, f"{SETS}/{final.name}")  # the one step that publishes
+    # The set it replaces stays until the next publish: a reader that resolved its files
+    # before this moment (a long `train`) goes on reading one whole set.
     for old in sets.iterdir():
-        if old != final:
+        if old not in (final, previous):
             _remove(old)
     return final
+
+
+def _current_set(out: Path) -> Path | None:
+    current = out / CURRENT
+    return (out / os.readlink(current)) if current.is_symlink() else None
 
 
 def _set_name() -> str:

@@ -266,7 +266,8 @@ def _build_spine(con: duckdb.DuckDBPyConnection, plan: BuildPlan) -> dict[str, A
     if plan.target != "as_of":
         spine |= sql.fetch_dicts(con, "spine_positives")[0]
     if plan.target == "is_customer":
-        window = {k: plan.spine_params[k] for k in ("known_until", "first_cutoff", "last_cutoff")}
+        keys = ("as_of", "known_until", "first_cutoff", "last_cutoff")
+        window = {k: plan.spine_params[k] for k in keys}
         spine |= sql.fetch_dicts(con, "is_customer_exclusions", window)[0]
     return spine
 
@@ -337,7 +338,11 @@ def assemble_quality(plan: BuildPlan, partials: Sequence[Partial]) -> dict[str, 
     summary |= {key: spine[key] for key in ("first_cutoff", "last_cutoff")}
     if plan.target != "as_of":
         summary["positives"] = spine["positives"]
-    excluded = ("customers_before_full_lookback", "customers_after_usage_end")
+    excluded = (
+        "customers_before_full_lookback",
+        "customers_after_usage_end",
+        "customers_closed_after_known_until",
+    )
     summary |= {key: spine[key] for key in excluded if key in spine}
     timeline = {k: v for k, v in merged["timeline"].items() if k != "close_dates"}
     labels = {"known_until": plan.known_until.day, "known_until_source": plan.known_until.source}

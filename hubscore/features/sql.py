@@ -136,7 +136,7 @@ def stream(
 def _batches(block: Query, reader: Any) -> Iterator[Any]:
     try:
         yield from reader
-    except duckdb.Error as exc:
+    except (duckdb.Error, OSError) as exc:  # Arrow's reader re-raises DuckDB's as OSError
         raise SqlRunError(block, exc) from exc
 
 
@@ -160,6 +160,8 @@ def fetch_dicts(
 # full disk (DuckDB spills past its memory limit), memory. Every other DuckDB error on our
 # blocks is a bug in them: the data reach the SQL typed and checked.
 _MACHINE_ERRORS = (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.PermissionException)
+# The same, re-raised by Arrow's stream reader as OSError "<DuckDB's kind>: <message>".
+_MACHINE_MESSAGES = ("IO Error", "Out of Memory Error", "Permission Error")
 
 
 class SqlRunError(HubscoreError):
@@ -167,12 +169,19 @@ class SqlRunError(HubscoreError):
 
     exit_code = 1
 
-    def __init__(self, block: Query, exc: duckdb.Error) -> None:
+    def __init__(self, block: Query, exc: Exception) -> None:
         self.block = block
         self.cause = exc
-        if isinstance(exc, _MACHINE_ERRORS):
+        if isinstance(exc, _MACHINE_ERRORS) or _names_the_machine(exc):
             self.exit_code = ValidationError.exit_code
             hint = "check the input and output paths, free disk space and memory"
         else:
             hint = "this is a bug in hubscore: report it with the command that failed"
         super().__init__(f"{block.location} failed: {first_line(exc)}", hint=hint)
+
+
+def _names_the_machine(exc: Exception) -> bool:
+    """Whether a stream's OSError carries DuckDB's I/O, memory or permission error."""
+    if not isinstance(exc, OSError) or isinstance(exc, duckdb.Error):
+        return False
+    return str(exc).startswith(_MACHINE_MESSAGES)

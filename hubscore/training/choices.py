@@ -40,7 +40,9 @@ def describe_choices(
         rows.append(_trees(name, chosen))
     rows.append(_encoding(name, chosen, searched))
     rows.append(_calibration("calibration of the evaluated fit", held_out, "out-of-fold"))
-    rows.append(_calibration("calibration of the shipped model", shipped, "test-side"))
+    # _ship calibrates a refit on the test side, the evaluated fit on its out-of-fold weeks.
+    shipped_rows = "test-side" if config.training.refit == "all" else "out-of-fold"
+    rows.append(_calibration("calibration of the shipped model", shipped, shipped_rows))
     return rows
 
 

@@ -92,13 +92,16 @@ def read_features(
             and 1 in m negatives, chosen by a label-blind hash of (id, cutoff), each weighing
             m in every fit and metric (`sampling` says how many).
     """
-    metadata = _checked_metadata(path)
+    # Every read below opens the same build's file, even if build-features publishes a new set
+    # through the symlinks meanwhile (it keeps the previous set; messages name the given path).
+    shown, path = path, path.resolve()
+    metadata = _checked_metadata(path, shown=shown)
     parts = parquet_parts(path)
     columns = pl.scan_parquet(parts).collect_schema().names()
     missing = [c for c in (*KEY_COLUMNS, LABEL, *RAW_FEATURES) if c not in columns]
     if missing:
-        raise SchemaError(f"{path} lacks columns: {', '.join(missing)}", hint=BUILD_HINT)
-    window = _in_slice(path, parts, since=since, until=until)
+        raise SchemaError(f"{shown} lacks columns: {', '.join(missing)}", hint=BUILD_HINT)
+    window = _in_slice(shown, parts, since=since, until=until)
     rows, positives = _counts(parts, window)
     every = _sampling_step(rows, positives, max_rows)
     frame = _read_kept(parts, window, every)
@@ -107,25 +110,25 @@ def read_features(
         sampling = {"negatives_kept": f"1 in {every}", "rows": rows, "rows_read": frame.height}
         sampling |= {"positives": positives, "max_rows": max_rows}
     fingerprint = parquet_fingerprint(path)
-    return FeatureFile(_ordered(frame), metadata, fingerprint, path, since, until, sampling)
+    return FeatureFile(_ordered(frame), metadata, fingerprint, shown, since, until, sampling)
 
 
-def _checked_metadata(path: Path) -> dict[str, str]:
+def _checked_metadata(path: Path, *, shown: Path) -> dict[str, str]:
     if not path.exists():
-        raise SchemaError(f"feature file {path} does not exist", hint=BUILD_HINT)
+        raise SchemaError(f"feature file {shown} does not exist", hint=BUILD_HINT)
     try:  # a file, or a folder of part files from build-features --engine spark
         metadata = read_kv_metadata(path)
     except Exception:  # pyarrow raises several untyped errors for non-Parquet files
-        raise SchemaError(f"{path} is not a Parquet file", hint=BUILD_HINT) from None
+        raise SchemaError(f"{shown} is not a Parquet file", hint=BUILD_HINT) from None
     absent = [key for key in METADATA_KEYS if key not in metadata]
     if absent:
         raise SchemaError(
-            f"{path} is not a hubscore feature file: metadata lacks {', '.join(absent)}",
+            f"{shown} is not a hubscore feature file: metadata lacks {', '.join(absent)}",
             hint=f"{BUILD_HINT}; {METADATA_HINT}",
         )
     if metadata["hubscore_version"] != __version__:
         raise SchemaError(
-            f"{path} was built by hubscore {metadata['hubscore_version']}, this is {__version__}",
+            f"{shown} was built by hubscore {metadata['hubscore_version']}, this is {__version__}",
             hint=f"rebuild it: {BUILD_HINT}",
         )
     return metadata
@@ -406,7 +409,11 @@ def _time_folds(
         raise ValidationError(
             f"{weeks.size} training cutoffs cannot make {k} time folds (each fold validates on "
             "at least one week of the later half)",
-            hint=f"lower training.cv_folds to at most {max(weeks.size // 2, 2)}",
+            hint=(
+                f"lower training.cv_folds to at most {weeks.size // 2}"
+                if weeks.size >= 4
+                else "build more weekly cutoffs (2 folds need at least 4 training cutoffs)"
+            ),
         )
     first = weeks.size - max(k, round(weeks.size * VALIDATION_SHARE))
     blocks = np.array_split(weeks[first:], k)

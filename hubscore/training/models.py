@@ -78,7 +78,7 @@ class Model:
         Args:
             weights: per-row sample weights (negatives kept 1 in m weigh m), or None.
         """
-        self._weigh_classes(y)
+        self._weigh_classes(y, weights)
         self.estimator.set_params(**resolve_sizes(self.params, int(y.sum())))
         self._refuse_missing(x)
         try:
@@ -107,10 +107,14 @@ class Model:
                 hint="set encoding.missing_values: impute (or auto) for logreg",
             )
 
-    def _weigh_classes(self, y: npt.NDArray[np.int64]) -> None:
-        """Weight positives per `training.class_weight`, unless the hyperparameters do."""
-        positives = max(int(y.sum()), 1)
-        ratio = (len(y) - positives) / positives
+    def _weigh_classes(self, y: npt.NDArray[np.int64], weights: Vector | None) -> None:
+        """Weight positives per `training.class_weight`, unless the hyperparameters do.
+
+        The ratio is of the classes' weights, so negatives read 1 in m count m times each.
+        """
+        w = np.ones(len(y)) if weights is None else weights
+        positives = max(float(w[y == 1].sum()), 1.0)
+        ratio = float(w[y == 0].sum()) / positives
         weight = {"none": 1.0, "sqrt": math.sqrt(ratio), "balanced": ratio}[self.class_weight]
         if self.name in BOOSTERS:
             if "scale_pos_weight" not in self.params:
@@ -197,7 +201,8 @@ def _defaults(name: ModelName, seed: int, *, threads: int) -> tuple[Any, set[str
     if name == "logreg":
         return LogisticRegression(random_state=seed), set()
     if name == "random_forest":
-        forest = RandomForestClassifier(random_state=seed, n_jobs=max(threads, os.cpu_count() or 1))
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use, not the host's
+        forest = RandomForestClassifier(random_state=seed, n_jobs=max(threads, cores))
         return forest, set()
     if name == "xgboost":
         booster = xgb.XGBClassifier(

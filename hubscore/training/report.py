@@ -392,7 +392,19 @@ def _split(metrics: Mapping[str, Any]) -> str:
             }
         )
     gap = f"<p>{escape(split['kind'])} split, gap {split['gap_days']} days.</p>"
-    return gap + _table(rows)
+    return gap + _sampled(metrics.get("sampling")) + _table(rows)
+
+
+def _sampled(sampling: Mapping[str, Any] | None) -> str:
+    """Say that the rows counted below were read, and what each stands for (training.max_rows)."""
+    if not sampling:
+        return ""
+    return (
+        f"<p>The file holds {sampling['rows']:,} rows, more than training.max_rows "
+        f"({sampling['max_rows']:,}): every positive row and {sampling['negatives_kept']} "
+        f"negative rows were read ({sampling['rows_read']:,} rows). The counts below are rows "
+        "read; every metric above weighs each negative read as the rows it stands for.</p>"
+    )
 
 
 def _quality(quality: Mapping[str, Any] | None) -> str:
