@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
                 name,
                 "--features",
                 str(features),
-                "--out",
+                "--models-dir",
                 str(models),
             ],
             root / f"train-{name}.log",

@@ -186,7 +186,7 @@ def test_a_run_folders_config_refits_its_model_byte_for_byte(
     model_keys = {k: v for k, v in chosen.items() if not k.startswith("encoding.")}
     assert saved["models"]["xgboost"] == model_keys  # what was fitted, not what was searched
     assert saved["training"]["model"] == "xgboost"
-    args = ["train", "--features", str(features_file), "--out", str(tmp_path / "2")]
+    args = ["train", "--features", str(features_file), "--models-dir", str(tmp_path / "2")]
     args += ["--config", str(first.run_dir / "config.yaml"), "--search", "off"]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
