@@ -85,3 +85,21 @@ def test_no_calibration_returns_the_input_and_an_unknown_method_is_refused() -> 
     assert calibrate(p, {"method": "none"}).tobytes() == p.tobytes()
     with pytest.raises(ValueError, match="unknown calibration"):
         calibrate(p, {"method": "magic"})
+
+
+@pytest.mark.parametrize("levels", [7, 40, 400])
+def test_isotonic_has_no_step_where_a_tree_gives_many_rows_one_score(levels: int) -> None:
+    # A tree model's scores come in ties: equal-count bins split a tie, and two bins with one
+    # centre would make a step there, where float32 and float64 scores land on either side.
+    rng = np.random.default_rng(levels)
+    p = rng.choice(np.linspace(0.0005, 0.05, levels), size=200_000)
+    y = (rng.random(p.size) < p).astype(np.int64)
+    sampled = np.where(y == 1, 1.0, 7.0)  # negatives read 1 in 7 (training.max_rows)
+    fitted = calibration.fit_method("isotonic", y, p, sampled)
+    x = np.array(fitted["x"])
+    assert np.all(np.diff(x) >= calibration.MIN_POINT_GAP)
+    # A rounding error in the model's score stays a rounding error after calibration.
+    scores = np.unique(p)
+    nudged = np.nextafter(scores.astype(np.float32), np.float32(1))
+    moved = np.abs(calibrate(nudged, fitted).astype(np.float64) - calibrate(scores, fitted))
+    assert moved.max() < 1e-5

@@ -25,6 +25,9 @@ Vector = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 MIN_BIN_POSITIVES = 10
 """Expected positives per isotonic bin: fewer and a bin's rate is mostly noise."""
+MIN_POINT_GAP = 0.01
+"""Log-odds between two isotonic points at least: closer ones are one point (about 1% apart in
+odds, far below what a bin's rate can tell)."""
 ISOTONIC_POSITIVES = 200
 """Positives the fitting weeks need before isotonic is a candidate (20 bins' worth): on the
 samples, isotonic fitted on ~100 positives over-stated a forest's test weeks 1.6x."""
@@ -142,20 +145,36 @@ def _fit_isotonic(y: Ints, p: Vector, weights: Vector | None) -> dict[str, Any]:
 def _pooled_points(
     mean_z: Vector, level: Vector, positives: Vector, counts: Vector
 ) -> tuple[Vector, Vector]:
-    """Merge bins that isotonic regression pooled; return strictly increasing (x, logit y)."""
-    xs: list[float] = []
-    ys: list[float] = []
+    """Merge bins that isotonic regression pooled; return strictly increasing (x, logit y).
+
+    Blocks whose centres lie within `MIN_POINT_GAP` of the previous point are merged into it:
+    a tree model gives many rows one score, so two bins of one tie share a centre, and a step
+    there would send scores a rounding error apart (float32 ONNX against float64 native) to
+    probabilities far apart.
+    """
+    blocks: list[list[float]] = []  # [centre, rows, positives], merged
     start = 0
     for end in range(1, level.size + 1):
         if end == level.size or level[end] != level[start]:
-            n = counts[start:end].sum()
-            hits = positives[start:end].sum()
-            xs.append(float(np.average(mean_z[start:end], weights=counts[start:end])))
-            ys.append(float(logit(np.array([(hits + 0.5) / (n + 1.0)]))[0]))
+            n = float(counts[start:end].sum())
+            hits = float(positives[start:end].sum())
+            centre = float(np.average(mean_z[start:end], weights=counts[start:end]))
+            if blocks and centre - blocks[-1][0] < MIN_POINT_GAP:
+                last = blocks[-1]
+                last[0] = (last[0] * last[1] + centre * n) / (last[1] + n)
+                last[1] += n
+                last[2] += hits
+            else:
+                blocks.append([centre, n, hits])
             start = end
-    x, points = np.array(xs), np.array(ys)
-    keep = np.concatenate([[True], np.diff(x) > 0])  # pooled blocks have distinct centres
-    x, points = x[keep], np.maximum.accumulate(points[keep])
+    merged = np.array(blocks).reshape(-1, 3)
+    x = merged[:, 0]
+    points = logit((merged[:, 2] + 0.5) / (merged[:, 1] + 1.0))
+    kept = [0]  # a merge may pull a centre back by a rounding error: keep the gap exact
+    for i in range(1, x.size):
+        if x[i] - x[kept[-1]] >= MIN_POINT_GAP:
+            kept.append(i)
+    x, points = x[kept], np.maximum.accumulate(points[kept])
     # Strictly increasing, so no two scores that differ before calibration tie after it.
     return x, points + np.arange(points.size) * 1e-6
 

@@ -27,6 +27,7 @@ from xgboost import XGBClassifier
 
 from hubscore._version import __version__
 from hubscore.core.errors import ArtifactError
+from hubscore.engine.calibration import calibrate
 from hubscore.engine.scorer import load_scorer
 
 INPUT = "input"
@@ -131,15 +132,19 @@ def verify_export(
     threshold: float,
     names: Sequence[str],
 ) -> dict[str, Any]:
-    """Score `frame` with the scorer on `run_dir` and compare with native probabilities.
+    """Score `frame` with the scorer on `run_dir` and compare with the native model.
 
-    Flips compare the native probability rounded to float32 (what a scorer reports) with the
-    ONNX one at `threshold`.
+    Args:
+        native: the native model's own probabilities, before calibration. The tolerance is on
+            the model's output, what the export can change; the calibration that follows is
+            the same NumPy code on both sides. Flips compare both calibrated, the native one
+            rounded to float32 (what a scorer reports), at `threshold`.
     """
     scorer = load_scorer(run_dir, threads=1)
-    onnx_p = scorer.predict_proba(frame.select(names)).astype(np.float64)
-    delta = np.abs(onnx_p - native)
-    native32 = native.astype(np.float32).astype(np.float64)
+    onnx_raw = scorer.model_output(scorer.encode(frame.select(names))).astype(np.float64)
+    delta = np.abs(onnx_raw - native)
+    onnx_p = calibrate(onnx_raw, scorer.spec.calibration).astype(np.float64)
+    native32 = calibrate(native, scorer.spec.calibration).astype(np.float64)
     flips = int(((onnx_p >= threshold) != (native32 >= threshold)).sum())
     result = {
         "rows": int(frame.height),

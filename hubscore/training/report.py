@@ -32,7 +32,7 @@ LABELS = {
     "expected_over_observed": "predicted ÷ actual conversions",
     "mean_predicted": "mean predicted",
     "observed_rate": "observed rate",
-    "max_abs_delta": "largest |Δp| ONNX vs native",
+    "max_abs_delta": "largest |Δp| ONNX vs native (before calibration)",
     "mean_abs_delta": "mean |Δp| ONNX vs native",
     "label_flips": "predictions flipped",
     "list_size_per_week": "companies a week",

@@ -328,7 +328,9 @@ class _Shipped:
     x_test: np.ndarray
     """The held-out rows encoded by its spec (the gates score and explain them)."""
     native_test: np.ndarray
-    """Its calibrated probabilities on the held-out rows (what the gate compares)."""
+    """Its calibrated probabilities on the held-out rows (thresholds and tiers are cut on them)."""
+    raw_test: np.ndarray
+    """Its own probabilities on the held-out rows, before calibration (what the gate compares)."""
 
 
 def _ship(
@@ -359,9 +361,10 @@ def _ship(
         fit_frame, x_test = trained.train_frame, trained.x_test
     described = assess.fitted_on(fit_frame, refit=config.training.refit)
     spec = replace(spec, calibration=fitted)
-    native = calibrate(model.predict_proba(x_test), fitted).astype(np.float64)
+    raw = model.predict_proba(x_test)
+    native = calibrate(raw, fitted).astype(np.float64)
     described["calibration"] = {k: v for k, v in fitted.items() if k not in ("x", "y")}
-    return _Shipped(model, spec, described, fit_frame, x_test, native)
+    return _Shipped(model, spec, described, fit_frame, x_test, native, raw)
 
 
 def _export(
@@ -388,7 +391,7 @@ def _export(
     verification = verify_export(
         stage,
         held_out,
-        shipped.native_test,
+        shipped.raw_test,
         threshold=manifest.decision_threshold,
         names=RAW_FEATURES,
     )
