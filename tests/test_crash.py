@@ -87,7 +87,8 @@ def test_build_features_killed_at_each_point_keeps_outputs_and_leaves_no_litter(
     finish(hubscore(*build, cwd=tmp_path))
     assert litter(tmp_path) == []
     assert digests(out, BUILD_OUTPUTS) == before  # the same inputs give the same bytes
-    assert [p.name for p in (out / ".sets").iterdir()] == [(out / ".current").resolve().name]
+    kept = {p.name for p in (out / ".sets").iterdir()}  # the current set and the one before
+    assert (out / ".current").resolve().name in kept and len(kept) <= 2
 
 
 @pytest.mark.slow

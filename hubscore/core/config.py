@@ -158,7 +158,7 @@ class TrainingConfig:
     threads: int = 1
     class_weight: ClassWeight = "none"
     refit: Literal["all", "train_side"] = "all"
-    max_rows: int = 2_000_000
+    max_rows: int = 1_000_000
     search: SearchConfig = field(default_factory=SearchConfig)
 
     def __post_init__(self) -> None:
