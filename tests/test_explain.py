@@ -239,6 +239,25 @@ def test_every_family_adds_up_to_its_native_margin(
     assert explainer.space == ("probability" if name == "random_forest" else "log-odds")
 
 
+def test_logreg_means_are_read_a_slice_at_a_time_and_weighted_as_the_fit(
+    features_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest_train import small_config
+
+    from hubscore.engine.encoding import encode
+    from hubscore.training import dataset, explanations, models
+
+    frame = dataset.read_features(features_file).frame
+    _, spec = models.fit_family("logreg", frame, small_config("logreg"))
+    matrix = encode(frame, spec).astype(np.float64)
+    weights = np.where(frame["label"].to_numpy() == 1, 1.0, 3.0)  # negatives read 1 in 3
+    monkeypatch.setattr(explanations, "MEANS_BATCH_ROWS", 997)  # several slices, one short
+    plain = explanations.column_means(frame, spec, None)
+    weighted = explanations.column_means(frame, spec, weights)
+    np.testing.assert_allclose(plain, matrix.mean(axis=0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(weighted, np.average(matrix, axis=0, weights=weights), rtol=1e-9)
+
+
 RAW = st.fixed_dictionaries(
     {
         "EMPLOYEE_RANGE": st.sampled_from([None, "", "51 TO 200", "never heard of", "1"]),

@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 import xgboost as xgb
 
 from hubscore.core.artifacts import MODEL_FILE
 from hubscore.core.errors import ArtifactError
-from hubscore.engine import explain
+from hubscore.engine import encoding, explain
 from hubscore.engine.onnx_graph import ml_operators
 from hubscore.engine.scorer import load_scorer
 from hubscore.engine.treeshap import LEAF, Ensemble, ensemble_from_attributes
@@ -51,23 +52,49 @@ class NativeTree:
 
 
 def write_explain_file(
-    stage: Path, estimator: Any, kind: str, x_train: npt.NDArray[Any] | None
+    stage: Path,
+    estimator: Any,
+    kind: str,
+    x_train: npt.NDArray[Any] | None = None,
+    *,
+    means: npt.NDArray[np.float64] | None = None,
 ) -> None:
     """Write explain.npz for a staged run whose model.onnx is already written.
 
     Args:
         x_train: the encoded training matrix; only logreg reads it (its column means).
+        means: those means already computed (`column_means`), instead of `x_train`.
     """
     path = stage / explain.EXPLAIN_FILE
     if kind == "logreg":
-        if x_train is None:
-            raise ValueError("logreg explanations need the training matrix")
-        explain.write_explain_file(path, means=np.asarray(x_train, dtype=np.float64).mean(axis=0))
+        if means is None and x_train is None:
+            raise ValueError("logreg explanations need the training matrix or its means")
+        if means is None:
+            means = np.asarray(x_train, dtype=np.float64).mean(axis=0)
+        explain.write_explain_file(path, means=means)
         return
     (op,) = [o for o in ml_operators(stage / MODEL_FILE) if o.op_type in explain.TREE_OPERATORS]
     nodes = len(op.attributes["nodes_treeids"])
     ensemble = ensemble_from_attributes(op.attributes, np.ones(nodes))
     explain.write_explain_file(path, covers=align_covers(ensemble, native_trees(estimator, kind)))
+
+
+MEANS_BATCH_ROWS = 131_072
+
+
+def column_means(
+    frame: pl.DataFrame, spec: encoding.EncoderSpec, weights: npt.NDArray[np.float64] | None
+) -> npt.NDArray[np.float64]:
+    """The encoded training matrix's column means (weighted as the fit was), a slice at a time:
+    the whole matrix in float64 would be the run's peak memory on a large file."""
+    sums = np.zeros(len(spec.output_names))
+    total = 0.0
+    for start in range(0, frame.height, MEANS_BATCH_ROWS):
+        x = encoding.encode(frame.slice(start, MEANS_BATCH_ROWS), spec).astype(np.float64)
+        w = None if weights is None else weights[start : start + MEANS_BATCH_ROWS]
+        sums += x.sum(axis=0) if w is None else w @ x
+        total += x.shape[0] if w is None else float(w.sum())
+    return sums / max(total, 1.0)
 
 
 def native_trees(estimator: Any, kind: str) -> list[NativeTree]:

@@ -383,9 +383,12 @@ def _export(
     onnx_bytes = to_onnx(estimator, len(shipped.spec.output_names))
     (stage / artifacts.MODEL_FILE).write_bytes(onnx_bytes)
     (stage / artifacts.ENCODERS_FILE).write_text(shipped.spec.to_json(), encoding="utf-8")
-    # Only logreg needs its training matrix (the column means); trees read their covers.
-    x_fit = encoding.encode(shipped.fit_frame, shipped.spec) if kind == "logreg" else None
-    explanations.write_explain_file(stage, estimator, kind, x_fit)
+    # Only logreg needs its training matrix's column means; trees read their covers.
+    means = None
+    if kind == "logreg":
+        weights = dataset.weights_of(shipped.fit_frame)
+        means = explanations.column_means(shipped.fit_frame, shipped.spec, weights)
+    explanations.write_explain_file(stage, estimator, kind, means=means)
     manifest = _manifest(shipped, metrics, ff, name, file_hashes(stage))
     artifacts.write_manifest(stage, manifest)
     verification = verify_export(
