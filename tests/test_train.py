@@ -188,6 +188,25 @@ def test_class_weights_count_each_sampled_negative_as_the_rows_it_stands_for() -
     assert unsampled.estimator.get_params()["scale_pos_weight"] == 2.0
 
 
+def test_a_forest_tree_draws_at_most_max_rows_per_tree_with_leaves_shrunk_alike() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((8000, 3)).astype(np.float32)
+    y = (x[:, 0] + rng.normal(0, 0.3, 8000) > 1.2).astype(np.int64)
+    params = {"n_estimators": 5, "max_samples": 0.5, "min_samples_leaf": 40}
+    capped = {**params, "max_rows_per_tree": 1000}  # 4,000 drawn rows a tree without the cap
+    config = small_config("random_forest", **{"models.random_forest": capped})
+    forest = models.make_model("random_forest", config).fit(x, y).estimator
+    assert forest.max_samples == 1000 and forest.min_samples_leaf == 10  # 40 x 1,000 / 4,000
+    assert {tree.tree_.weighted_n_node_samples[0] for tree in forest.estimators_} == {1000.0}
+    roomy = {**params, "max_rows_per_tree": 4000}  # the share's rows fit: the share as it is
+    config = small_config("random_forest", **{"models.random_forest": roomy})
+    forest = models.make_model("random_forest", config).fit(x, y).estimator
+    assert forest.max_samples == 0.5 and forest.min_samples_leaf == 40
+    bad = small_config("random_forest", **{"models.random_forest": {"max_rows_per_tree": 0.5}})
+    with pytest.raises(ConfigError, match=r"models\.random_forest: max_rows_per_tree must be"):
+        models.make_model("random_forest", bad)
+
+
 @pytest.mark.slow
 def test_a_sampled_file_trains_and_reports_what_it_stands_for(tmp_path: Path) -> None:
     frame = make_features(300, 20)

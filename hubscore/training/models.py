@@ -39,6 +39,8 @@ from hubscore.training.dataset import (
 
 # Extra LightGBM keywords accepted beside its constructor's (it passes **kwargs to the core).
 _LGBM_EXTRA = {"scale_pos_weight", "is_unbalance", "max_bin", "extra_trees", "path_smooth"}
+# The forest's own key beside scikit-learn's: the rows one tree may draw (see `_cap_tree_rows`).
+_FOREST_EXTRA = {"max_rows_per_tree"}
 _FIXED = {"n_jobs", "random_state", "seed", "deterministic", "verbose", "verbosity"}
 
 
@@ -63,6 +65,39 @@ def resolve_sizes(params: Mapping[str, Any], positives: int) -> dict[str, Any]:
     return resolved
 
 
+def _cap_tree_rows(params: Mapping[str, Any], rows: int) -> dict[str, Any]:
+    """Draw at most `max_rows_per_tree` rows per tree, with leaves shrunk in proportion.
+
+    A tree's cost grows with the rows it draws: a share of a 1M-row training side is hours of
+    CPU in the search alone, and past some tens of thousands of rows per tree the forest ranks
+    no better (the averaging over trees, not a tree's size, is what a forest lives on). The
+    leaf sizes are counts of drawn rows, so they shrink by the same factor and the trees keep
+    the shape the share would give them.
+    """
+    resolved = dict(params)
+    cap = resolved.pop("max_rows_per_tree", None)
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+        raise ValueError(f"max_rows_per_tree must be a whole number of rows, not {cap!r}")
+    if resolved.get("bootstrap") is False:  # every tree reads every row: nothing to cap
+        return resolved
+    share = resolved.get("max_samples")
+    drawn = rows if share is None else share * rows if isinstance(share, float) else share
+    if cap is None or drawn <= cap:
+        return resolved
+    factor = cap / drawn
+    resolved["max_samples"] = int(cap)
+    for key in ("min_samples_leaf", "min_samples_split"):
+        value = resolved.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            resolved[key] = max(1 if key == "min_samples_leaf" else 2, round(value * factor))
+    return resolved
+
+
+def _estimator_params(name: ModelName, params: Mapping[str, Any], rows: int) -> dict[str, Any]:
+    """Return the keyword arguments the library's estimator takes for `params` on `rows`."""
+    return _cap_tree_rows(params, rows) if name == "random_forest" else dict(params)
+
+
 @dataclass
 class Model:
     """One model family behind fit / predict_proba / feature_importance."""
@@ -79,7 +114,8 @@ class Model:
             weights: per-row sample weights (negatives kept 1 in m weigh m), or None.
         """
         self._weigh_classes(y, weights)
-        self.estimator.set_params(**resolve_sizes(self.params, int(y.sum())))
+        sizes = resolve_sizes(self.params, int(y.sum()))
+        self.estimator.set_params(**_estimator_params(self.name, sizes, rows=len(y)))
         self._refuse_missing(x)
         try:
             self.estimator.fit(x, y, **({} if weights is None else {"sample_weight": weights}))
@@ -185,7 +221,8 @@ def make_model(name: ModelName, config: Config) -> Model:
             hint=f"known: {', '.join(sorted(set(base.get_params()) - _FIXED))}",
         )
     try:
-        base.set_params(**resolve_sizes(params, positives=100))  # values checked, sizes later
+        checked = resolve_sizes(params, positives=100)  # values checked, sizes when fitted
+        base.set_params(**_estimator_params(name, checked, rows=100))
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"models.{name}: {exc}", hint=f"fix models.{name}") from None
     return Model(name, base, params, config.training.class_weight)
@@ -203,7 +240,7 @@ def _defaults(name: ModelName, seed: int, *, threads: int) -> tuple[Any, set[str
     if name == "random_forest":
         cores = len(os.sched_getaffinity(0))  # the cores this process may use, not the host's
         forest = RandomForestClassifier(random_state=seed, n_jobs=max(threads, cores))
-        return forest, set()
+        return forest, _FOREST_EXTRA
     if name == "xgboost":
         booster = xgb.XGBClassifier(
             tree_method="hist", random_state=seed, n_jobs=threads, eval_metric="logloss"
