@@ -49,6 +49,7 @@ TARGET_RSS_MB = 1500.0  # 1.5 GB, decimal: the stricter reading
 TARGET_PANDAS_RATIO = 4.0  # issue 2
 MB = 1e6
 BUILD = "hubscore build-features"
+BEFORE = "before: build-features"
 SCAN = "bare DuckDB scan"
 NAIVE = "naive DuckDB query"
 PANDAS = "pandas groupby"
@@ -112,7 +113,11 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     build = build_command(data, None if labelled else as_of, args.memory_limit)
-    contenders = [measure(BUILD, build, data, args.repeat)]
+    contenders = []
+    if args.before:  # first, so the outputs compared below are this checkout's
+        before = [build[0], "-P", *build[1:]]  # -P: not the working directory's hubscore
+        contenders.append(measure(BEFORE, before, data, args.repeat, code=args.before))
+    contenders.append(measure(BUILD, build, data, args.repeat))
     baselines = [SCAN] if labelled else [SCAN, NAIVE] + ([] if args.skip_pandas else [PANDAS])
     for name in baselines:
         kind = {SCAN: "scan", NAIVE: "naive", PANDAS: "pandas"}[name]
@@ -149,6 +154,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender (median) [1]")
     parser.add_argument("--skip-pandas", action="store_true", help="skip the pandas baseline")
+    parser.add_argument(
+        "--before", type=Path, help="a checkout of an earlier hubscore to measure too"
+    )
     parser.add_argument("--child", choices=("scan", "naive", "pandas"), help=argparse.SUPPRESS)
     parser.add_argument("--as-of", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -228,13 +236,16 @@ def child_command(kind: str, data: Path, as_of: date) -> list[str]:
     return [sys.executable, script, "--child", kind, "--out", str(data), "--as-of", str(as_of)]
 
 
-def measure(name: str, command: list[str], data: Path, repeat: int) -> Contender:
-    """Run `command` `repeat` times; fail loudly if it fails."""
+def measure(
+    name: str, command: list[str], data: Path, repeat: int, code: Path | None = None
+) -> Contender:
+    """Run `command` `repeat` times (with `code`'s hubscore first on the path); fail loudly if
+    it fails."""
     runs = []
-    log = data / f"{name.split()[0].lower()}.log"
+    log = data / f"{name.split()[0].lower().rstrip(':')}.log"
     for n in range(repeat):
         print(f"running {name} ({n + 1}/{repeat}) ...", end=" ", flush=True)
-        run = run_measured(command, log)
+        run = run_measured(command, log, code)
         print(
             f"{run.wall_s:.1f} s wall, {run.cpu_s:.1f} CPU-s, {run.peak_rss_mb:,.0f} MB", flush=True
         )
@@ -260,12 +271,15 @@ with open(sys.argv[1], "w") as sink:
 """
 
 
-def run_measured(command: list[str], log: Path) -> Run:
+def run_measured(command: list[str], log: Path, code: Path | None = None) -> Run:
     """Run one child and read its own CPU time and peak RSS from `wait4` (not its parent's)."""
     result = log.with_suffix(".rusage.json")
+    env = {**os.environ, "PYTHONPATH": str(code.resolve())} if code else None
     with log.open("w") as sink:
         launcher = [sys.executable, "-S", "-c", LAUNCHER, str(result), *command]
-        subprocess.run(launcher, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT, check=True)
+        subprocess.run(
+            launcher, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT, check=True, env=env
+        )
     code, wall, user, system, max_rss_kib = json.loads(result.read_text())
     if code != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-20:])
@@ -306,6 +320,11 @@ def build_report(
             ),
             goal("peak RSS MB", build.peak_rss_mb, "<=", TARGET_RSS_MB),
         ]
+    if BEFORE in by_name:
+        before = by_name[BEFORE]
+        ratios["before_cpu_over_hubscore_cpu"] = before.cpu_s / build.cpu_s
+        if target == "as_of":
+            ratios["before_cpu_over_naive_cpu"] = before.cpu_s / by_name[NAIVE].cpu_s
     if PANDAS in by_name:
         pandas = by_name[PANDAS]
         ratios["pandas_cpu_over_hubscore_cpu"] = pandas.cpu_s / build.cpu_s

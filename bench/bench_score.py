@@ -183,20 +183,53 @@ def bare_kernel(run_dir: Path, matrix: np.ndarray, threads: int) -> float:
     return timed(go)
 
 
+# This script's `train_models` run with an older hubscore first on the path. Before the
+# `hubscore.engine` package (902cc0a and earlier) its modules lived in `hubscore.core`.
+BEFORE_EXPORT = """
+import importlib, pathlib, sys
+try:
+    import hubscore.engine
+except ImportError:
+    for name in ("encoding", "drift", "scorer"):
+        sys.modules[f"hubscore.engine.{name}"] = importlib.import_module(f"hubscore.core.{name}")
+import bench_score
+bench_score.train_models(pathlib.Path(sys.argv[1]))
+"""
+
+
+def export_before_runs(before: Path, run_root: Path) -> Path:
+    """Export the same families with `before`'s hubscore (an older scorer reads only its own
+    run folders); return the folder holding them."""
+    env = {**os.environ, "PYTHONPATH": f"{before.resolve()}:{Path(__file__).resolve().parent}"}
+    command = [sys.executable, "-P", "-c", BEFORE_EXPORT, str(run_root)]
+    subprocess.run(command, env=env, check=True)
+    return run_root
+
+
 def bench_model(
-    kind: str, estimator: Any, spec: EncoderSpec, run_dir: Path, src: Path, before: Path | None
+    kind: str,
+    estimator: Any,
+    spec: EncoderSpec,
+    run_dir: Path,
+    src: Path,
+    before: tuple[Path, Path] | None,
 ) -> dict[str, Any]:
-    """Measure one model family: end to end, bare kernel, native, at 1 and 2 threads."""
+    """Measure one model family: end to end, bare kernel, native, at 1 and 2 threads.
+
+    `before`: an older checkout and its own export of this family, timed end to end too.
+    """
     matrix = encode(pl.read_parquet(src), spec)
     rows = len(matrix)
     result: dict[str, Any] = {"rows": rows}
     for threads in (1, 2):
         out = OUT / f"scores-{kind}.parquet"
         cmd = [sys.executable, "-m", "hubscore", "score", str(src), "-o", str(out)]
-        cmd += ["--model", str(run_dir), "--threads", str(threads), "-q", "--as-of", "2024-01-07"]
+        cmd += ["--threads", str(threads), "-q", "--as-of", "2024-01-07"]
         first = bare_kernel(run_dir, matrix, threads)
-        wall, rss = run_cli(cmd)
-        old = run_cli(cmd, before) if before else None
+        wall, rss = run_cli([*cmd, "--model", str(run_dir)])
+        if before:
+            checkout, runs = before
+            old = run_cli([*cmd, "--model", str(runs / kind)], checkout)
         kernel = (first + bare_kernel(run_dir, matrix, threads)) / 2
         figures = {
             "kernel_s": round(kernel, 3),
@@ -205,7 +238,7 @@ def bench_model(
             "companies_per_s": round(rows / wall),
             "peak_rss_mib": round(rss),
         }
-        if old:
+        if before:
             figures["before"] = {
                 "end_to_end_s": round(old[0], 3),
                 "ratio_vs_kernel": round(old[0] / kernel, 3),
@@ -222,7 +255,9 @@ def bench_model(
     return result
 
 
-def cold_start(run_dir: Path, src: Path, before: Path | None, repeats: int = 5) -> dict[str, float]:
+def cold_start(
+    run_dir: Path, src: Path, before: tuple[Path, Path] | None, repeats: int = 5
+) -> dict[str, float]:
     """Median wall time: score a one-row file (whole process) vs importing the training stack."""
     one = OUT / "one.parquet"
     table = pq.read_table(src).slice(0, 1)
@@ -236,10 +271,14 @@ def cold_start(run_dir: Path, src: Path, before: Path | None, repeats: int = 5) 
         "-o",
         str(OUT / "one-out.parquet"),
     ]
-    score += ["--model", str(run_dir), "-q"]
+    score += ["-q"]
     stack = [sys.executable, "-c", "import sklearn, xgboost, lightgbm"]
-    contenders = [("hubscore_score_one_row_s", score, None)]
-    contenders += [("before_score_one_row_s", score, before)] if before else []
+    contenders: list[tuple[str, list[str], Path | None]]
+    contenders = [("hubscore_score_one_row_s", [*score, "--model", str(run_dir)], None)]
+    if before:
+        checkout, runs = before
+        old = [*score, "--model", str(runs / run_dir.name)]
+        contenders.append(("before_score_one_row_s", old, checkout))
     contenders += [("import_training_stack_s", stack, None)]
     medians = {}
     for name, cmd, code in contenders:
@@ -294,17 +333,20 @@ def main() -> None:
         print(f"generating {args.rows} rows -> {src}", file=sys.stderr)
         write_input(src, args.rows)
     models = train_models(OUT / "runs")
+    before = (
+        (args.before, export_before_runs(args.before, OUT / "runs-before")) if args.before else None
+    )
     figures: dict[str, Any] = {"rows": args.rows, "cpus": os.cpu_count(), "models": {}}
     figures["load_average_at_start"] = os.getloadavg()[0]
     for kind in args.models.split(","):
         print(f"benchmarking {kind}", file=sys.stderr)
-        figures["models"][kind] = bench_model(kind, *models[kind], src, args.before)
-    figures["cold_start"] = cold_start(models["logreg"][2], src, args.before)
+        figures["models"][kind] = bench_model(kind, *models[kind], src, before)
+    figures["cold_start"] = cold_start(models["logreg"][2], src, before)
     figures["bench_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     figures["load_average_at_end"] = os.getloadavg()[0]
     print(json.dumps(figures, indent=2))
-    before = verdicts(figures, "before") if args.before else None
-    figures["targets"] = report(TARGETS, verdicts(figures), before)
+    verdicts_before = verdicts(figures, "before") if args.before else None
+    figures["targets"] = report(TARGETS, verdicts(figures), verdicts_before)
     (OUT / "bench_score.json").write_text(json.dumps(figures, indent=2) + "\n")
 
 
