@@ -554,6 +554,17 @@ def _deprecated_as_of(as_of: date | None, scored_at: date | None, input_path: st
     return as_of
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, as hubscore's handler raises it.
+
+    Not KeyboardInterrupt itself: when that very type ends Python code that a C extension runs
+    through `PyRun_*` (train's export step met one), CPython remembers an "unhandled" Ctrl-C
+    and kills the process by SIGINT at exit, after we handled it and chose 130 (7 stops in 30
+    before this class). A subclass is caught by every `except KeyboardInterrupt` and never
+    remembered.
+    """
+
+
 @contextlib.contextmanager
 def handle_interrupts(
     message: str = "interrupted; the previous output is unchanged",
@@ -561,16 +572,17 @@ def handle_interrupts(
     """Exit 130 on Ctrl-C or SIGTERM after cleanup (finally blocks remove temp files)."""
 
     def raise_interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        raise Interrupted
 
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    previous = {sig: signal.signal(sig, raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     except KeyboardInterrupt:
         stderr.print(f"[bold red]error:[/] {escape(message)}")
         raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class SearchMode(StrEnum):

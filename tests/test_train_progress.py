@@ -117,3 +117,31 @@ def test_a_signal_stops_training_cleanly_with_nothing_written(
     with (out / ".latest.lock").open("a") as handle:  # the lock was released
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     assert os.environ.get("HUBSCORE_CONFIG") is None
+
+
+# A signal that lands while a C extension runs Python code through `PyRun_String` (one does in
+# train's export step): CPython then remembers a KeyboardInterrupt as unhandled and, at exit,
+# kills the process by SIGINT, though hubscore handled it and chose 130.
+INTERRUPTED_INSIDE_PYRUN = """
+import ctypes, sys, typer
+from hubscore.cli import handle_interrupts
+run = ctypes.pythonapi.PyRun_String
+run.restype = ctypes.py_object
+run.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object]
+code = b"import os, signal, time\\nos.kill(os.getpid(), signal.SIG{name})\\ntime.sleep(5)"
+try:
+    with handle_interrupts():
+        run(code, 257, {{}}, {{}})  # 257: Py_file_input
+except typer.Exit as stop:
+    sys.exit(stop.exit_code)
+"""
+
+
+@pytest.mark.parametrize("name", ["TERM", "INT"])
+def test_a_signal_inside_code_an_extension_runs_still_exits_130(name: str, tmp_path: Path) -> None:
+    # Run with -m, as `hubscore` runs: with -c, sys.exit leaves before the check.
+    (tmp_path / "interrupted.py").write_text(INTERRUPTED_INSIDE_PYRUN.format(name=name))
+    command = [sys.executable, "-m", "interrupted"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 130, done.stderr  # not -2: killed by SIGINT at exit
+    assert "interrupted; the previous output is unchanged" in done.stderr
