@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -118,7 +119,12 @@ class Model:
         self.estimator.set_params(**_estimator_params(self.name, sizes, rows=len(y)))
         self._refuse_missing(x)
         try:
-            self.estimator.fit(x, y, **({} if weights is None else {"sample_weight": weights}))
+            with warnings.catch_warnings():
+                # newton-cholesky meeting a near-singular Hessian (a weakly penalised trial on
+                # collinear statistics) finishes with lbfgs and says so on stderr: a solver's
+                # detail, not the user's, and the fit is still complete.
+                warnings.filterwarnings("ignore", "The inner solver of NewtonCholeskySolver")
+                self.estimator.fit(x, y, **({} if weights is None else {"sample_weight": weights}))
         except (ValueError, TypeError, xgb.core.XGBoostError, lgb.basic.LightGBMError) as exc:
             raise ConfigError(
                 f"models.{self.name}: training rejected the hyperparameters: {first_line(exc)}",
