@@ -116,6 +116,18 @@ def test_counts_do_not_depend_on_how_the_rows_are_batched(train: pl.DataFrame) -
     assert merged.psi()["actions"] > 0.1  # the doubled counts really moved
 
 
+def test_columns_the_encoder_already_counted_are_not_read_again(train: pl.DataFrame) -> None:
+    profile = profile_features(train, ["actions", "rank", "industry"])
+    counter = DriftCounter(profile)
+    counted: dict[str, np.ndarray] = {}
+    values = train.select(pl.col("actions").fill_null(float("nan"))).to_numpy()
+    counter.count_values(["actions"], values, counted)  # what the encoder's observer does
+    unread = train.with_columns(pl.lit(-1.0).alias("actions"))  # counting it again would show
+    counts = counter.count(unread, counted=counted)
+    assert list(counts) == ["actions", "rank", "industry"]  # the profile's order
+    np.testing.assert_array_equal(counts["actions"], counter.count(train)["actions"])
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     edges=st.lists(st.floats(-1e6, 1e6), max_size=9, unique=True).map(sorted),

@@ -86,7 +86,8 @@ class DriftCounter:
             if spec["kind"] == "numeric" and name not in counted
         ]
         values = _as_floats(df, numeric)
-        counts = {
+        counts = {name: counted[name] for name in present if name in counted}
+        counts |= {
             name: _count_numeric(values[:, i], present[name]) for i, name in enumerate(numeric)
         }
         for name, spec in present.items():
