@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     contenders = []
     if args.before:  # first, so the outputs compared below are this checkout's
         before = [build[0], "-P", *build[1:]]  # -P: not the working directory's hubscore
-        contenders.append(measure(BEFORE, before, data, args.repeat, code=args.before))
+        contenders.append(measure(BEFORE, before, data, args.repeat, checkout=args.before))
     contenders.append(measure(BUILD, build, data, args.repeat))
     baselines = [SCAN] if labelled else [SCAN, NAIVE] + ([] if args.skip_pandas else [PANDAS])
     for name in baselines:
@@ -237,15 +237,15 @@ def child_command(kind: str, data: Path, as_of: date) -> list[str]:
 
 
 def measure(
-    name: str, command: list[str], data: Path, repeat: int, code: Path | None = None
+    name: str, command: list[str], data: Path, repeat: int, checkout: Path | None = None
 ) -> Contender:
-    """Run `command` `repeat` times (with `code`'s hubscore first on the path); fail loudly if
-    it fails."""
+    """Run `command` `repeat` times (with `checkout`'s hubscore first on the path); fail loudly
+    if it fails."""
     runs = []
     log = data / f"{name.split()[0].lower().rstrip(':')}.log"
     for n in range(repeat):
         print(f"running {name} ({n + 1}/{repeat}) ...", end=" ", flush=True)
-        run = run_measured(command, log, code)
+        run = run_measured(command, log, checkout)
         print(
             f"{run.wall_s:.1f} s wall, {run.cpu_s:.1f} CPU-s, {run.peak_rss_mb:,.0f} MB", flush=True
         )
@@ -271,10 +271,10 @@ with open(sys.argv[1], "w") as sink:
 """
 
 
-def run_measured(command: list[str], log: Path, code: Path | None = None) -> Run:
+def run_measured(command: list[str], log: Path, checkout: Path | None = None) -> Run:
     """Run one child and read its own CPU time and peak RSS from `wait4` (not its parent's)."""
     result = log.with_suffix(".rusage.json")
-    env = {**os.environ, "PYTHONPATH": str(code.resolve())} if code else None
+    env = {**os.environ, "PYTHONPATH": str(checkout.resolve())} if checkout else None
     with log.open("w") as sink:
         launcher = [sys.executable, "-S", "-c", LAUNCHER, str(result), *command]
         subprocess.run(
