@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -48,6 +49,19 @@ def test_matrix_is_float32_c_contiguous_in_output_order(frame, spec) -> None:
     assert matrix.flags["C_CONTIGUOUS"]
     assert matrix.shape == (frame.height, len(spec.output_names))
     assert np.isfinite(matrix).all()
+
+
+def test_each_output_column_holds_its_feature_wherever_the_spec_places_it(frame, spec) -> None:
+    # Numbers are written in runs of neighbouring columns: a reordered layout breaks the runs.
+    names = spec.output_names
+    industry = [n for n in names if n.startswith("INDUSTRY=")]
+    others = [n for n in names if n not in industry]
+    shuffled = [*others[::-2], *industry, *others[-2::-2]]
+    moved = encoding.encode(frame, dataclasses.replace(spec, output_names=shuffled))
+    matrix = encoding.encode(frame, spec)
+    assert sorted(shuffled) == sorted(names)
+    for name in names:
+        assert column(spec, matrix, name).tobytes() == moved[:, shuffled.index(name)].tobytes()
 
 
 def test_rows_encode_independently_across_blocks(frame, spec, monkeypatch) -> None:
