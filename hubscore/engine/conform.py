@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import polars as pl
 
 from hubscore.core.artifacts import Manifest
@@ -140,10 +141,7 @@ def check_unique_keys(df: pl.DataFrame) -> None:
     if df.height < 2:
         return
     keys = key_columns(df)
-    # Sort and compare neighbours: on 10M rows a hash of every key costs ~3x the memory.
-    ordered = df.select(keys).sort(keys)
-    repeats = pl.all_horizontal(pl.col(k) == pl.col(k).shift(1) for k in keys).any()
-    if not ordered.select(repeats).item():
+    if not _may_repeat(df, keys):
         return
     dupes = df.select(keys).filter(pl.struct(keys).is_duplicated())
     if dupes.height:
@@ -154,6 +152,19 @@ def check_unique_keys(df: pl.DataFrame) -> None:
             f"first: {shown}",
             hint="each company must appear once (once per cutoff); deduplicate the input",
         )
+
+
+def _may_repeat(df: pl.DataFrame, keys: list[str]) -> bool:
+    """Return whether some key may repeat: False proves none does."""
+    # Sort and compare neighbours: on 10M rows a hash of every key costs ~3x the memory.
+    ids = df.get_column(ID)
+    if keys == [ID] and ids.dtype.is_integer() and not ids.null_count():
+        # NumPy for the common key: a Polars query's fixed cost is a fifth of an API request.
+        values = np.sort(ids.to_numpy())
+        return bool((values[1:] == values[:-1]).any())
+    ordered = df.select(keys).sort(keys)
+    repeats = pl.all_horizontal(pl.col(k) == pl.col(k).shift(1) for k in keys).any()
+    return bool(ordered.select(repeats).item())
 
 
 def check_input(metadata: Mapping[str, str], manifest: Manifest) -> list[str]:

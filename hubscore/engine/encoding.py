@@ -179,9 +179,19 @@ transform: the scorer's drift counter reads them there rather than casting them 
 
 
 def encode(
-    df: pl.DataFrame, spec: EncoderSpec, *, observe: Observer | None = None
+    df: pl.DataFrame,
+    spec: EncoderSpec,
+    *,
+    observe: Observer | None = None,
+    text: TextCodes | None = None,
 ) -> npt.NDArray[np.float32]:
-    """Return the model matrix: float32, C-contiguous, one column per `spec.output_names`."""
+    """Return the model matrix: float32, C-contiguous, one column per `spec.output_names`.
+
+    Args:
+        observe: sees each block's numeric inputs (the scorer's drift counter).
+        text: `text_codes(df, spec)` when the caller has them already (the API reports
+            imputation from them): folded once, not twice.
+    """
     check_columns(df, spec.input_names)
     # Row blocks bound the temporaries to one block, whatever the frame's size: the matrix is
     # the only allocation that grows with the rows (encoding a 6M-row training side at once
@@ -189,18 +199,23 @@ def encode(
     out = np.empty((df.height, len(spec.output_names)), dtype=np.float32)
     for start in range(0, df.height, ENCODE_BLOCK_ROWS):
         block = df.slice(start, ENCODE_BLOCK_ROWS)
-        _encode_block(block, spec, out[start : start + block.height], observe)
+        rows = slice(start, start + block.height)
+        codes = text_codes(block, spec) if text is None else text.rows(rows)
+        _encode_block(block, spec, codes, out[rows], observe)
     return out
 
 
 def _encode_block(
-    df: pl.DataFrame, spec: EncoderSpec, out: npt.NDArray[np.float32], observe: Observer | None
+    df: pl.DataFrame,
+    spec: EncoderSpec,
+    text: TextCodes,
+    out: npt.NDArray[np.float32],
+    observe: Observer | None,
 ) -> None:
     # A handful of calls per block, whatever its size: text is folded once per distinct
     # value, every number is transformed in one 2-D NumPy pass, and each result is written
     # straight into its columns of `out` (no transposed copy: measured slower, and noisier).
     # The API encodes one row per request, so per-call overhead is latency there.
-    text = text_codes(df, spec)
     numbers = [n.name for n in spec.numeric]
     # Column-major, so each column's transforms run over contiguous memory.
     raw = np.empty((df.height, len(numbers) + 1), dtype=np.float64, order="F")
@@ -276,6 +291,15 @@ class TextCodes:
     """Index into `industry_levels`."""
     industry_missing: npt.NDArray[np.bool_]
     """Null, or nothing left after normalising."""
+
+    def rows(self, rows: slice) -> TextCodes:
+        """Return the codes of a range of rows (views, not copies)."""
+        return TextCodes(
+            self.ordinal[rows],
+            self.employee_unseen[rows],
+            self.industry[rows],
+            self.industry_missing[rows],
+        )
 
 
 def text_codes(df: pl.DataFrame, spec: EncoderSpec) -> TextCodes:

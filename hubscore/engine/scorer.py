@@ -147,15 +147,22 @@ class Scorer:
         """Return the positive-class probability (float32, one per row) of conformed features."""
         return self.run_model(self.encode(df))
 
-    def encode(self, df: pl.DataFrame, *, observe: encoding.Observer | None = None) -> np.ndarray:
+    def encode(
+        self,
+        df: pl.DataFrame,
+        *,
+        observe: encoding.Observer | None = None,
+        text: encoding.TextCodes | None = None,
+    ) -> np.ndarray:
         """Return the float32 model matrix of conformed feature columns.
 
         Args:
             observe: sees each block's numeric inputs as float64 (the drift counter).
+            text: the rows' text codes, when the caller has folded them already.
         """
         if df.height == 0:
             return np.empty((0, len(self.spec.output_names)), dtype=np.float32)
-        return encoding.encode(df, self.spec, observe=observe)
+        return encoding.encode(df, self.spec, observe=observe, text=text)
 
     def run_model(self, matrix: np.ndarray) -> np.ndarray:
         """Return calibrated probabilities of an encoded matrix (what every front end reports).
@@ -189,11 +196,13 @@ class Scorer:
         batch: pa.RecordBatch | pa.Table | pl.DataFrame,
         *,
         on_features: Callable[[pl.DataFrame], None] | None = None,
+        text: encoding.TextCodes | None = None,
     ) -> tuple[pl.DataFrame, np.ndarray]:
         """Validate one batch and return its key columns and encoded model matrix.
 
         Args:
             on_features: sees the conformed feature frame (the drift counter uses it).
+            text: the batch's text codes, when the caller has folded them already.
         """
         df = self.conform(batch if isinstance(batch, pl.DataFrame) else to_frame(batch))
         check_unique_keys(df)
@@ -202,7 +211,7 @@ class Scorer:
         # Eager column picks, not select/drop: each Polars query has a fixed cost that a
         # one-row API request feels. `encode` reads its inputs by name and ignores the keys.
         keys = pl.DataFrame([df.get_column(key) for key in key_columns(df)])
-        return keys, self.encode(df)
+        return keys, self.encode(df, text=text)
 
     def probabilities(
         self,

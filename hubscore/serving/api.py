@@ -111,13 +111,16 @@ class Service:
     ) -> pl.DataFrame:
         """Score companies (a frame of `id` and the features) in order into the
         `PredictionResponse` columns."""
-        keys, matrix = self.scorer.prepare(frame)  # encoded once, for the score and the reasons
+        # Text folded once, for the matrix and the imputation counts; encoded once, for the
+        # score and the reasons.
+        text = encoding.text_codes(frame, self.scorer.spec)
+        keys, matrix = self.scorer.prepare(frame, text=text)
         probabilities = with_probabilities(keys, self.scorer.run_model(matrix))
         scored = self.scorer.label(probabilities, scored_at=scored_at)
         response = [scored.get_column(ID).alias("company_id")]
         labels = (PREDICTION, PROBABILITY, CONFIDENCE, PRIORITY)  # no priority in old folders
         response += [scored.get_column(name) for name in labels if name in scored.columns]
-        out = pl.DataFrame(response).hstack(self.imputed(frame))
+        out = pl.DataFrame(response).hstack(self.imputed(frame, text))
         return out.hstack(self.reasons(frame, matrix)) if explain and self.explains else out
 
     def reasons(self, frame: pl.DataFrame, matrix: np.ndarray) -> list[pl.Series]:
@@ -130,10 +133,10 @@ class Service:
             explained.get_column(BASIS),
         ]
 
-    def imputed(self, frame: pl.DataFrame) -> list[pl.Series]:
-        """Return `features_imputed` and `employee_range_unseen`, by the encoder's own rules."""
+    def imputed(self, frame: pl.DataFrame, text: encoding.TextCodes) -> list[pl.Series]:
+        """Return `features_imputed` and `employee_range_unseen`, by the encoder's own rules
+        (`text`: the frame's text codes)."""
         spec = self.scorer.spec
-        text = encoding.text_codes(frame, spec)
         count = np.isnan(text.ordinal).astype(np.int64) + text.industry_missing
         partly_null = []
         for name in (n.name for n in spec.numeric):
