@@ -198,6 +198,22 @@ def test_unknown_missing_and_mistyped_arrow_columns_get_the_json_errors(
         assert arrow.json() == as_json.json()
 
 
+def test_arrow_numbers_that_are_not_finite_or_break_a_bound_are_refused(
+    client: TestClient, service: Service
+) -> None:
+    # A column without nulls is judged whole (floats all at once), one with nulls value by value.
+    given = {"total_actions": 5.0, "trend_actions": -0.5}
+    good = [row | given for row in valid_companies(service)[:3]]
+    bad = [(name, value) for name in given for value in (math.nan, math.inf, -math.inf)]
+    for name, value in [*bad, ("total_actions", -1.0)]:  # a count is >= 0; a trend is signed
+        rows = [good[0], {**good[1], name: value}, good[2]]
+        answer = client.post("/predict", content=arrow_body(rows), headers=ARROW)
+        assert answer.status_code == 422, (name, value)
+        (error,) = answer.json()["detail"]
+        assert error["loc"] == ["body", "companies", 1, name], (name, value)
+    assert client.post("/predict", content=arrow_body(good), headers=ARROW).status_code == 200
+
+
 def test_a_broken_stream_an_empty_one_and_a_large_one(client: TestClient) -> None:
     broken = client.post("/predict", content=b"not arrow at all", headers=ARROW)
     assert broken.status_code == 422
