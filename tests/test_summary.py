@@ -6,9 +6,11 @@ from fractions import Fraction
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hubscore.serving import summary
 from hubscore.serving.summary import Partial, summarise, summarise_array
 
 BANDS = {"high": 0.7, "medium": 0.4}
@@ -60,3 +62,14 @@ def test_merged_parts_give_the_summary_of_the_whole(probs: np.ndarray, cuts: lis
         return dict(zip(values.tolist(), counts.tolist(), strict=True))
 
     assert summarise(whole, bucket_values) == summarise_array(probs, threshold=0.5, bands=BANDS)
+
+
+@settings(max_examples=100, deadline=None)
+@given(probs=PROBABILITIES, rows_at_a_time=st.integers(1, 400))
+def test_the_scaled_sum_is_exact_however_the_rows_are_split(
+    probs: np.ndarray, rows_at_a_time: int
+) -> None:
+    exact = sum(Fraction(float(p)) for p in probs) * 2**summary._SCALE
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(summary, "_EXACT_SUM_ROWS", rows_at_a_time)
+        assert summary.exact_scaled_sum(probs) == exact
