@@ -311,9 +311,9 @@ def _judge_dense_floats(
 ) -> dict[str, bool]:
     """Return `_number_ok`'s verdict on every float number column without nulls, all at once.
 
-    JSON numbers all arrive as float64, mostly without nulls: one 2-D NumPy pass over them
-    costs what Arrow's kernels cost for three columns one by one (measured on 44 columns of
-    1,000 rows: 1.8 ms of checks -> 0.6). Other columns are left to `_number_ok`.
+    JSON numbers all arrive as float64, mostly without nulls: one 2-D NumPy pass instead of
+    a few Arrow kernel calls per column (all the checks of a 1,000-company JSON body with 44
+    such columns: 1.77 -> 1.35 ms). Other columns are left to `_number_ok`.
     """
     names = [
         name
