@@ -284,6 +284,7 @@ def score_path_spark(
             scored = scored_frame(features, scorer, model, threshold=cut, explain=wanted)
             scored = scored.persist()
             ranked: Ranked | None = None
+            labelled: DataFrame | None = None
             try:
                 drift, partial = _sum_partials(scored, scorer)
                 scores = scores_only(scored)
@@ -291,17 +292,21 @@ def score_path_spark(
                 psi = drift.psi()
                 _check_drift(psi, fail_on_drift, dict(drift_allowances or {}))
                 ranked = rank_frame(scores, model, scored_at=scored_at, threshold=cut)
-                # `ranked.frame` is final here: every row's probability, rank and priority.
-                listed = ranked.frame.where(F.col(RANK) <= top_k) if top_k else ranked.frame
+                # Final here: every row's probability, rank and priority. Kept: it is written,
+                # counted per tier and recorded, and each would label every row again.
+                labelled = ranked.frame.persist()
+                listed = labelled.where(F.col(RANK) <= top_k) if top_k else labelled
                 listed = mark_holdout_spark(listed, ledger, scored_at=scored_at)
                 if wanted:
                     listed = _with_reasons(listed, _reasons(scored), wanted)
                 _write(store, target, listed, scorer)
                 stats = summarise(partial, lambda bucket: bucket_values(scores, bucket))
-                tiers: dict[str, int] = dict(ranked.frame.groupBy(PRIORITY).count().collect())
-                recorded = ledger_frame(ranked.frame, ledger)
+                tiers: dict[str, int] = dict(labelled.groupBy(PRIORITY).count().collect())
+                recorded = ledger_frame(labelled, ledger)
             finally:
                 scored.unpersist()
+                if labelled is not None:
+                    labelled.unpersist()
                 if ranked is not None:
                     ranked.ordered.unpersist()
     summary = summarise_scores(
