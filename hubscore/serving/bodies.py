@@ -325,7 +325,9 @@ def _judge_dense_floats(
     ]
     if not names or not len(columns[names[0]]):
         return {}
-    values = np.column_stack([columns[name].to_numpy() for name in names]).astype(np.float64)
+    values = np.column_stack([columns[name].to_numpy() for name in names]).astype(
+        np.float64, copy=False
+    )
     picked = [rules[name] for name in names]
     low = np.array([-np.inf if r.low is None else r.low for r in picked])
     high = np.array([np.inf if r.high is None else r.high for r in picked])
