@@ -272,6 +272,15 @@ def test_bad_output_extension_exits_2(tmp_path: Path) -> None:
     assert "expected one of .parquet, .pq, .csv" in result.stderr
 
 
+def test_an_output_that_is_a_folder_exits_2_before_scoring(tmp_path: Path) -> None:
+    (tmp_path / "scores.parquet").mkdir()
+    result = score(INPUT, "-o", tmp_path / "scores.parquet")
+    assert result.exit_code == 2
+    assert f"output {tmp_path / 'scores.parquet'} is a folder" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert temps(tmp_path) == []
+
+
 def test_drift_past_limit_exits_7_and_keeps_previous_output(tmp_path: Path) -> None:
     out = tmp_path / "scores.parquet"
     out.write_bytes(b"previous")
