@@ -76,7 +76,7 @@ def copy_weeks(ledger: Path, weeks: int) -> None:
     """Turn the one scored list into `weeks` weekly lists (same rows, another cutoff each)."""
     (source,) = (ledger / LAYOUT_DIR).glob("*.parquet")
     table = pq.read_table(source)
-    meta = json.loads(table.schema.metadata[METADATA_KEY.encode()])
+    meta = json.loads(pq.read_metadata(source).metadata[METADATA_KEY.encode()])
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     for week in range(1, weeks):

@@ -56,7 +56,7 @@ def test_a_run_records_every_scored_row_and_its_metadata(tmp_path: Path) -> None
     head = rows.head(10)
     assert listed["id"].to_list() == head["id"].to_list()
     assert listed["rank"].to_list() == head["rank"].to_list()
-    meta = json.loads(pq.read_schema(path).metadata[METADATA_KEY.encode()])
+    meta = json.loads(pq.read_metadata(path).metadata[METADATA_KEY.encode()])
     assert meta["ledger_version"] == 1
     assert meta["top_k"] == 10 and meta["rows"] == 60 and meta["role"] == "champion"
     assert meta["cutoffs"] == [{"cutoff": "2024-01-07", "rows": 60, "listed": 10, "held": 0}]
@@ -247,3 +247,15 @@ def test_a_killed_writes_litter_is_never_a_list_and_the_next_write_removes_it(
     assert [e.model_version for e in read_entries(ledger)] == ["golden-xgboost-2"]
     assert score(ledger, tmp_path / "a.csv", "--scored-at", "2024-01-07").exit_code == 0
     assert not litter.exists()
+
+
+def test_a_ledger_file_written_through_arrow_still_reads(tmp_path: Path) -> None:
+    # Ledgers recorded before the writer moved to Polars: the metadata in the Arrow schema too.
+    ledger = tmp_path / "ledger"
+    assert score(ledger, tmp_path / "a.csv", "--scored-at", "2024-01-07").exit_code == 0
+    (path,) = files(ledger)
+    meta = pq.read_metadata(path).metadata[METADATA_KEY.encode()]
+    table = pl.read_parquet(path).to_arrow().replace_schema_metadata({METADATA_KEY: meta})
+    pq.write_table(table, path, compression="zstd")
+    (entry,) = read_entries(ledger)
+    assert entry.rows == 60 and entry.model_version == "golden-xgboost-2"

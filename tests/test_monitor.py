@@ -293,10 +293,9 @@ def test_a_ledger_file_of_an_unknown_version_is_refused(ledger: Path, tmp_path: 
     frame = pl.read_parquet(path)
     import pyarrow.parquet as pq
 
-    meta = json.loads(pq.read_schema(path).metadata[b"hubscore_ledger"])
+    meta = json.loads(pq.read_metadata(path).metadata[b"hubscore_ledger"])  # the footer's
     meta["ledger_version"] = 99
-    table = frame.to_arrow().replace_schema_metadata({"hubscore_ledger": json.dumps(meta)})
-    pq.write_table(table, path)
+    frame.write_parquet(path, metadata={"hubscore_ledger": json.dumps(meta)})
     result = monitor(copy, tmp_path)
     assert result.exit_code == 5
     assert "has ledger_version 99; this hubscore reads 1" in result.stderr
