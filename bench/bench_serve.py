@@ -118,7 +118,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="run folder [models/latest, else golden]")
     parser.add_argument("--single", type=int, default=1000, help="/predict/single calls")
-    parser.add_argument("--batches", type=int, default=40, help="/predict calls")
+    parser.add_argument("--batches", type=int, default=300, help="/predict calls")
     parser.add_argument("--batch-size", type=int, default=1000, help="companies per /predict")
     parser.add_argument("--time-limit", type=float, default=90.0, help="seconds per server")
     parser.add_argument("--before", type=Path, help="a checkout of an earlier hubscore to time too")
