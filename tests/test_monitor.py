@@ -257,6 +257,15 @@ def test_the_html_page_is_self_contained(ledger: Path, tmp_path: Path) -> None:
     assert "On its test weeks the model (golden-xgboost-2) found 60.0%" in html
 
 
+def test_a_page_path_that_is_a_folder_exits_2(ledger: Path, tmp_path: Path) -> None:
+    champ = ranking(ledger, "golden-xgboost-2")
+    data = write_files(tmp_path / "data", {}, free=champ, usage_end=date(2024, 3, 24))
+    (tmp_path / "monitor.html").mkdir()
+    result = monitor(ledger, data, "--html", str(tmp_path / "monitor.html"), "--fail-on", "none")
+    assert result.exit_code == 2
+    assert f"output {tmp_path / 'monitor.html'} is a folder" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
-from hubscore.core.errors import LockHeldError
+from hubscore.core.errors import ConfigError, LockHeldError
 
 TEMP_MARKER = ".hubscore-tmp-"
 
@@ -65,6 +65,8 @@ def _remove(stale_paths: Iterator[Path]) -> int:
 @contextlib.contextmanager
 def atomic_file(target: Path) -> Iterator[Path]:
     """Yield a temp path beside `target`; rename it over `target` only if the block succeeds."""
+    if target.is_dir():  # else found only at the rename, after all the work
+        raise ConfigError(f"output {target} is a folder", hint="name the file to write")
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(target)
     fd, name = tempfile.mkstemp(prefix=_temp_prefix(target), dir=target.parent)

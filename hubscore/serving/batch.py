@@ -133,10 +133,6 @@ def score_file(
     check_allowances(allowances, scorer)
     started = time.perf_counter()
     out_format = "csv" if str(output_path) == STDOUT else file_format(output_path, role="output")
-    if output_path.is_dir():  # found only at the rename otherwise, after all the scoring
-        raise ConfigError(
-            f"output {output_path} is a folder", hint="name the file to write, e.g. scores.parquet"
-        )
     reader = open_input(input_path, scorer, batch_size=batch_size)
     scored_at = scored_at_for(as_of)
     cut = scorer.manifest.decision_threshold if threshold is None else threshold
