@@ -7,7 +7,6 @@ that `hubscore score` starts fast and never loads the training stack.
 from __future__ import annotations
 
 import contextlib
-import signal
 from collections.abc import Iterator
 from datetime import date, datetime
 from enum import StrEnum
@@ -30,6 +29,7 @@ from hubscore.cli_render import (
     stderr,
     stdout,
 )
+from hubscore.core.atomic import signals_handled
 from hubscore.core.config import Config, load_config
 from hubscore.core.display import cell
 from hubscore.core.errors import INTERRUPTED_EXIT_CODE, ConfigError, HubscoreError
@@ -574,15 +574,12 @@ def handle_interrupts(
     def raise_interrupt(signum: int, frame: FrameType | None) -> None:
         raise Interrupted
 
-    previous = {sig: signal.signal(sig, raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        with signals_handled(raise_interrupt):
+            yield
     except KeyboardInterrupt:
         stderr.print(f"[bold red]error:[/] {escape(message)}")
         raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 class SearchMode(StrEnum):
