@@ -39,6 +39,8 @@ copy (
                 ACTIONS_CRM_CONTACTS + ACTIONS_CRM_COMPANIES + ACTIONS_CRM_DEALS + ACTIONS_EMAIL
                     as actions,
                 USERS_CRM_CONTACTS + USERS_CRM_COMPANIES + USERS_CRM_DEALS + USERS_EMAIL as users,
+                greatest(USERS_CRM_CONTACTS, USERS_CRM_COMPANIES, USERS_CRM_DEALS, USERS_EMAIL)
+                    as peak_users,
                 COLUMNS('^(ACTIONS|USERS)_')
             from read_parquet($usage)
             where WHEN_TIMESTAMP::date + 6 <= $as_of::date
@@ -66,7 +68,24 @@ copy (
                 sum(case when $as_of::date - week_end between 28 and 55 then actions else 0 end)
                     as actions_prior,
                 sum(($as_of::date - week_end < 28 and actions > 0)::integer)
-                    as weeks_active_recent
+                    as weeks_active_recent,
+                min(case when ACTIONS_CRM_CONTACTS > 0 then $as_of::date - week_end end)
+                    as CRM_CONTACTS_recency_days,
+                min(case when ACTIONS_CRM_COMPANIES > 0 then $as_of::date - week_end end)
+                    as CRM_COMPANIES_recency_days,
+                min(case when ACTIONS_CRM_DEALS > 0 then $as_of::date - week_end end)
+                    as CRM_DEALS_recency_days,
+                min(case when ACTIONS_EMAIL > 0 then $as_of::date - week_end end)
+                    as EMAIL_recency_days,
+                max(case when $as_of::date - week_end < 28 then peak_users end)
+                    as peak_users_recent,
+                max(case when $as_of::date - week_end between 28 and 55 then peak_users end)
+                    as peak_users_prior,
+                bool_or($as_of::date - week_end < 28 and ACTIONS_CRM_CONTACTS > 0)::integer
+                    + bool_or($as_of::date - week_end < 28 and ACTIONS_CRM_COMPANIES > 0)::integer
+                    + bool_or($as_of::date - week_end < 28 and ACTIONS_CRM_DEALS > 0)::integer
+                    + bool_or($as_of::date - week_end < 28 and ACTIONS_EMAIL > 0)::integer
+                    as objects_recent
             from complete
             where $as_of::date - week_end < 91
             group by id
@@ -101,7 +120,13 @@ copy (
         ln((coalesce(w.actions_recent, 0) + 1) / (coalesce(w.actions_prior, 0) + 1))
             as trend_actions,
         coalesce(w.weeks_active_recent, 0) as weeks_active_recent,
-        13 as weeks_observed
+        13 as weeks_observed,
+        COLUMNS('_recency_days$'),
+        coalesce(w.peak_users_recent, 0) as peak_users_recent,
+        coalesce(w.peak_users_prior, 0) as peak_users_prior,
+        ln((coalesce(w.peak_users_recent, 0) + 1) / (coalesce(w.peak_users_prior, 0) + 1))
+            as trend_users,
+        coalesce(w.objects_recent, 0) as objects_recent
     from companies as c
     left join windowed as w using (id)
     left join history as h using (id)
@@ -169,11 +194,17 @@ def pandas_features(data: Path, as_of: date, out: Path) -> None:
     window = usage[usage["days_back"] < LOOKBACK_DAYS]
     recent = window["days_back"] < RECENT_DAYS
     prior = ~recent & (window["days_back"] < 2 * RECENT_DAYS)
+    peak_users = window[list(USERS)].max(axis=1)
+    used = {o: window[f"ACTIONS_{o}"] > 0 for o in OBJECTS}
     window = window.assign(
         active=(window["actions"] > 0).astype("int64"),
         actions_recent=window["actions"].where(recent, 0),
         actions_prior=window["actions"].where(prior, 0),
         active_recent=((window["actions"] > 0) & recent).astype("int64"),
+        peak_users_recent=peak_users.where(recent),
+        peak_users_prior=peak_users.where(prior),
+        **{f"{o}_recency_days": window["days_back"].where(used[o]) for o in OBJECTS},
+        **{f"{o}_recent": recent & used[o] for o in OBJECTS},
     )
     grouped = window.groupby("id")
     stats = {f"{c}_{s}": (c, s) for c in USAGE_COLUMNS for s in ("sum", "mean", "max")}
@@ -184,6 +215,10 @@ def pandas_features(data: Path, as_of: date, out: Path) -> None:
         actions_recent=("actions_recent", "sum"),
         actions_prior=("actions_prior", "sum"),
         weeks_active_recent=("active_recent", "sum"),
+        peak_users_recent=("peak_users_recent", "max"),
+        peak_users_prior=("peak_users_prior", "max"),
+        **{f"{o}_recency_days": (f"{o}_recency_days", "min") for o in OBJECTS},
+        **{f"{o}_recent": (f"{o}_recent", "any") for o in OBJECTS},
         **stats,
     ).join(grouped[list(USAGE_COLUMNS)].std(ddof=0).add_suffix("_std"))
     features = companies_at(data, as_of).join(aggregated, on="id").join(history, on="id")
@@ -219,10 +254,19 @@ def finish_features(features: Any, cutoff: Any, np: Any, pd: Any) -> Any:
     features["actions_per_user"] = features["total_actions"] / features["total_users"].replace(
         0, np.nan
     )
+    features["objects_recent"] = sum(
+        features[f"{o}_recent"].fillna(False).astype("int64") for o in OBJECTS
+    )
+    for peak in ("peak_users_recent", "peak_users_prior"):
+        features[peak] = features[peak].fillna(0).astype("int64")
+    features["trend_users"] = np.log(
+        (features["peak_users_recent"] + 1) / (features["peak_users_prior"] + 1)
+    )
     features["days_active"] = 7 * features["weeks_active"]
     features["activity_frequency"] = features["weeks_active"] / (LOOKBACK_DAYS / 7)
     features["recency_days"] = (cutoff - features["last_active_week_end"]).dt.days
-    features["tenure_days"] = (cutoff - features["first_week_start"]).dt.days
+    tenure = (cutoff - features["first_week_start"]).dt.days
+    features["tenure_days"] = tenure.clip(upper=LOOKBACK_DAYS)  # capped like hubscore's
     features["trend_actions"] = np.log(
         (features["actions_recent"] + 1) / (features["actions_prior"] + 1)
     )
@@ -231,7 +275,8 @@ def finish_features(features: Any, cutoff: Any, np: Any, pd: Any) -> Any:
         "id", "cutoff", "EMPLOYEE_RANGE", "INDUSTRY", "ALEXA_RANK", "alexa_no_rank",
         "total_actions", "total_users", "actions_per_user", "days_active", "activity_frequency",
         *stats, "recency_days", "tenure_days", "actions_recent", "actions_prior",
-        "trend_actions", "weeks_active_recent",
+        "trend_actions", "weeks_active_recent", *(f"{o}_recency_days" for o in OBJECTS),
+        "peak_users_recent", "peak_users_prior", "trend_users", "objects_recent",
     ]  # fmt: skip
     return features[columns].sort_values("id", kind="stable")
 
