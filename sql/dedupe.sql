@@ -211,3 +211,22 @@ select
         ACTIONS_EMAIL, USERS_CRM_CONTACTS, USERS_CRM_COMPANIES, USERS_CRM_DEALS, USERS_EMAIL
     )) - count(distinct (id, week_start)) as conflicting_duplicates
 from usage_repeated
+
+-- Tables dropped once nothing reads them: the feature pass is the build's memory peak, and
+-- these hold a row per input company (1M companies: ~150-300 MB beside it).
+
+-- name: drop_customers_checked
+-- The typed customer rows, read by deduplication and the quarantine only.
+drop table customers_checked
+
+-- name: drop_noncustomers_checked
+-- The typed free-tier company rows, read by deduplication and the quarantine only.
+drop table noncustomers_checked
+
+-- name: drop_company_rows
+-- The valid company rows, read by deduplication and its counts only.
+drop table company_rows
+
+-- name: drop_repeated_company_ids
+-- The repeated company ids, read by deduplication and its counts only.
+drop table repeated_company_ids
