@@ -71,15 +71,21 @@ def test_rows_encode_independently_across_blocks(frame, spec, monkeypatch) -> No
     assert encoding.encode(frame.head(0), spec).shape == (0, len(spec.output_names))
 
 
-def test_one_row_at_a_time_encodes_like_the_whole_frame(frame, spec, monkeypatch) -> None:
-    # Small frames (API requests) fold text through a memo, large ones through a join.
-    monkeypatch.setattr(encoding, "_MEMO_MAX_ROWS", 16)
+@pytest.mark.parametrize("memo_rows", [4, 64], ids=["many-distinct", "few-distinct"])
+def test_one_row_at_a_time_encodes_like_the_whole_frame(
+    frame, spec, monkeypatch, memo_rows
+) -> None:
+    # Small frames (API requests) fold text row by row through a memo; large ones fold their
+    # distinct values, through the memo while they are few, in one query when they are many.
+    monkeypatch.setattr(encoding, "_MEMO_MAX_ROWS", memo_rows)
     messy = frame.head(8).with_columns(
         pl.Series(encoding.EMPLOYEE, ["2 to 5", " 2  TO 5 ", "", None, "huge", "1", "1", "?"]),
         pl.Series(encoding.INDUSTRY, ["Retail", "retail!", "  ", None, "new one", "", "x", "X"]),
     )
     df = pl.concat([frame, messy])
-    assert df.height > encoding._MEMO_MAX_ROWS
+    distinct = [df.get_column(c).n_unique() for c in (encoding.EMPLOYEE, encoding.INDUSTRY)]
+    assert df.height > memo_rows
+    assert all(n > memo_rows for n in distinct) if memo_rows == 4 else max(distinct) <= memo_rows
     rows = [encoding.encode(df.slice(i, 1), spec) for i in range(df.height)]
     assert np.vstack(rows).tobytes() == encoding.encode(df, spec).tobytes()
 

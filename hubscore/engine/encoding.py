@@ -314,9 +314,12 @@ def text_codes(df: pl.DataFrame, spec: EncoderSpec) -> TextCodes:
 class _TextFold:
     """Polars expressions over one text column "v", run once per distinct value.
 
-    Frames of up to `_MEMO_MAX_ROWS` rows (API requests) go through a memo of values already
-    folded: a Polars query costs ~0.4 ms however few rows it has, a fifth of a one-company
-    request, and a 1,000-row fold took 1.6 ms by join against 0.4 ms from the memo.
+    Values already folded come from a memo: a Polars query costs ~0.4 ms however few rows it
+    has, a fifth of a one-company request. Frames of up to `_MEMO_MAX_ROWS` rows (API
+    requests) look every row up in it; a larger frame is dictionary-encoded (one hash pass in
+    Arrow), its distinct values folded through the memo while few, and gathered back by
+    index: a 16,384-row block 0.42 ms against 1.9 ms by a join of its rows to the folded
+    values (measured).
     """
 
     def __init__(self, expressions: list[pl.Expr], dtypes: list[type[np.generic]]) -> None:
@@ -329,14 +332,18 @@ class _TextFold:
         text = column.cast(pl.String, strict=False).rename("v")
         if text.len() <= _MEMO_MAX_ROWS:
             return self._remembered(text.to_list())
-        distinct = text.unique().to_frame().with_columns(self.expressions)
-        rows = text.to_frame().join(
-            distinct, on="v", how="left", nulls_equal=True, maintain_order="left"
-        )
-        return [
-            rows.get_column(n).to_numpy().astype(d, copy=False)
-            for n, d in zip(self.names, self.dtypes, strict=True)
-        ]
+        encoded = text.to_arrow().dictionary_encode(null_encoding="encode")  # null: a value
+        distinct = pl.Series("v", encoded.dictionary, dtype=pl.String)
+        if distinct.len() <= _MEMO_MAX_ROWS:
+            folded = self._remembered(distinct.to_list())
+        else:  # free text, nearly a value per row: one query, and nothing to remember
+            table = distinct.to_frame().select(self.expressions)
+            folded = [
+                table.get_column(n).to_numpy().astype(d, copy=False)
+                for n, d in zip(self.names, self.dtypes, strict=True)
+            ]
+        positions = encoded.indices.to_numpy()
+        return [values[positions] for values in folded]
 
     def _remembered(self, values: list[str | None]) -> list[npt.NDArray[Any]]:
         misses = [v for v in dict.fromkeys(values) if v not in self.memo]
