@@ -329,7 +329,7 @@ class _TextFold:
         self.memo: dict[str | None, tuple[Any, ...]] = {}
 
     def __call__(self, column: pl.Series) -> list[npt.NDArray[Any]]:
-        text = column.cast(pl.String, strict=False).rename("v")
+        text = column.cast(pl.String, strict=False)
         if text.len() <= _MEMO_MAX_ROWS:
             return self._remembered(text.to_list())
         encoded = text.to_arrow().dictionary_encode(null_encoding="encode")  # null: a value
