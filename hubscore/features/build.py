@@ -56,10 +56,10 @@ COMPANY_BLOCKS = (
     "dedupe_noncustomers",
     "build_companies",
 )
-CHECKS_READ_BY_REJECTS = ("drop_customers_checked", "drop_noncustomers_checked")
-"""Drops of what nothing reads after the quarantine is collected (memory for the feature pass)."""
-COMPANY_ROWS_READ_BY_PROFILE = ("drop_company_rows", "drop_repeated_company_ids")
-"""Drops of what nothing reads after the duplicate counts."""
+DROPS_AFTER_REJECTS = ("drop_customers_checked", "drop_noncustomers_checked")
+"""What nothing reads once the quarantine is collected (memory for the feature pass)."""
+DROPS_AFTER_PROFILE = ("drop_company_rows", "drop_repeated_company_ids")
+"""What nothing reads once the duplicates are counted."""
 FEATURE_MACROS = ("no_usage_macro", "exact_std_macro", "usage_stats_macro", "feature_rows_macro")
 FEATURES_FILE = "features.parquet"
 REJECTS_FILE = "rejects.parquet"
@@ -171,7 +171,7 @@ def prepare_partition(
     _summarise_valid_usage(con, as_of)
     files = {"customers_file": sources["customers"], "noncustomers_file": sources["noncustomers"]}
     sql.run(con, "collect_rejects", {**files, "usage_file": sources["usage_actions"]})
-    for block in CHECKS_READ_BY_REJECTS:
+    for block in DROPS_AFTER_REJECTS:
         sql.run(con, block)
     return {
         "read": sql.fetch_dicts(con, "input_row_counts")[0],
@@ -258,7 +258,7 @@ def finish_partition(
             con, "closes_after_known_until", {"known_until": plan.known_until.day}
         )[0],
     }
-    for block in COMPANY_ROWS_READ_BY_PROFILE:
+    for block in DROPS_AFTER_PROFILE:
         sql.run(con, block)
     partial["spine"] = _build_spine(con, plan)
     sql.run(con, "write_rejects", {"out": rejects_out})
