@@ -577,9 +577,26 @@ def handle_interrupts(
     try:
         with signals_handled(raise_interrupt):
             yield
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if not _is_an_interrupt(exc):
+            raise
         stderr.print(f"[bold red]error:[/] {escape(message)}")
         raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
+
+
+def _is_an_interrupt(exc: BaseException) -> bool:
+    """Whether `exc` is an interrupt, or an error an interrupt caused: a signal that lands
+    while a C extension initialises comes back as the extension's own error (pybind11's
+    modules: ImportError "initialization failed", the interrupt as its cause; train met one
+    importing matplotlib). The chain is followed as a traceback shows it."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            return True
+        seen.add(id(link))
+        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+    return False
 
 
 class SearchMode(StrEnum):

@@ -145,3 +145,41 @@ def test_a_signal_inside_code_an_extension_runs_still_exits_130(name: str, tmp_p
     done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 130, done.stderr  # not -2: killed by SIGINT at exit
     assert "interrupted; the previous output is unchanged" in done.stderr
+
+
+# A signal that lands while a C extension initialises: pybind11's modules re-raise the
+# interrupt as ImportError("initialization failed") from it (train met one importing
+# matplotlib). Here the signal is real and the wrapping is pybind11's, written in Python.
+INTERRUPTED_INSIDE_AN_EXTENSION_INIT = """
+import os, signal, sys, time, typer
+from hubscore.cli import handle_interrupts
+try:
+    with handle_interrupts():
+        try:
+            os.kill(os.getpid(), signal.SIG{name})
+            time.sleep(5)
+        except KeyboardInterrupt as interrupt:
+            raise ImportError("initialization failed") from interrupt
+except typer.Exit as stop:
+    sys.exit(stop.exit_code)
+"""
+
+
+@pytest.mark.parametrize("name", ["TERM", "INT"])
+def test_a_signal_an_extension_rewraps_still_exits_130(name: str, tmp_path: Path) -> None:
+    (tmp_path / "rewrapped.py").write_text(INTERRUPTED_INSIDE_AN_EXTENSION_INIT.format(name=name))
+    command = [sys.executable, "-m", "rewrapped"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 130, done.stderr
+    assert "interrupted; the previous output is unchanged" in done.stderr
+    assert "ImportError" not in done.stderr
+
+
+def test_an_error_no_interrupt_caused_is_not_taken_for_one() -> None:
+    from hubscore.cli import handle_interrupts
+
+    with pytest.raises(ImportError), handle_interrupts():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ImportError("unrelated") from None  # the interrupt hidden, as a traceback would
