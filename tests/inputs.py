@@ -8,6 +8,9 @@ from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
+import polars as pl
+import pyarrow.parquet as pq
+
 from hubscore.core import contract as features
 
 CUSTOMER_COLUMNS = ("CLOSEDATE", "MRR", "ALEXA_RANK", "EMPLOYEE_RANGE", "INDUSTRY", "id")
@@ -15,6 +18,7 @@ NONCUSTOMER_COLUMNS = ("ALEXA_RANK", "EMPLOYEE_RANGE", "INDUSTRY", "id")
 USAGE_COLUMNS = ("id", "WHEN_TIMESTAMP", *features.USAGE_COLUMNS)
 FIRST_MONDAY = date(2025, 1, 6)
 TEXT_COLUMNS = {"EMPLOYEE_RANGE", "INDUSTRY"}
+GOLDEN_INPUT = Path(__file__).parent / "golden" / "basic" / "input.parquet"
 REAL_HISTORY = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-history"
 """The real files as they stood on 2020-01-28, beside the clone (as in CI)."""
 
@@ -90,3 +94,16 @@ def split_csv(path: Path, bounds: list[int], *, gzip_last: bool = False) -> Path
     (folder / "_SUCCESS").write_text("")  # what Spark's writers leave: not data
     path.unlink()
     return folder
+
+
+def golden_copies(folder: Path, copies: int) -> Path:
+    """Write the golden input repeated `copies` times with fresh ids, its build metadata kept."""
+    table = pq.read_table(GOLDEN_INPUT)
+    base = pl.from_arrow(table)
+    assert isinstance(base, pl.DataFrame)
+    rows = pl.concat(
+        [base.with_columns(pl.col("id") + i * 1_000_000) for i in range(copies)], rechunk=True
+    )
+    path = folder / "golden-copies.parquet"
+    pq.write_table(rows.to_arrow().replace_schema_metadata(table.schema.metadata), path)
+    return path

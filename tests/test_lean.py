@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from inputs import golden_copies
 
 ROOT = Path(__file__).parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "basic"
@@ -52,15 +53,19 @@ print(json.dumps({"exit_code": result.exit_code, "loaded": loaded}))
 """
 
 
-def test_scoring_loads_no_training_stack(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "copies", [1, 100], ids=["60 rows", "6,000 rows: text folded through Arrow dictionaries"]
+)
+def test_scoring_loads_no_training_stack(tmp_path: Path, copies: int) -> None:
+    source = golden_copies(tmp_path, copies) if copies > 1 else GOLDEN / "input.parquet"
     out = tmp_path / "scores.parquet"
-    args = [str(GOLDEN / "input.parquet"), str(out), str(GOLDEN / "run"), ",".join(BANNED)]
+    args = [str(source), str(out), str(GOLDEN / "run"), ",".join(BANNED)]
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True
     )
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report == {"exit_code": 0, "loaded": []}
-    assert pl.read_parquet(out).height == 60
+    assert pl.read_parquet(out).height == 60 * copies
 
 
 def test_scoring_without_reasons_does_not_load_protobuf(tmp_path: Path) -> None:

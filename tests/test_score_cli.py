@@ -16,6 +16,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from inputs import golden_copies
 from typer.testing import CliRunner, Result
 
 from hubscore.cli import app
@@ -34,19 +35,6 @@ def score(*args: str | Path, model: Path = RUN) -> Result:
 
 def temps(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if TEMP_MARKER in p.name)
-
-
-def big_input(tmp_path: Path, copies: int) -> Path:
-    """Repeat the golden rows with fresh ids, keeping the build metadata."""
-    table = pq.read_table(INPUT)
-    base = pl.from_arrow(table)
-    assert isinstance(base, pl.DataFrame)
-    rows = pl.concat(
-        [base.with_columns(pl.col("id") + i * 1_000_000) for i in range(copies)], rechunk=True
-    )
-    path = tmp_path / "big.parquet"
-    pq.write_table(rows.to_arrow().replace_schema_metadata(table.schema.metadata), path)
-    return path
 
 
 def test_scores_parquet_with_summary_and_json(tmp_path: Path) -> None:
@@ -358,7 +346,7 @@ def _start_scoring(source: Path, out: Path) -> subprocess.Popen[bytes]:
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_run_keeps_previous_output(tmp_path: Path, sig: signal.Signals) -> None:
-    source = big_input(tmp_path, copies=2500)  # 150k rows: a few seconds of scoring
+    source = golden_copies(tmp_path, copies=2500)  # 150k rows: a few seconds of scoring
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / "scores.parquet"

@@ -342,7 +342,9 @@ class _TextFold:
                 table.get_column(n).to_numpy().astype(d, copy=False)
                 for n, d in zip(self.names, self.dtypes, strict=True)
             ]
-        positions = encoded.indices.to_numpy()
+        # Through Polars: pyarrow's own `to_numpy` imports pandas (0.3 s in a run's first
+        # batch, where pandas is installed).
+        positions = pl.Series(encoded.indices).to_numpy()
         return [values[positions] for values in folded]
 
     def _remembered(self, values: list[str | None]) -> list[npt.NDArray[Any]]:
