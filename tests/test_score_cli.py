@@ -22,6 +22,7 @@ from typer.testing import CliRunner, Result
 from hubscore.cli import app
 from hubscore.core.artifacts import ENCODERS_FILE, MANIFEST, MODEL_FILE, sha256_file
 from hubscore.core.atomic import TEMP_MARKER
+from hubscore.core.ledger import read_entries
 
 GOLDEN = Path(__file__).parent / "golden" / "basic"
 INPUT = GOLDEN / "input.parquet"
@@ -333,8 +334,9 @@ def test_a_second_run_on_the_same_output_exits_6(tmp_path: Path) -> None:
     assert score(INPUT, "-o", out).exit_code == 0  # the kernel released the lock
 
 
-def _start_scoring(source: Path, out: Path) -> subprocess.Popen[bytes]:
+def _start_scoring(source: Path, out: Path, ledger: Path) -> subprocess.Popen[bytes]:
     args = ["score", str(source), "-o", str(out), "--model", str(RUN), "--batch-size", "2000"]
+    args += ["--ledger", str(ledger)]
     proc = subprocess.Popen([sys.executable, "-m", "hubscore", *args], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 20
     # Wait until the run is mid-flight: its temp output exists beside the target.
@@ -351,10 +353,12 @@ def test_killed_run_keeps_previous_output(tmp_path: Path, sig: signal.Signals) -
     out_dir.mkdir()
     out = out_dir / "scores.parquet"
     out.write_bytes(b"previous")
-    proc = _start_scoring(source, out)
+    ledger = tmp_path / "ledger"
+    proc = _start_scoring(source, out, ledger)
     os.kill(proc.pid, sig)
     _, err = proc.communicate(timeout=30)
     assert out.read_bytes() == b"previous"
+    assert read_entries(ledger) == []  # no list, so no record of one
     if sig == signal.SIGTERM:
         assert proc.returncode == 130
         assert b"interrupted; the previous output is unchanged" in err

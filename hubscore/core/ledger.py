@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -206,15 +207,28 @@ def write_entry(folder: Path, rows: pl.DataFrame, entry: LedgerEntry) -> Path:
     Args:
         rows: the `LEDGER_SCHEMA` columns (cast here), sorted by cutoff then rank.
     """
+    return write_encoded_entry(folder, encode_entry(rows, entry), entry)
+
+
+def encode_entry(rows: pl.DataFrame, entry: LedgerEntry) -> bytes:
+    """Return the bytes of one run's ledger file (`write_entry`'s `rows`): Parquet, the entry
+    in its footer. Encoding needs no folder, so `score` does it while its list is written."""
+    frame = rows.select([pl.col(n).cast(t) for n, t in LEDGER_SCHEMA.items()])
+    encoded = io.BytesIO()
+    # Polars writes its string columns as they are; through Arrow, every row's model version
+    # and hash became a large string first (2M rows: 0.55 -> 0.21 s wall, and the write's
+    # peak memory +377 -> +45 MiB).
+    metadata = {METADATA_KEY: entry.to_json()}  # the footer's key-value metadata
+    frame.write_parquet(encoded, compression="zstd", metadata=metadata)
+    return encoded.getvalue()
+
+
+def write_encoded_entry(folder: Path, encoded: bytes, entry: LedgerEntry) -> Path:
+    """Write an `encode_entry` file of `entry` atomically into the ledger; return the file."""
     cutoffs = [date.fromisoformat(c["cutoff"]) for c in entry.cutoffs]
     target = ledger_path(folder, cutoffs, entry.model_version, entry.model_sha256)
-    frame = rows.select([pl.col(n).cast(t) for n, t in LEDGER_SCHEMA.items()])
     with _writers_lock(folder), atomic_file(target) as temp:
-        # Polars writes its string columns as they are; through Arrow, every row's model
-        # version and hash became a large string first (2M rows: 0.55 -> 0.21 s wall, and
-        # the write's peak memory +377 -> +45 MiB).
-        metadata = {METADATA_KEY: entry.to_json()}  # the footer's key-value metadata
-        frame.write_parquet(temp, compression="zstd", metadata=metadata)
+        temp.write_bytes(encoded)
     return target
 
 

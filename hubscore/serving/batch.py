@@ -56,8 +56,15 @@ from hubscore.engine.scorer import (
     scored_at_for,
     with_probabilities,
 )
-from hubscore.serving.ledger import LedgerRequest, mark_holdout, record_run
-from hubscore.serving.pipeline import Batch, Progress, Streamed, TopRows, stream_scores
+from hubscore.serving.ledger import LedgerRequest, mark_holdout, record_staged, stage_run
+from hubscore.serving.pipeline import (
+    Batch,
+    Progress,
+    Streamed,
+    TopRows,
+    stream_scores,
+    thread_pool,
+)
 from hubscore.serving.summary import ProbabilitySummary, summarise_array
 
 OUTPUT_ROW_GROUP = 65536
@@ -138,7 +145,11 @@ def score_file(
     cut = scorer.manifest.decision_threshold if threshold is None else threshold
     warnings = check_input(reader.metadata, scorer.manifest)
     explained = rows_to_explain(scorer, explain, top_k, warnings)
-    with _destination(output_path) as temp:
+    bands = scorer.manifest.confidence_bands
+    paths = (str(input_path), str(output_path))
+    # The probabilities' summary and the ledger's file are made beside the list's write, on
+    # the other core: they read the final rows, and only the list's write is left to wait for.
+    with _destination(output_path) as temp, thread_pool(1, "beside") as beside:
         streamed = stream_scores(
             reader.batches,
             scorer,
@@ -147,10 +158,24 @@ def score_file(
             explain=min(explained, top_k or explained),
             on_progress=on_progress,
         )
+        stats = beside.submit(summarise_array, streamed.probabilities, threshold=cut, bands=bands)
         ranked = rank_streamed(streamed, scorer)
         psi = streamed.drift.psi()
         _check_drift(psi, fail_on_drift, allowances)
         # `ranked` is final here: every row's probability, rank and priority tier.
+        staged = (
+            beside.submit(
+                stage_run,
+                ledger,
+                ranked,
+                scorer=scorer,
+                top_k=top_k,
+                scored_at=scored_at,
+                paths=paths,
+            )
+            if ledger
+            else None
+        )
         listed = ranked.filter(pl.col(RANK) <= top_k) if top_k else ranked
         listed = mark_holdout(listed, ledger, scored_at=scored_at)
         if explained:
@@ -159,21 +184,22 @@ def score_file(
         _write_output(
             listed, temp, out_format, scorer, scored_at=scored_at, threshold=cut, columns=columns
         )
-    bands = scorer.manifest.confidence_bands
-    summary = summarise_scores(
-        (input_path, output_path),
-        scorer,
-        summarise_array(streamed.probabilities, threshold=cut, bands=bands),
-        rows_written=listed.height,
-        threshold=cut,
-        scored_at=scored_at,
-        started=started,
-        psi=psi,
-        warnings=warnings,
-        rows_explained=int(ranked.filter(pl.col(RANK) <= explained).height) if explained else 0,
-        priority=priority_counts(ranked),
-    )
-    return record_run(ledger, summary, ranked, scorer=scorer, top_k=top_k, scored_at=scored_at)
+        staged_run = staged.result() if staged else None  # its errors keep the list unwritten
+        summary = summarise_scores(
+            paths,
+            scorer,
+            stats.result(),
+            rows_written=listed.height,
+            threshold=cut,
+            scored_at=scored_at,
+            started=started,
+            psi=psi,
+            warnings=warnings,
+            rows_explained=int(ranked.filter(pl.col(RANK) <= explained).height) if explained else 0,
+            priority=priority_counts(ranked),
+        )
+    # The list is in place: now its record (a ledger never names a list that is not there).
+    return record_staged(staged_run, summary) if staged_run else summary
 
 
 @contextlib.contextmanager

@@ -1,8 +1,10 @@
 """`score`'s side of the ledger: record every scored row, mark the control group, score shadows.
 
 `score_file` (and the Spark engine) call `mark_holdout` on the list before writing it and
-`record_run` once the list is written; the layout is `hubscore.core.ledger`'s. Shadows are the
-same input scored with challenger run folders into the ledger only (`score --shadow`).
+`record_run` once the list is written (`score_file` in two halves: `stage_run` encodes the file
+while the list is written, `record_staged` puts it in the ledger after); the layout is
+`hubscore.core.ledger`'s. Shadows are the same input scored with challenger run folders into
+the ledger only (`score --shadow`).
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from hubscore.core.ledger import (
     LedgerEntry,
     check_ledger_folder,
     cutoff_counts,
+    encode_entry,
     hold_flags,
     model_sha256,
     now_iso,
     promise_of,
-    write_entry,
+    write_encoded_entry,
 )
 from hubscore.engine.scorer import CUTOFF, HOLD, ID, RANK, Scorer
 
@@ -150,8 +153,38 @@ def record_run(
     """
     if ledger is None or ranked is None:
         return summary
+    paths = (summary.input, summary.output)
+    staged = stage_run(ledger, ranked, scorer=scorer, top_k=top_k, scored_at=scored_at, paths=paths)
+    return record_staged(staged, summary)
+
+
+@dataclass(frozen=True)
+class StagedRun:
+    """A run's ledger file, encoded and not yet in the ledger: `score_file` encodes it while
+    the list is written, and records it once the list is."""
+
+    ledger: LedgerRequest
+    entry: LedgerEntry | None
+    """None when no rows were scored: there is no list to record."""
+    encoded: bytes = b""
+
+
+def stage_run(
+    ledger: LedgerRequest,
+    ranked: pl.DataFrame,
+    *,
+    scorer: Scorer,
+    top_k: int | None,
+    scored_at: datetime,
+    paths: tuple[str, str],
+) -> StagedRun:
+    """Encode the run's ledger file from its final ranked rows (see `record_run`).
+
+    Args:
+        paths: the run's input and its list (the output), as given.
+    """
     if ranked.height == 0:
-        return replace(summary, ledger={"skipped": "no rows were scored: no list to record"})
+        return StagedRun(ledger, None)
     rows = ledger_rows(ranked, scorer, ledger, top_k=top_k, scored_at=scored_at)
     manifest = scorer.manifest
     entry = LedgerEntry(
@@ -161,8 +194,8 @@ def record_run(
         model_kind=manifest.model_kind,
         horizon_days=int(manifest.target.get("horizon_days", 30)),
         run_dir=str(scorer.run_dir.resolve()) if scorer.run_dir else None,
-        input=_absolute(summary.input),
-        output=_absolute(summary.output) if ledger.role == CHAMPION else "",
+        input=_absolute(paths[0]),
+        output=_absolute(paths[1]) if ledger.role == CHAMPION else "",
         rows=rows.height,
         top_k=top_k,
         cutoffs=cutoff_counts(rows),
@@ -172,8 +205,17 @@ def record_run(
         holdout=None if ledger.holdout is None else vars(ledger.holdout),
         promise=promise_of(scorer.run_dir),
     )
+    return StagedRun(ledger, entry, encode_entry(rows, entry))
+
+
+def record_staged(staged: StagedRun, summary: ScoreSummary) -> ScoreSummary:
+    """Write a staged ledger file into the ledger (after its list); return the summary
+    saying where."""
+    ledger, entry = staged.ledger, staged.entry
+    if entry is None:
+        return replace(summary, ledger={"skipped": "no rows were scored: no list to record"})
     try:
-        path = write_entry(ledger.folder, rows, entry)
+        path = write_encoded_entry(ledger.folder, staged.encoded, entry)
     except OSError as exc:  # a full disk, a folder made read-only since the check
         raise ConfigError(
             f"the list {summary.output} was written, but the ledger {ledger.folder} could not "
@@ -182,7 +224,7 @@ def record_run(
             "replaces the list), or pass --no-ledger",
         ) from None
     held = sum(c["held"] for c in entry.cutoffs)
-    facts = {"file": str(path), "role": ledger.role, "rows": rows.height, "held": held}
+    facts = {"file": str(path), "role": ledger.role, "rows": entry.rows, "held": held}
     return replace(summary, ledger=facts)
 
 

@@ -116,8 +116,8 @@ def stream_scores(
     preparers = workers or _cpus()
     with (
         _prefetched(batches) as read,
-        _pool(preparers, "prepare") as preparing,
-        _pool(1, "model") as modelling,
+        thread_pool(preparers, "prepare") as preparing,
+        thread_pool(1, "model") as modelling,
     ):
         keep = top is not None
         prepared = _ordered(
@@ -155,7 +155,7 @@ def _ordered(
 
 
 @contextlib.contextmanager
-def _pool(workers: int, name: str) -> Iterator[ThreadPoolExecutor]:
+def thread_pool(workers: int, name: str) -> Iterator[ThreadPoolExecutor]:
     """A thread pool that, on the way out, cancels queued work and waits for running work."""
     pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
     try:
