@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import itertools
 import shutil
 import sys
@@ -163,19 +164,8 @@ def score_file(
         psi = streamed.drift.psi()
         _check_drift(psi, fail_on_drift, allowances)
         # `ranked` is final here: every row's probability, rank and priority tier.
-        staged = (
-            beside.submit(
-                stage_run,
-                ledger,
-                ranked,
-                scorer=scorer,
-                top_k=top_k,
-                scored_at=scored_at,
-                paths=paths,
-            )
-            if ledger
-            else None
-        )
+        stage = functools.partial(stage_run, scorer=scorer, top_k=top_k, scored_at=scored_at)
+        staged = beside.submit(stage, ledger, ranked, paths=paths) if ledger else None
         listed = ranked.filter(pl.col(RANK) <= top_k) if top_k else ranked
         listed = mark_holdout(listed, ledger, scored_at=scored_at)
         if explained:
@@ -184,7 +174,7 @@ def score_file(
         _write_output(
             listed, temp, out_format, scorer, scored_at=scored_at, threshold=cut, columns=columns
         )
-        staged_run = staged.result() if staged else None  # its errors keep the list unwritten
+        staged_run = None if staged is None else staged.result()  # its errors: no list
         summary = summarise_scores(
             paths,
             scorer,
@@ -199,7 +189,7 @@ def score_file(
             priority=priority_counts(ranked),
         )
     # The list is in place: now its record (a ledger never names a list that is not there).
-    return record_staged(staged_run, summary) if staged_run else summary
+    return summary if staged_run is None else record_staged(staged_run, summary)
 
 
 @contextlib.contextmanager
