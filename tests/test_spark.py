@@ -26,7 +26,8 @@ from typer.testing import CliRunner, Result
 from hubscore.cli import app
 from hubscore.core.atomic import TEMP_MARKER
 from hubscore.core.config import FeaturesConfig
-from hubscore.core.datasets import parquet_parts, read_kv_metadata
+from hubscore.core.contract import feature_file_metadata
+from hubscore.core.datasets import parquet_parts, read_kv_metadata, write_folder_metadata
 from hubscore.core.errors import ValidationError
 from hubscore.core.ledger import LAYOUT_DIR, read_entries
 from hubscore.dev.sample import generate_sample
@@ -358,6 +359,19 @@ def test_spark_scores_equal_the_single_machine_scorer(
     assert len(actual) == (top_k or 60)
 
 
+def test_a_small_input_is_listed_in_a_part_per_core_not_a_part_per_shuffle_partition(
+    spark: object, tmp_path: Path
+) -> None:
+    # One small file is one input partition; it is sorted into one range partition per core
+    # (local[2]), where a plain orderBy made 200 (spark.sql.shuffle.partitions): 200 Python
+    # round trips for the labels and a part file for every few rows.
+    out = tmp_path / "spark.parquet"
+    done = score(CALIBRATED / "input.parquet", "-o", out, "--engine", "spark", golden=CALIBRATED)
+    assert done.exit_code == 0, done.output
+    assert 1 <= len(parquet_parts(out)) <= 2
+    assert read_any(out).height == 60
+
+
 def test_spark_drift_equals_the_local_scorers_when_batches_differ(
     spark: object, tmp_path: Path
 ) -> None:
@@ -419,32 +433,36 @@ def test_score_dataframe_ranks_per_cutoff_like_rank_scores(spark: object) -> Non
 
 
 @pytest.fixture
-def many_partitions(spark: object) -> Iterator[None]:
-    """Seven shuffle partitions, none coalesced away: ranks spread over several tasks."""
+def a_partition_per_file(spark: object) -> Iterator[None]:
+    """Read each small part file as its own input partition, as Spark does large ones."""
     conf = spark.conf  # type: ignore[attr-defined]
-    old = {k: conf.get(k) for k in (SHUFFLE_PARTITIONS, COALESCE)}
-    conf.set(SHUFFLE_PARTITIONS, "7")
-    conf.set(COALESCE, "false")
+    old = {k: conf.get(k) for k in (MAX_PARTITION_BYTES, OPEN_COST)}
+    conf.set(MAX_PARTITION_BYTES, "64k")
+    conf.set(OPEN_COST, "64k")
     yield
     for key, value in old.items():
         conf.set(key, value)
 
 
-SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
-COALESCE = "spark.sql.adaptive.coalescePartitions.enabled"
+MAX_PARTITION_BYTES = "spark.sql.files.maxPartitionBytes"
+OPEN_COST = "spark.sql.files.openCostInBytes"
 
 
 def test_ranks_ties_and_summary_equal_the_local_scorer_over_many_partitions(
-    spark: object, tmp_path: Path, many_partitions: None
+    spark: object, tmp_path: Path, a_partition_per_file: None
 ) -> None:
     # 6,000 rows, 60 distinct feature rows: every probability is shared by 100 shuffled ids,
-    # so ties (to the smaller id) decide most ranks, and each rank range spans tasks.
+    # so ties (to the smaller id) decide most ranks, and each rank range spans tasks: the
+    # input is seven part files, and the scores are sorted into as many range partitions.
     table = pq.read_table(CALIBRATED / "input.parquet")
     tiled = pl.concat([pl.from_arrow(table)] * 100)  # type: ignore[list-item]
     ids = np.random.default_rng(3).permutation(tiled.height) + 1
     tiled = tiled.with_columns(pl.Series("id", ids, dtype=pl.Int64), cutoff=date(2026, 11, 29))
     rows = tmp_path / "rows.parquet"
-    pq.write_table(tiled.to_arrow().replace_schema_metadata(table.schema.metadata), rows)
+    rows.mkdir()
+    for i, part in enumerate(tiled.iter_slices(-(-tiled.height // 7))):
+        pq.write_table(part.to_arrow(), rows / f"part-{i:05d}.parquet")
+    write_folder_metadata(rows, feature_file_metadata(table.schema.metadata))
     k = ["--top-k", "2500", "--explain", "150"]
     local = score(rows, "-o", tmp_path / "local.parquet", *k, golden=CALIBRATED)
     spark_args = ["--engine", "spark", "--batch-size", "700", *k]

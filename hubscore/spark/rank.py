@@ -71,9 +71,12 @@ def rank_frame(
         model: the shipped run folder (`ShippedModel`); its scorer labels the rows.
     """
     by = [CUTOFF] if CUTOFF in scores.columns else []
-    ordered = scores.orderBy(
-        *[F.col(c).asc() for c in by], F.col(PROBABILITY).desc(), F.col(ID).asc()
-    ).persist()
+    order = [*[F.col(c).asc() for c in by], F.col(PROBABILITY).desc(), F.col(ID).asc()]
+    ordered = (
+        scores.repartitionByRange(sorted_partitions(scores), *order)
+        .sortWithinPartitions(*order)
+        .persist()
+    )
     counts = ordered.groupBy(F.spark_partition_id().alias("_part"), *by).count().collect()
     offsets: dict[tuple[int, Cutoff], int] = {}
     rows: dict[Cutoff, int] = {}
@@ -84,6 +87,15 @@ def rank_frame(
     labels = _Labels(model, scored_at, threshold, offsets, rows, by)
     schema = labels.schema(model.scorer(), scores)
     return Ranked(ordered.mapInArrow(labels.run, from_arrow_schema(schema)), rows, ordered)
+
+
+def sorted_partitions(scores: DataFrame) -> int:
+    """Return how many range partitions to sort `scores` into: as many as its input has, and
+    at least one per core. `orderBy` takes `spark.sql.shuffle.partitions` (200 by default)
+    whatever the rows, and every later stage (labels, the list's write, the tier counts, the
+    ledger) then ran 200 tasks, each a round trip to a Python worker and a part file."""
+    cores = scores.sparkSession.sparkContext.defaultParallelism
+    return max(scores.rdd.getNumPartitions(), cores, 1)
 
 
 @dataclass(frozen=True)
