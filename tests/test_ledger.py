@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -23,6 +23,8 @@ from hubscore.core.ledger import (
     hold_flags,
     read_entries,
 )
+from hubscore.engine.scorer import load_scorer
+from hubscore.serving.ledger import LedgerRequest, ledger_rows
 
 GOLDEN = Path(__file__).parent / "golden"
 INPUT = GOLDEN / "xgboost" / "input.parquet"  # 60 companies, no cutoff column
@@ -62,6 +64,19 @@ def test_a_run_records_every_scored_row_and_its_metadata(tmp_path: Path) -> None
     assert meta["cutoffs"] == [{"cutoff": "2024-01-07", "rows": 60, "listed": 10, "held": 0}]
     assert meta["run_dir"] == str(CHAMPION.resolve())
     assert meta["output"] == str(out.resolve()) and meta["input"] == str(INPUT.resolve())
+
+
+@pytest.mark.parametrize("shuffled", [False, True], ids=["in rank order", "shuffled"])
+def test_ledger_rows_run_by_cutoff_then_rank_whatever_order_they_come_in(shuffled: bool) -> None:
+    scorer = load_scorer(CHAMPION)
+    scored = scorer.score(pl.read_parquet(INPUT).with_columns(cutoff=date(2024, 1, 7)))
+    ranked = pl.concat([scored, scored.with_columns(cutoff=date(2024, 1, 14))])
+    ranked = ranked.sample(fraction=1.0, shuffle=True, seed=5) if shuffled else ranked
+    at = datetime(2024, 1, 14, tzinfo=UTC)
+    rows = ledger_rows(ranked, scorer, LedgerRequest(Path("unused")), top_k=10, scored_at=at)
+    assert rows.select("cutoff", "rank").equals(
+        ranked.sort("cutoff", "rank").select("cutoff", "rank")
+    )
 
 
 def test_rescoring_a_cutoff_with_the_same_model_replaces_its_entry(tmp_path: Path) -> None:

@@ -124,7 +124,9 @@ def ledger_rows(
         pl.lit(scorer_sha256(scorer)).alias("model_sha256"),
         pl.lit(ledger.role).alias("role"),
         pl.lit(scored_at).alias("scored_at"),
-    ).sort([CUTOFF, RANK])
+    )
+    if not _in_cutoff_rank_order(rows):  # `score_file`'s ranked rows are: no sorted copy
+        rows = rows.sort([CUTOFF, RANK])
     if ledger.holdout is not None:
         listed = mark_holdout(rows.filter("listed").drop(HOLD), ledger, scored_at=scored_at)
         flags = listed.select(ID, CUTOFF, pl.col(HOLD).alias("_held"))
@@ -226,6 +228,13 @@ def record_staged(staged: StagedRun, summary: ScoreSummary) -> ScoreSummary:
     held = sum(c["held"] for c in entry.cutoffs)
     facts = {"file": str(path), "role": ledger.role, "rows": entry.rows, "held": held}
     return replace(summary, ledger=facts)
+
+
+def _in_cutoff_rank_order(rows: pl.DataFrame) -> bool:
+    """Return whether rows run by cutoff, then rank (checked without copying them)."""
+    step, rank_step = pl.col(CUTOFF).diff(), pl.col(RANK).diff()
+    ordered = (step > 0) | ((step == 0) & (rank_step > 0))
+    return bool(rows.select(ordered.slice(1).all(ignore_nulls=False)).item())  # null: unknown
 
 
 def _absolute(location: str) -> str:
