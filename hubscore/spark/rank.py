@@ -64,16 +64,22 @@ def rank_frame(
     *,
     scored_at: datetime,
     threshold: float | None,
+    partitions: int = 0,
 ) -> Ranked:
     """Rank and label `id` (`cutoff`) and probability rows as `score_file` does, in parallel.
 
     Args:
         model: the shipped run folder (`ShippedModel`); its scorer labels the rows.
+        partitions: range partitions to sort the rows into, at least one per core (the
+            default). Not `spark.sql.shuffle.partitions`, which `orderBy` would take: its
+            200 made every later stage (labels, the list's write, the tier counts, the
+            ledger) 200 tasks, each a round trip to a Python worker and a part file.
     """
     by = [CUTOFF] if CUTOFF in scores.columns else []
     order = [*[F.col(c).asc() for c in by], F.col(PROBABILITY).desc(), F.col(ID).asc()]
+    cores = scores.sparkSession.sparkContext.defaultParallelism
     ordered = (
-        scores.repartitionByRange(sorted_partitions(scores), *order)
+        scores.repartitionByRange(max(partitions, cores, 1), *order)
         .sortWithinPartitions(*order)
         .persist()
     )
@@ -87,15 +93,6 @@ def rank_frame(
     labels = _Labels(model, scored_at, threshold, offsets, rows, by)
     schema = labels.schema(model.scorer(), scores)
     return Ranked(ordered.mapInArrow(labels.run, from_arrow_schema(schema)), rows, ordered)
-
-
-def sorted_partitions(scores: DataFrame) -> int:
-    """Return how many range partitions to sort `scores` into: as many as its input has, and
-    at least one per core. `orderBy` takes `spark.sql.shuffle.partitions` (200 by default)
-    whatever the rows, and every later stage (labels, the list's write, the tier counts, the
-    ledger) then ran 200 tasks, each a round trip to a Python worker and a part file."""
-    cores = scores.sparkSession.sparkContext.defaultParallelism
-    return max(scores.rdd.getNumPartitions(), cores, 1)
 
 
 @dataclass(frozen=True)

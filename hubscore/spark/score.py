@@ -291,7 +291,12 @@ def score_path_spark(
                 refuse_repeated_keys(scores)
                 psi = drift.psi()
                 _check_drift(psi, fail_on_drift, dict(drift_allowances or {}))
-                ranked = rank_frame(scores, model, scored_at=scored_at, threshold=cut)
+                # As many sorted partitions as the file read has: planning a plain read
+                # runs nothing (a plan with a shuffle would run it to count its partitions).
+                parts = features.rdd.getNumPartitions()
+                ranked = rank_frame(
+                    scores, model, scored_at=scored_at, threshold=cut, partitions=parts
+                )
                 # Final here: every row's probability, rank and priority. Kept: it is written,
                 # counted per tier and recorded, and each would label every row again.
                 labelled = ranked.frame.persist()
