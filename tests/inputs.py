@@ -1,4 +1,5 @@
-"""Write tiny raw input files by hand, in the exact shape of the real exports."""
+"""Write test inputs: tiny raw files by hand, in the exact shape of the real exports, and
+feature files repeated from the golden one."""
 
 from __future__ import annotations
 
