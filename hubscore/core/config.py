@@ -7,7 +7,9 @@ naming the key, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import os
 import re
 import typing
@@ -22,6 +24,8 @@ import yaml
 
 from hubscore.core.decoding import decode
 from hubscore.core.errors import ConfigError
+
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 Target = Literal["converted_within", "is_customer"]
 ModelName = Literal["logreg", "random_forest", "xgboost", "lightgbm"]
@@ -274,7 +278,7 @@ def load_config(
         flags: the flag each override came from, e.g. {"training.model": "--model"}, so a
             bad value's error names what the user typed.
     """
-    merged = _read_yaml(resources.files("hubscore.core").joinpath("default_config.yaml"), "default")
+    merged = copy.deepcopy(_packaged_default())
     sources: dict[str, str] = {}
     if path is not None:
         if not path.is_file():
@@ -321,9 +325,20 @@ def _dotted_keys(values: Mapping[str, Any]) -> list[str]:
     ]
 
 
+@functools.cache
+def _packaged_default() -> dict[str, Any]:
+    # Read once per process: help's defaults and the command's own config both start from it.
+    return _read_yaml(resources.files("hubscore.core").joinpath("default_config.yaml"), "default")
+
+
+def _safe_load(text: str) -> Any:
+    """`yaml.safe_load`, through libyaml when the wheel has it: 1 ms, not 9, for the default."""
+    return yaml.load(text, Loader=_SAFE_LOADER)
+
+
 def _read_yaml(source: Any, name: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+        data = _safe_load(source.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{name} is not valid YAML: {exc}", hint="fix the file") from None
     if data is None:
@@ -368,7 +383,7 @@ def _env_overrides(
         target = found
         for step in path[:-2]:
             target = target.setdefault(step, {})
-        target.setdefault(path[-2], {})[path[-1]] = yaml.safe_load(raw) if raw else None
+        target.setdefault(path[-2], {})[path[-1]] = _safe_load(raw) if raw else None
         variables[".".join(path)] = name
     return found, variables
 
