@@ -1,3 +1,3 @@
-from hubscore.cli import app
+from hubscore.cli import run
 
-app(prog_name="hubscore")
+run()

@@ -82,6 +82,39 @@ def test_scoring_without_reasons_does_not_load_protobuf(tmp_path: Path) -> None:
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"exit_code": 0, "loaded": []}
 
 
+COLLECTOR_PROBE = """
+import gc, json, sys
+from hubscore.cli import run
+scorer_loaded = []  # at each automatic collection: were the scorer's modules loaded yet?
+gc.callbacks.append(
+    lambda phase, info: phase == "start"
+    and scorer_loaded.append("hubscore.serving.batch" in sys.modules)
+)
+sys.argv = ["hubscore", "score", *sys.argv[1:]]
+try:
+    run()
+except SystemExit as exc:
+    exit_code = exc.code
+print(json.dumps({
+    "exit_code": exit_code,
+    "while_loading": scorer_loaded.count(False),
+    "while_scoring": scorer_loaded.count(True),
+}))
+"""
+
+
+def test_the_command_line_collects_garbage_only_once_its_command_runs(tmp_path: Path) -> None:
+    out = tmp_path / "scores.parquet"
+    args = [str(GOLDEN / "input.parquet"), "-o", str(out), "--model", str(GOLDEN / "run"), "-q"]
+    done = subprocess.run(
+        [sys.executable, "-c", COLLECTOR_PROBE, *args], capture_output=True, text=True, check=True
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["exit_code"] == 0
+    assert report["while_loading"] == 0  # NumPy, Polars, pyarrow, onnxruntime: never scanned
+    assert report["while_scoring"] > 0  # and collection resumed for the command's own work
+
+
 def test_explaining_loads_no_training_stack(tmp_path: Path) -> None:
     explained = ROOT / "tests" / "golden" / "xgboost"  # calibrated, explained: format 2
     out = tmp_path / "list.parquet"
