@@ -23,6 +23,7 @@ from hubscore.cli import app
 from hubscore.core.artifacts import ENCODERS_FILE, MANIFEST, MODEL_FILE, sha256_file
 from hubscore.core.atomic import TEMP_MARKER
 from hubscore.core.ledger import read_entries
+from hubscore.serving.batch import _group_rows, _row_groups
 
 GOLDEN = Path(__file__).parent / "golden" / "basic"
 INPUT = GOLDEN / "input.parquet"
@@ -65,6 +66,25 @@ def test_as_of_makes_output_byte_identical(tmp_path: Path) -> None:
         )
         assert first.read_bytes() == second.read_bytes()
     assert "2024-01-07T00:00:00Z" in (tmp_path / "a.csv").read_text()
+
+
+@pytest.mark.parametrize("groups", [[60], [25, 35]], ids=["one row group", "two row groups"])
+def test_a_big_row_group_is_decoded_in_parts_into_the_same_batches(
+    tmp_path: Path, groups: list[int]
+) -> None:
+    # Parts of 32 rows (40 rounded down to whole batches of 16), each group in its own parts.
+    source, table, start = tmp_path / "input.parquet", pq.read_table(INPUT), 0
+    with pq.ParquetWriter(source, table.schema) as writer:
+        for rows in groups:
+            writer.write_table(table.slice(start, rows), row_group_size=rows)
+            start += rows
+    assert _group_rows(pq.ParquetFile(source)) == groups
+    columns = pq.ParquetFile(source).schema_arrow.names
+    parts = list(_row_groups(source, columns, groups, 16, decoded_rows=40))
+    whole = list(_row_groups(source, columns, groups, 16, decoded_rows=10**9))
+    assert [b.height for b in parts] == [b.height for b in whole]
+    assert all(p.equals(w) for p, w in zip(parts, whole, strict=True))
+    assert pl.concat(parts).equals(pl.read_parquet(INPUT))
 
 
 def test_csv_input_scores_like_parquet(tmp_path: Path) -> None:
