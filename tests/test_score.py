@@ -25,6 +25,7 @@ from hubscore.engine.scorer import (
     empty_batch,
     load_scorer,
     output_columns,
+    rank_scores,
     scored_at_for,
     to_frame,
 )
@@ -194,6 +195,36 @@ def test_rank_breaks_ties_by_id_and_threshold_overrides(
     order = scores.select(-pl.col("conversion_probability").cast(pl.Float64), "id").rows()
     assert order == sorted(order)
     assert scores["prediction"].sum() == 0
+
+
+_probabilities = st.sampled_from([0.0, -0.0, 0.25, 0.5, 0.75, 1.0, float("nan")]) | st.floats(0, 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(-(2**63), 2**63 - 1), _probabilities),
+        min_size=2,
+        max_size=40,
+        unique_by=lambda row: row[0],
+    ),
+    narrow=st.booleans(),
+)
+def test_rank_order_is_probability_descending_then_the_smaller_id(
+    rows: list[tuple[int, float]], narrow: bool
+) -> None:
+    # Ids within 2**32 of each other and probabilities without NaN take the one-key sort;
+    # the rest the two-key sort. Both must give the order the two keys define, ties included
+    # (-0.0 ties with 0.0, NaN first).
+    ids = [i % 1000 if narrow else i for i, _ in rows]
+    scores = pl.DataFrame(
+        {"id": ids, "conversion_probability": [p for _, p in rows]},
+        schema={"id": pl.Int64, "conversion_probability": pl.Float32},
+    ).unique("id")
+    expected = scores.sort(["conversion_probability", "id"], descending=[True, False])
+    ranked = rank_scores(scores)
+    assert ranked.select("id").equals(expected.select("id"))
+    assert ranked["rank"].to_list() == list(range(1, scores.height + 1))
 
 
 def test_confidence_follows_manifest_bands(scorer: Scorer, companies: pl.DataFrame) -> None:
