@@ -208,18 +208,19 @@ _probabilities = st.sampled_from([0.0, -0.0, 0.25, 0.5, 0.75, 1.0, float("nan")]
         max_size=40,
         unique_by=lambda row: row[0],
     ),
-    narrow=st.booleans(),
+    ids=st.sampled_from(["wide", "narrow", "int8"]),
 )
 def test_rank_order_is_probability_descending_then_the_smaller_id(
-    rows: list[tuple[int, float]], narrow: bool
+    rows: list[tuple[int, float]], ids: str
 ) -> None:
-    # Ids within 2**32 of each other and probabilities without NaN take the one-key sort;
-    # the rest the two-key sort. Both must give the order the two keys define, ties included
-    # (-0.0 ties with 0.0, NaN first).
-    ids = [i % 1000 if narrow else i for i, _ in rows]
+    # 64-bit ids within 2**32 of each other and probabilities without NaN take the one-key
+    # sort; the rest the two-key sort. Both must give the order the two keys define, ties
+    # included (-0.0 ties with 0.0, NaN first).
+    folded = {"wide": lambda i: i, "narrow": lambda i: i % 1000, "int8": lambda i: i % 256 - 128}
+    dtype = pl.Int8 if ids == "int8" else pl.Int64
     scores = pl.DataFrame(
-        {"id": ids, "conversion_probability": [p for _, p in rows]},
-        schema={"id": pl.Int64, "conversion_probability": pl.Float32},
+        {"id": [folded[ids](i) for i, _ in rows], "conversion_probability": [p for _, p in rows]},
+        schema={"id": dtype, "conversion_probability": pl.Float32},
     ).unique("id")
     expected = scores.sort(["conversion_probability", "id"], descending=[True, False])
     ranked = rank_scores(scores)
