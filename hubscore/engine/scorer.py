@@ -386,9 +386,9 @@ def _packed_rank_order(scores: pl.DataFrame) -> pl.Series | None:
     offset from the smallest id (ties to the smaller id): the order `rank_scores` defines,
     in a sort of one integer column, 2-3x faster than sorting two (2M rows: 0.12-0.19 s vs
     0.24-0.39 s). It needs what nearly every list has: 64-bit integer ids (narrower ones could
-    overflow while offset) within 2**32 of each other, and
-    probabilities that are neither NaN nor negative (a non-negative float32's bits order as
-    its value; -0.0 is made 0.0, as the sort treats them alike).
+    overflow while offset) within 2**32 of each other, and probabilities that are neither NaN
+    nor negative (a non-negative float32's bits order as its value; -0.0 is made 0.0, as the
+    sort treats them alike).
     """
     ids = scores.get_column(ID)
     if ids.dtype not in (pl.Int64, pl.UInt64) or ids.null_count() or scores.height < 2:
